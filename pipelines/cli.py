@@ -1,0 +1,157 @@
+"""The `newsbeam` command: run the pipeline, inspect a dataset.
+
+    newsbeam run [--input PATH|DIR|GLOB ...] [--output DIR] [newsbeam and Beam options]
+    newsbeam inspect [--output DIR] [--run_id ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.options import DEFAULT_OUTPUT, DEFAULT_RUNNER, NewsOptions
+
+RUN_EPILOG = f"""\
+Any other flag is passed to Apache Beam, for example:
+  --runner RUNNER                  default {DEFAULT_RUNNER} (local, no network needed);
+                                   DataflowRunner for Google Cloud Dataflow
+  --direct_num_workers N --direct_running_mode multi_processing
+                                   N local worker processes
+  --project P --region R --temp_location gs://... --setup_file ./setup.py
+                                   what DataflowRunner needs
+Output: OUTPUT/articles/date=YYYY-MM-DD/topic=<slug>/, duplicates/, errors/, index/ (Parquet)
+and OUTPUT/_runs/<run_id>.json (the run manifest). Exit status: 0 when the run finished and every
+input is accounted for, 1 when it failed, 2 for bad flags.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsbeam",
+        description="News ingestion on Apache Beam: articles from text, HTML and JSONL files "
+                    "into one clean, deduplicated, partitioned Parquet dataset.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run", help="run the batch pipeline", description="Run the batch pipeline once over "
+        "the inputs, adding to the dataset in --output.", epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    NewsOptions._add_argparse_args(run)
+    run.add_argument("--quiet", action="store_true", help="print only the summary's last line")
+    inspect = commands.add_parser(
+        "inspect", help="summarise a dataset and its runs",
+        description="Print what a dataset holds: rows per dataset and partition, and the runs "
+                    "that wrote it (from OUTPUT/_runs/).")
+    inspect.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR",
+                         help=f"the dataset folder (default: {DEFAULT_OUTPUT})")
+    inspect.add_argument("--run_id", default=None,
+                         help="show this run's manifest in full (JSON)")
+    return parser
+
+
+# --- Summary -------------------------------------------------------------------------------------
+
+
+def format_summary(manifest: dict) -> str:
+    """The end-of-run summary a person reads: counts per stage, errors by reason, partitions
+    written, elapsed time, where the output is."""
+    counts, accounting = manifest["counts"], manifest["accounting"]
+    lines = [
+        f"newsbeam run {manifest['run_id']}: {manifest['elapsed_s']:.1f} s",
+        f"  inputs           {counts['inputs']:>8}",
+        f"  read             {counts['documents']:>8}   documents",
+        f"  extracted        {counts['extracted']:>8}   articles",
+        f"  already ingested {counts['already_ingested']:>8}   (stored by an earlier run)",
+        f"  duplicates       {counts['duplicates']:>8}",
+        f"  articles written {accounting['articles']:>8}",
+        f"  errors           {counts['errors']:>8}" + (
+            f"   ({accounting['errors_recorded_before']} recorded by an earlier run)"
+            if accounting["errors_recorded_before"] else ""),
+    ]
+    for stage, reasons in manifest["errors_by_stage"].items():
+        listed = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+        lines.append(f"    {stage}: {listed}")
+    for name, dataset in sorted(manifest["datasets"].items()):
+        lines.append(f"  {name}/: {dataset['rows']} rows in {dataset['files']} files")
+        for partition, part in sorted(dataset["partitions"].items()):
+            if partition != ".":
+                lines.append(f"    {partition}: {part['rows']}")
+    verdict = "every input accounted for" if accounting["balanced"] else \
+        "ACCOUNTING MISMATCH: inputs != articles + duplicates + errors + already ingested"
+    lines.append(f"  {verdict}; output in {manifest['options']['output']}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+    from pipelines import ingest
+    argv = _news_argv(args) + beam_argv
+    options = ingest.prepare_options(argv)
+    problems = options.validate_news()
+    if problems:
+        for problem in problems:
+            print(f"newsbeam run: {problem}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"newsbeam: reading {', '.join(options.input)} -> {options.output}",
+              file=sys.stderr)
+    manifest = ingest.run_pipeline(options)
+    summary = format_summary(manifest)
+    print(summary.splitlines()[-1] if args.quiet else summary)
+    return 0 if manifest["accounting"]["balanced"] else 1
+
+
+def _news_argv(args: argparse.Namespace) -> list[str]:
+    """The newsbeam flags parsed by argparse, as command-line words for NewsOptions."""
+    words = []
+    for name, value in vars(args).items():
+        if name in ("command", "quiet") or value is None:
+            continue
+        for item in (value if isinstance(value, list) else [value]):
+            words += [f"--{name}", str(item)]
+    return words
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from pipelines.ingest import read_manifest
+    runs_glob = f"{args.output.rstrip('/')}/_runs/*.json"
+    manifests = sorted(m.path for m in FileSystems.match([runs_glob])[0].metadata_list)
+    if not manifests:
+        print(f"newsbeam inspect: no runs under {args.output}", file=sys.stderr)
+        return 1
+    if args.run_id:
+        print(json.dumps(read_manifest(args.output, args.run_id), indent=2, sort_keys=True))
+        return 0
+    import pyarrow.dataset as ds
+    print(f"{args.output}: {len(manifests)} runs")
+    for path in manifests:
+        with FileSystems.open(path) as stream:
+            manifest = json.loads(stream.read())
+        accounting = manifest["accounting"]
+        print(f"  {manifest['run_id']}: {accounting['inputs']} inputs, "
+              f"{accounting['articles']} articles, {accounting['duplicates']} duplicates, "
+              f"{accounting['errors']} errors, {accounting['already_ingested']} already "
+              f"ingested")
+    for name in ("articles", "duplicates", "errors"):
+        root = f"{args.output.rstrip('/')}/{name}"
+        if not FileSystems.exists(root):
+            continue
+        dataset = ds.dataset(root, format="parquet", partitioning="hive")
+        print(f"{name}: {dataset.count_rows()} rows in {len(dataset.files)} files")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args, rest = _parser().parse_known_args(argv)
+    if args.command == "run":
+        return _run(args, rest)
+    if rest:
+        _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    return _inspect(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The batch graph: inputs -> documents -> articles -> Parquet datasets and a run manifest.
+
+    read ──► extract ──► already ingested? / exact copies ──► topic ──► articles/ + index/
+      │          │                  └──► duplicates/
+      └──────────┴──► errors/                      (and _runs/<run_id>.json over all of it)
+
+Near-duplicate clustering, entities and same-story linking slot in between the exact-copy step
+and the sink (see DESIGN.md): copies are dropped before any model runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import platform
+import posixpath
+from importlib import metadata
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.options import DEFAULT_RUNNER, NewsOptions, bundled_seeds, new_run_id
+from schemas.records import (SCHEMA_VERSION, Article, Duplicate, ErrorIndexEntry, ErrorRow,
+                             IndexEntry)
+from transforms import sinks
+from transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
+from transforms.errors import ERRORS, DropRecordedErrors
+from transforms.extract import ExtractArticles
+from transforms.sinks import WriteDataset, WriteManifest
+from transforms.sources import ReadInputs
+from transforms.topics import AssignTopics
+
+_LOG = logging.getLogger(__name__)
+
+INDEX_DATASET = "index/articles"
+ERROR_INDEX_DATASET = "index/errors"
+_VERSIONED_PACKAGES = ("newsbeam", "apache-beam", "trafilatura", "pyarrow", "feedparser",
+                       "spacy", "lxml")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def index_entry(article: Article) -> IndexEntry:
+    return IndexEntry(article_id=article.article_id, content_hash=article.content_hash,
+                      run_id=article.run_id, ingested_at=article.ingested_at,
+                      canonical_url=article.canonical_url, published_at=article.published_at)
+
+
+def read_indexed_ids(pipeline, output_dir: str, dataset: str, column: str, label: str):
+    """The ids that earlier runs recorded in OUTPUT/<dataset>/. The files are listed when the
+    graph is built: a run never sees its own index files."""
+    pattern = posixpath.join(output_dir, dataset, "*.parquet")
+    files = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    if not files:
+        return pipeline | f"No{label}" >> beam.Create([]).with_output_types(str)
+    return (
+        pipeline
+        | f"{label}Files" >> beam.Create(sorted(files))
+        | f"Read{label}" >> beam.io.ReadAllFromParquet(columns=[column])
+        | f"{label}Ids" >> beam.Map(lambda row: row[column]))
+
+
+def build(pipeline, options: NewsOptions, run: dict) -> dict:
+    """Adds the ingest graph to `pipeline`; returns its main PCollections by name."""
+    output, run_id = options.output, run["run_id"]
+    ingested_at = dt.datetime.fromisoformat(run["started_at"])
+    write = lambda dataset, record_type, partition_fn, columns=(): WriteDataset(
+        output, dataset, record_type, run_id, partition_fn, columns,
+        options.rows_per_file, options.row_group_rows)
+
+    read = pipeline | "ReadInputs" >> ReadInputs(options.input, run_id,
+                                                 options.max_document_bytes)
+    extracted = read.documents | "ExtractArticles" >> ExtractArticles(
+        run_id, ingested_at, options.extraction_timeout_s, options.min_words,
+        options.progress_interval_s)
+    resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
+        read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"))
+    articles = resolved.articles | "AssignTopics" >> AssignTopics()
+    errors = (read[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
+    new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(
+        read_indexed_ids(pipeline, output, ERROR_INDEX_DATASET, "error_id", "ErrorIndex"))
+
+    written = [
+        articles | "WriteArticles" >> write("articles", Article,
+                                            sinks.article_partition, ("topic",)),
+        resolved[DUPLICATES] | "WriteDuplicates" >> write("duplicates", Duplicate,
+                                                          sinks.duplicate_partition),
+        new_errors | "WriteErrors" >> write("errors", ErrorRow, sinks.error_partition),
+        (articles | "IndexEntries" >> beam.Map(index_entry)
+         | "WriteIndex" >> write(INDEX_DATASET, IndexEntry, sinks.no_partition)),
+        (new_errors | "ErrorIndexEntries" >> beam.Map(
+            lambda e: ErrorIndexEntry(error_id=e.error_id, run_id=e.run_id))
+         | "WriteErrorIndex" >> write(ERROR_INDEX_DATASET, ErrorIndexEntry, sinks.no_partition)),
+    ]
+    counts = {
+        "inputs": (read.documents, read[ERRORS]) | "Inputs" >> beam.Flatten(),
+        "documents": read.documents,
+        "extracted": extracted.articles,
+        "articles": articles,
+        "duplicates": resolved[DUPLICATES],
+        "already_ingested": resolved[ALREADY_INGESTED],
+        "errors": errors,
+        "errors_new": new_errors,
+    }
+    manifest = pipeline | "WriteManifest" >> WriteManifest(output, run, counts, errors, written)
+    return {"articles": articles, "duplicates": resolved[DUPLICATES], "errors": new_errors,
+            "manifest": manifest}
+
+
+def prepare_options(argv: list[str] | None) -> NewsOptions:
+    """Options from the command line, with newsbeam's defaults: the bundled seeds as input and a
+    runner that needs no network."""
+    options = NewsOptions(argv)
+    if not options.input:
+        options.input = [bundled_seeds()]
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = DEFAULT_RUNNER
+    return options
+
+
+def new_run(options: NewsOptions) -> dict:
+    started_at = dt.datetime.now(dt.timezone.utc)
+    run_id = options.run_id or new_run_id(started_at)
+    recorded = {**options.get_all_options(drop_default=True), **options.news_values()}
+    return {"run_id": run_id, "started_at": started_at.isoformat(), "schema_version":
+            SCHEMA_VERSION, "options": json.loads(json.dumps(recorded, default=str)),
+            "versions": package_versions()}
+
+
+def run_pipeline(options: NewsOptions) -> dict:
+    """Runs the batch pipeline to completion; returns the run manifest."""
+    problems = options.validate_news()
+    if problems:
+        raise ValueError("; ".join(problems))
+    run_info = new_run(options)
+    _LOG.info("run %s: %s -> %s", run_info["run_id"], options.input, options.output)
+    with beam.Pipeline(options=options) as pipeline:
+        build(pipeline, options, run_info)
+    return read_manifest(options.output, run_info["run_id"])
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """`run_pipeline` with options from command-line words."""
+    return run_pipeline(prepare_options(argv))
+
+
+def read_manifest(output_dir: str, run_id: str) -> dict:
+    with FileSystems.open(sinks.manifest_path(output_dir, run_id)) as stream:
+        return json.loads(stream.read())

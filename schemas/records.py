@@ -1,0 +1,194 @@
+"""The records that flow through newsbeam, and the Arrow schemas derived from them.
+
+Each record is a dataclass; its Arrow schema is computed from the type hints by `arrow_schema`, so
+a field is declared once. Optional[...] fields are nullable, everything else is required.
+Timestamps are UTC, microsecond precision. Nested dataclasses become structs, lists become
+`list<...>` columns (written in Parquet's compliant nested layout by the sink).
+
+Bump SCHEMA_VERSION whenever a field is added, removed or changes meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import typing
+from typing import Optional
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass
+class Document:
+    """One input document before extraction: a file's bytes, or one JSONL record's fields.
+    Internal to the pipeline; never written."""
+    source_uri: str
+    kind: str                      # "text", "markdown" or "html"
+    content: bytes | str           # bytes from a file, str from a JSONL record
+    source_id: Optional[str] = None
+    url: Optional[str] = None
+    title: Optional[str] = None
+    description: Optional[str] = None
+    authors: list[str] = dataclasses.field(default_factory=list)
+    publisher: Optional[str] = None
+    published_at: Optional[str] = None   # as the input wrote it; parsed by extraction
+    categories: list[str] = dataclasses.field(default_factory=list)
+    language: Optional[str] = None
+
+
+@dataclasses.dataclass
+class Entity:
+    """One distinct named entity of an article."""
+    text: str
+    label: str
+    count: int
+    start: int
+
+
+@dataclasses.dataclass
+class TopicScore:
+    topic: str
+    score: float
+
+
+@dataclasses.dataclass
+class Article:
+    """One article, from extraction to the sink. Later stages fill the fields they own."""
+    article_id: str
+    source_uri: str
+    text: str
+    word_count: int
+    content_hash: str
+    ingested_at: dt.datetime
+    date_source: str
+    run_id: str
+    source_id: Optional[str] = None
+    url: Optional[str] = None
+    canonical_url: Optional[str] = None
+    publisher: Optional[str] = None
+    domain: Optional[str] = None
+    title: Optional[str] = None
+    description: Optional[str] = None
+    authors: list[str] = dataclasses.field(default_factory=list)
+    language: Optional[str] = None
+    published_at: Optional[dt.datetime] = None
+    categories: list[str] = dataclasses.field(default_factory=list)
+    wire_sources: list[str] = dataclasses.field(default_factory=list)
+    topic: str = "unclassified"
+    topic_confidence: Optional[float] = None
+    topic_source: Optional[str] = None
+    topic_scores: list[TopicScore] = dataclasses.field(default_factory=list)
+    entities: list[Entity] = dataclasses.field(default_factory=list)
+    duplicate_count: int = 0
+    story_id: Optional[str] = None
+    is_story_lead: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclasses.dataclass
+class Duplicate:
+    """A copy that was not kept because another article carries the same text."""
+    duplicate_of: str
+    source_uri: str
+    similarity: float
+    method: str
+    ingested_at: dt.datetime
+    run_id: str
+    source_id: Optional[str] = None
+    url: Optional[str] = None
+    publisher: Optional[str] = None
+    title: Optional[str] = None
+    published_at: Optional[dt.datetime] = None
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclasses.dataclass
+class ErrorRow:
+    """An input, or part of one, that a stage could not turn into an article. `error_id` is the
+    same whenever the same input fails the same way, so a re-run records it once."""
+    error_id: str
+    stage: str
+    reason: str
+    message: str
+    source_uri: str
+    occurred_at: dt.datetime
+    run_id: str
+    source_id: Optional[str] = None
+    url: Optional[str] = None
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclasses.dataclass
+class ErrorIndexEntry:
+    """An error this dataset has recorded already."""
+    error_id: str
+    run_id: str
+
+
+@dataclasses.dataclass
+class IndexEntry:
+    """What a later run needs to know about an article this run stored."""
+    article_id: str
+    content_hash: str
+    run_id: str
+    ingested_at: dt.datetime
+    canonical_url: Optional[str] = None
+    published_at: Optional[dt.datetime] = None
+
+
+# --- Arrow schemas, derived from the dataclasses -------------------------------------------------
+
+_SCALARS = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    dt.datetime: pa.timestamp("us", tz="UTC"),
+}
+
+
+def _arrow_type(hint) -> tuple[pa.DataType, bool]:
+    """(Arrow type, nullable) for one resolved type hint."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:
+        members = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(members) != 1:
+            raise TypeError(f"only Optional[X] unions are supported, not {hint}")
+        return _arrow_type(members[0])[0], True
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        item_type, _ = _arrow_type(item)
+        return pa.list_(pa.field("element", item_type, nullable=False)), False
+    if dataclasses.is_dataclass(hint):
+        return pa.struct(_fields(hint)), False
+    if hint in _SCALARS:
+        return _SCALARS[hint], False
+    raise TypeError(f"no Arrow type for {hint!r}")
+
+
+def _fields(cls) -> list[pa.Field]:
+    hints = typing.get_type_hints(cls)
+    fields = []
+    for field in dataclasses.fields(cls):
+        arrow_type, nullable = _arrow_type(hints[field.name])
+        fields.append(pa.field(field.name, arrow_type, nullable=nullable))
+    return fields
+
+
+def arrow_schema(cls, drop: tuple[str, ...] = ()) -> pa.Schema:
+    """The Arrow schema of a record class, without the named columns (e.g. partition keys)."""
+    return pa.schema([f for f in _fields(cls) if f.name not in drop])
+
+
+def to_row(record) -> dict:
+    """A record as a plain dict of Python values, nested records included."""
+    return dataclasses.asdict(record)
+
+
+def to_table(records, schema: pa.Schema) -> pa.Table:
+    """Records as an Arrow table of `schema` (columns outside the schema are left out)."""
+    names = schema.names
+    rows = [{name: row[name] for name in names} for row in map(to_row, records)]
+    return pa.Table.from_pylist(rows, schema=schema)

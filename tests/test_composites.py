@@ -1,0 +1,150 @@
+"""Each stage's PTransform in a TestPipeline (FnApiRunner: no network)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gzip
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from schemas.records import Article, Document, ErrorRow
+from tests.conftest import FIXTURES, SEEDS
+from transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
+from transforms.errors import ERRORS, DropRecordedErrors, error_row
+from transforms.extract import ExtractArticles
+from transforms.sinks import WriteDataset, article_partition
+from transforms.sources import ReadInputs
+from transforms.topics import AssignTopics
+
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+
+def pipeline():
+    return test_pipeline.TestPipeline(runner="FnApiRunner")
+
+
+def article(article_id: str, source_uri: str, **fields) -> Article:
+    values = dict(article_id=article_id, source_uri=source_uri, text="Some text.", word_count=2,
+                  content_hash="h" + article_id, ingested_at=NOW, date_source="ingested",
+                  run_id="run")
+    values.update(fields)
+    return Article(**values)
+
+
+def test_read_inputs_reads_each_file_once_and_routes_bad_ones(tmp_path: Path):
+    (tmp_path / "a.txt").write_text("Plain text article.")
+    (tmp_path / "b.html.gz").write_bytes(gzip.compress(b"<p>page</p>"))
+    (tmp_path / "c.jsonl").write_text('{"text": "one", "id": 1}\n\n[1, 2]\n')
+    (tmp_path / "d.pdf").write_bytes(b"%PDF-1.7")
+    # The folder, a glob over it and one file by name: every file still read once.
+    inputs = [str(tmp_path), str(tmp_path / "*.txt"), str(tmp_path / "a.txt")]
+
+    with pipeline() as p:
+        read = p | ReadInputs(inputs, run_id="run", max_document_bytes=1000)
+        assert_that(read.documents | beam.Map(lambda d: (Path(d.source_uri).name, d.kind)),
+                    equal_to([("a.txt", "text"), ("b.html.gz", "html"),
+                              ("c.jsonl#L1", "text")]), label="documents")
+        assert_that(read[ERRORS] | beam.Map(lambda e: (Path(e.source_uri).name, e.reason)),
+                    equal_to([("c.jsonl#L3", "invalid_record"), ("d.pdf", "unsupported_type")]),
+                    label="errors")
+
+
+def test_extract_articles_cleans_text_and_reports_failures():
+    seed = (SEEDS / "004_732ed2892add5ac6.txt").read_bytes()
+    documents = [
+        Document(source_uri="seed.txt", kind="text", content=seed),
+        Document(source_uri="page.html", kind="html",
+                 content=(FIXTURES / "sport-article.html").read_bytes()),
+        Document(source_uri="menu.html", kind="html",
+                 content=b"<html><body><nav><a href='/'>Home</a></nav></body></html>"),
+        Document(source_uri="short.txt", kind="text", content=b"Too short."),
+        Document(source_uri="bytes.txt", kind="text", content=bytes(range(0x80, 0x100)) * 8),
+    ]
+    with pipeline() as p:
+        extracted = p | beam.Create(documents) | ExtractArticles(
+            run_id="run", ingested_at=NOW, timeout_s=60, min_words=5, progress_interval_s=0)
+        assert_that(extracted.articles | beam.Map(
+            lambda a: (a.source_uri, a.wire_sources, a.title, "All rights reserved" in a.text)),
+            equal_to([("seed.txt", ["Anadolu Agency"], None, False),
+                      ("page.html", [], "City edge United in late derby drama", False)]),
+            label="articles")
+        assert_that(extracted[ERRORS] | beam.Map(lambda e: (e.source_uri, e.stage, e.reason)),
+                    equal_to([("menu.html", "extract", "empty_extraction"),
+                              ("short.txt", "extract", "empty_extraction"),
+                              ("bytes.txt", "extract", "undecodable")]), label="errors")
+
+
+def test_exact_copies_keep_one_and_known_articles_are_skipped():
+    early = dt.datetime(2022, 2, 16, tzinfo=dt.timezone.utc)
+    articles = [
+        article("same", "z-late.txt", published_at=early + dt.timedelta(hours=5)),
+        article("same", "a-early.txt", published_at=early),
+        article("same", "b-undated.txt"),
+        article("known", "old.txt"),
+        article("fresh", "new.txt"),
+    ]
+    with pipeline() as p:
+        index = p | "Index" >> beam.Create(["known", "unrelated"])
+        resolved = p | beam.Create(articles) | DropKnownAndExactCopies(index)
+        assert_that(resolved.articles | beam.Map(
+            lambda a: (a.article_id, a.source_uri, a.duplicate_count)),
+            equal_to([("same", "a-early.txt", 2), ("fresh", "new.txt", 0)]), label="kept")
+        assert_that(resolved[DUPLICATES] | beam.Map(
+            lambda d: (d.source_uri, d.duplicate_of, d.method, d.similarity)),
+            equal_to([("z-late.txt", "same", "exact", 1.0),
+                      ("b-undated.txt", "same", "exact", 1.0)]), label="duplicates")
+        assert_that(resolved[ALREADY_INGESTED], equal_to(["known"]), label="skipped")
+
+
+def test_recorded_errors_are_not_written_twice():
+    first = error_row("read", "too_large", "big", "/in/big.txt", "run")
+    again = error_row("read", "too_large", "big", "/in/big.txt", "run")
+    other = error_row("read", "empty_input", "empty", "/in/empty.txt", "run")
+    known = error_row("read", "binary_content", "bin", "/in/image.txt", "run")
+    with pipeline() as p:
+        index = p | "Index" >> beam.Create([known.error_id])
+        kept = p | beam.Create([first, again, other, known]) | DropRecordedErrors(index)
+        assert_that(kept | beam.Map(lambda e: e.source_uri),
+                    equal_to(["/in/big.txt", "/in/empty.txt"]))
+
+
+def test_assign_topics_partitions_by_section():
+    articles = [article("1", "a", categories=["Sport"]),
+                article("2", "b", url="https://x.test/business/2022/a-story"),
+                article("3", "c")]
+    with pipeline() as p:
+        topics = p | beam.Create(articles) | AssignTopics()
+        assert_that(topics | beam.Map(lambda a: (a.article_id, a.topic, a.topic_source)),
+                    equal_to([("1", "sport", "section"),
+                              ("2", "economy-business-finance", "section"),
+                              ("3", "unclassified", None)]))
+
+
+@pytest.mark.parametrize("rows_per_file", [2, 100])
+def test_write_dataset_partitions_and_commits_whole_files(tmp_path: Path, rows_per_file: int):
+    day = dt.datetime(2022, 2, 16, 12, tzinfo=dt.timezone.utc)
+    articles = [article(str(i), f"s{i}", published_at=day, topic=topic)
+                for i, topic in enumerate(["sport", "sport", "sport", "politics",
+                                           "../../escape"])]
+    with pipeline() as p:
+        written = (p | beam.Create(articles)
+                   | WriteDataset(str(tmp_path), "articles", Article, "run-1",
+                                  article_partition, ("topic",), rows_per_file=rows_per_file))
+        assert_that(written | beam.combiners.Count.Globally(),
+                    equal_to([4 if rows_per_file == 2 else 3]))
+
+    files = sorted(tmp_path.rglob("*.parquet"))
+    folders = {f.parent.relative_to(tmp_path).as_posix() for f in files}
+    assert folders == {"articles/date=2022-02-16/topic=sport",
+                       "articles/date=2022-02-16/topic=politics",
+                       "articles/date=2022-02-16/topic=escape"}
+    assert all(f.name.startswith("part-run-1-") for f in files)
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 5
+    assert all(p.resolve().is_relative_to(tmp_path.resolve()) for p in tmp_path.rglob("*"))
+    assert not [p for p in (tmp_path / ".tmp").rglob("*") if p.is_file()]

@@ -1,0 +1,217 @@
+"""End to end: the `newsbeam` command over real files, the Parquet read back with pyarrow and
+DuckDB."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import (MIXED_ARTICLES, MIXED_DUPLICATES, MIXED_EXPECTED_ERRORS,
+                            MIXED_INPUTS, ROOT, SEEDS, all_files, manifests, read_dataset,
+                            run_cli)
+from transforms.topics import TOPIC_SLUGS
+
+
+def _no_temp_files_remain(output: Path):
+    leftovers = [p for p in all_files(output) if ".tmp" in p.parts or p.name.endswith(".tmp")
+                 or p.name.startswith(".")]
+    assert leftovers == []
+    assert not (output / ".tmp").exists()
+    for dataset in ("articles", "duplicates", "errors", "index"):
+        for path in all_files(output / dataset) if (output / dataset).exists() else []:
+            assert path.name.startswith("part-") and path.suffix == ".parquet", path
+
+
+def test_seeds_become_two_articles(capsys, output_dir):
+    status, printed = run_cli(capsys, "run", "--input", str(SEEDS), "--output", str(output_dir))
+
+    assert status == 0
+    assert "every input accounted for" in printed
+    table = read_dataset(output_dir / "articles")
+    rows = {Path(r["source_uri"]).name: r for r in table.to_pylist()}
+    assert set(rows) == {"000_dac305c5b36f0b2f.txt", "004_732ed2892add5ac6.txt"}
+    reuters, anadolu = rows["000_dac305c5b36f0b2f.txt"], rows["004_732ed2892add5ac6.txt"]
+    assert reuters["wire_sources"] == ["Reuters"]
+    assert anadolu["wire_sources"] == ["Anadolu Agency"]
+    # Boilerplate is gone, hard wraps are undone, the body is intact.
+    assert "Also Read" not in reuters["text"]
+    assert "All rights reserved" not in anadolu["text"]
+    assert "Earlier this week, US President Joe Biden said" in reuters["text"]
+    assert "Lloyd Austin told reporters" in anadolu["text"]
+    for row in rows.values():
+        assert row["language"] == "en"
+        assert row["date_source"] == "ingested"
+        assert row["topic"] == "unclassified"
+        assert row["word_count"] > 300
+        assert len(row["article_id"]) == 24 and len(row["content_hash"]) == 64
+    manifest = manifests(output_dir)[-1]
+    assert manifest["accounting"] == {
+        "inputs": 2, "articles": 2, "duplicates": 0, "errors": 0, "errors_recorded_before": 0,
+        "already_ingested": 0, "balanced": True}
+    assert manifest["versions"]["apache-beam"] and manifest["options"]["runner"] == "FnApiRunner"
+    _no_temp_files_remain(output_dir)
+
+
+def test_mixed_folder_accounts_for_every_input(capsys, mixed_inputs, output_dir):
+    status, printed = run_cli(capsys, "run", "--input", str(mixed_inputs),
+                              "--output", str(output_dir))
+
+    assert status == 0, printed
+    manifest = manifests(output_dir)[-1]
+    assert manifest["accounting"] == {
+        "inputs": MIXED_INPUTS, "articles": MIXED_ARTICLES, "duplicates": MIXED_DUPLICATES,
+        "errors": len(MIXED_EXPECTED_ERRORS), "errors_recorded_before": 0,
+        "already_ingested": 0, "balanced": True}
+
+    errors = read_dataset(output_dir / "errors").to_pylist()
+    got = {os.path.relpath(e["source_uri"], mixed_inputs): (e["stage"], e["reason"])
+           for e in errors}
+    assert got == MIXED_EXPECTED_ERRORS
+    assert all(e["message"] and e["run_id"] == manifest["run_id"] for e in errors)
+
+    articles = read_dataset(output_dir / "articles").to_pylist()
+    by_source = {os.path.relpath(a["source_uri"], mixed_inputs): a for a in articles}
+    assert ".hidden.txt" not in str(by_source)
+    record = by_source["records.jsonl#L1"]
+    assert record["source_id"] == "17"
+    assert record["title"] == "Markets slide"
+    assert record["canonical_url"] == "https://news.example.test/business/2022/02/16/markets"
+    assert record["published_at"].isoformat() == "2022-02-16T09:30:00+00:00"
+    assert (record["date"], record["topic"]) == ("2022-02-16", "economy-business-finance")
+    assert by_source["note.md"]["title"] == "Council approves new budget"
+    assert "Click here" not in by_source["note.md"]["text"]
+    assert by_source["records.jsonl#L4"]["source_id"] == "h-2"
+
+    # The page and its gzipped copy: one article, one duplicate pointing at it.
+    pages = [a for a in articles if a["title"] == "City edge United in late derby drama"]
+    assert len(pages) == 1
+    page = pages[0]
+    assert page["topic"] == "sport" and page["date"] == "2023-03-04"
+    assert page["publisher"] == "The Example Herald" and page["authors"] == ["Jane Doe"]
+    assert page["duplicate_count"] == 1
+    assert "Most read" not in page["text"] and "Follow us" not in page["text"]
+    duplicates = read_dataset(output_dir / "duplicates").to_pylist()
+    assert [d["duplicate_of"] for d in duplicates] == [page["article_id"]]
+    assert {Path(d["source_uri"]).name for d in duplicates} | {Path(page["source_uri"]).name} \
+        == {"sport.html", "sport-copy.html.gz"}
+
+    for line in (f"errors {len(MIXED_EXPECTED_ERRORS)}", "too_large 2", "topic=sport: 1"):
+        assert " ".join(line.split()) in " ".join(printed.split())
+    _no_temp_files_remain(output_dir)
+
+
+def test_rerun_adds_no_rows_and_counts_what_it_skipped(capsys, mixed_inputs, output_dir):
+    run_cli(capsys, "run", "--input", str(mixed_inputs), "--output", str(output_dir))
+    first = {name: read_dataset(output_dir / name).num_rows
+             for name in ("articles", "duplicates", "errors")}
+
+    status, printed = run_cli(capsys, "run", "--input", str(mixed_inputs),
+                              "--output", str(output_dir))
+
+    assert status == 0
+    second = {name: read_dataset(output_dir / name).num_rows
+              for name in ("articles", "duplicates", "errors")}
+    assert second == first
+    accounting = manifests(output_dir)[-1]["accounting"]
+    assert accounting["already_ingested"] == MIXED_ARTICLES + MIXED_DUPLICATES
+    assert accounting["errors_recorded_before"] == len(MIXED_EXPECTED_ERRORS)
+    assert accounting["articles"] == 0 and accounting["balanced"]
+    assert len(manifests(output_dir)) == 2
+
+    # New input next to the old: only the new article is added.
+    (mixed_inputs / "later.txt").write_text(
+        "Firefighters contained a wildfire that had burned across the hills above the town "
+        "for three days, officials said on Sunday, and evacuation orders were lifted.")
+    run_cli(capsys, "run", "--input", str(mixed_inputs), "--output", str(output_dir))
+    assert read_dataset(output_dir / "articles").num_rows == first["articles"] + 1
+
+
+def test_output_reads_back_with_duckdb_and_prunes_partitions(capsys, mixed_inputs, output_dir):
+    run_cli(capsys, "run", "--input", str(mixed_inputs), "--output", str(output_dir))
+    glob = f"{output_dir}/articles/**/*.parquet"
+
+    with duckdb.connect() as db:
+        total = db.execute(
+            f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)").fetchone()
+        per_topic = dict(db.execute(
+            f"SELECT topic, count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
+            "GROUP BY topic").fetchall())
+        sport_files = db.execute(
+            f"SELECT DISTINCT filename FROM read_parquet('{glob}', hive_partitioning = true, "
+            "filename = true) WHERE topic = 'sport' AND date = '2023-03-04'").fetchall()
+        entity_type = db.execute(
+            f"SELECT typeof(entities), typeof(wire_sources) FROM read_parquet('{glob}', "
+            "hive_partitioning = true) LIMIT 1").fetchone()
+
+    assert total == (MIXED_ARTICLES,)
+    assert per_topic == {"unclassified": 4, "sport": 1, "economy-business-finance": 1}
+    assert len(sport_files) == 1 and "/date=2023-03-04/topic=sport/" in sport_files[0][0]
+    assert entity_type[0].startswith("STRUCT(") and entity_type[1] == "VARCHAR[]"
+
+    # pyarrow: a partition filter touches only the matching files.
+    dataset = ds.dataset(str(output_dir / "articles"), format="parquet", partitioning="hive")
+    matching = list(dataset.get_fragments(filter=ds.field("topic") == "sport"))
+    assert len(matching) == 1 < len(list(dataset.get_fragments()))
+    assert set(TOPIC_SLUGS) >= set(dataset.to_table(columns=["topic"])["topic"].to_pylist())
+
+    # The files themselves: zstd, compliant nested lists, partition columns only in the path.
+    parquet = pq.ParquetFile(matching[0].path)
+    assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
+    assert "topic" not in parquet.schema_arrow.names and "date" not in parquet.schema_arrow.names
+    assert ".list.element" in str(parquet.schema) or "element" in str(parquet.schema)
+
+
+def test_the_console_script_runs_the_seeds(tmp_path):
+    """The installed `newsbeam` command, as a user types it."""
+    newsbeam = Path(sys.executable).parent / "newsbeam"
+    output = tmp_path / "out"
+    done = subprocess.run([str(newsbeam), "run", "--output", str(output)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "articles written        2" in done.stdout
+    assert read_dataset(output / "articles").num_rows == 2
+
+    helps = [subprocess.run([str(newsbeam), *args, "--help"], capture_output=True, text=True,
+                            timeout=60) for args in ([], ["run"], ["inspect"])]
+    assert all(h.returncode == 0 for h in helps)
+    for flag in ("--input", "--output", "--max_document_bytes", "--extraction_timeout_s",
+                 "--min_words", "--runner"):
+        assert flag in helps[1].stdout
+
+    inspected = subprocess.run([str(newsbeam), "inspect", "--output", str(output)],
+                               capture_output=True, text=True, timeout=60)
+    assert inspected.returncode == 0 and "articles: 2 rows" in inspected.stdout
+
+
+def test_bad_flags_exit_2_without_running(capsys, tmp_path):
+    status, _ = run_cli(capsys, "run", "--input", str(tmp_path / "missing"),
+                        "--output", str(tmp_path / "out"))
+    assert status == 2
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, "run", "--min_words", "-3")
+    assert exited.value.code == 2
+
+
+def test_multiprocess_run_gives_the_same_articles(capsys, mixed_inputs, tmp_path):
+    """--direct_num_workers=2 in separate processes: the same rows as one process."""
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    run_cli(capsys, "run", "--input", str(mixed_inputs), "--output", str(single))
+    status, printed = run_cli(capsys, "run", "--input", str(mixed_inputs), "--output",
+                              str(multi), "--direct_num_workers=2",
+                              "--direct_running_mode=multi_processing")
+    assert status == 0, printed
+
+    def content(output):
+        columns = ["article_id", "source_uri", "text", "topic", "date", "duplicate_count"]
+        return sorted(map(tuple, (r.values() for r in
+                                  read_dataset(output / "articles").select(columns).to_pylist())))
+    assert content(multi) == content(single)
+    assert manifests(multi)[-1]["accounting"]["balanced"]

@@ -1,0 +1,80 @@
+"""The dead letter: every input a stage cannot use becomes one ErrorRow, and the run goes on.
+
+Stages emit errors on the tagged output ERRORS; the pipeline flattens them into the errors/
+dataset. Reason codes are short, stable, snake_case strings that users filter on; the message
+says the specifics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import apache_beam as beam
+
+from schemas.records import ErrorRow
+
+ERRORS = "errors"  # the tag of every stage's dead-letter output
+
+# Stages, in the order a document meets them.
+STAGE_READ = "read"
+STAGE_EXTRACT = "extract"
+STAGE_SINK = "sink"
+
+# Reason codes.
+TOO_LARGE = "too_large"
+BINARY_CONTENT = "binary_content"
+UNDECODABLE = "undecodable"
+EMPTY_INPUT = "empty_input"
+UNSUPPORTED_TYPE = "unsupported_type"
+MALFORMED_JSONL = "malformed_jsonl"
+INVALID_RECORD = "invalid_record"
+READ_FAILED = "read_failed"
+EMPTY_EXTRACTION = "empty_extraction"
+EXTRACTION_TIMEOUT = "extraction_timeout"
+EXTRACTION_FAILED = "extraction_failed"
+
+_MAX_MESSAGE_CHARS = 2000
+
+
+def make_error_id(stage: str, reason: str, source_uri: str) -> str:
+    return hashlib.sha256(f"{stage}\n{reason}\n{source_uri}".encode()).hexdigest()[:24]
+
+
+def error_row(stage: str, reason: str, message: str, source_uri: str, run_id: str,
+              source_id: str | None = None, url: str | None = None) -> ErrorRow:
+    """An ErrorRow stamped now; the message is cut to a readable length."""
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[:_MAX_MESSAGE_CHARS] + "…"
+    return ErrorRow(error_id=make_error_id(stage, reason, source_uri), stage=stage,
+                    reason=reason, message=message, source_uri=source_uri,
+                    occurred_at=dt.datetime.now(dt.timezone.utc), run_id=run_id,
+                    source_id=source_id, url=url)
+
+
+# --- Composite -----------------------------------------------------------------------------------
+
+
+def _first_unrecorded(keyed):
+    """(error_id, {"new": [...], "index": [...]}) -> the error to record, if it is new."""
+    _, grouped = keyed
+    new = sorted(grouped["new"], key=lambda e: e.source_uri)
+    if new and not any(True for _ in grouped["index"]):
+        yield new[0]
+
+
+class DropRecordedErrors(beam.PTransform):
+    """(ErrorRows, error ids in the index) -> the ErrorRows not recorded by an earlier run (or
+    earlier in this one). The run still counts every error it met; only the rows are not
+    written twice, so a re-run over the same bad input adds no rows."""
+
+    def __init__(self, indexed_ids):
+        super().__init__()
+        self._indexed_ids = indexed_ids
+
+    def expand(self, error_rows):
+        return (
+            {"new": error_rows | "KeyById" >> beam.Map(lambda e: (e.error_id, e)),
+             "index": self._indexed_ids | "KeyIndex" >> beam.Map(lambda i: (i, None))}
+            | "Join" >> beam.CoGroupByKey()
+            | "KeepNew" >> beam.FlatMap(_first_unrecorded))

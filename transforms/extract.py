@@ -1,0 +1,283 @@
+"""Extraction and cleaning: a Document becomes an Article with clean text and metadata.
+
+HTML goes through trafilatura (main text, title, authors, date, site name, description,
+categories) in a child process with a time limit per document; plain text and Markdown go
+through newsbeam's own cleaner (transforms/text.py). Either way, the credits to news agencies are
+read before boilerplate is dropped, and the text is Unicode- and white-space-normalised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hashlib
+import logging
+import re
+import time
+
+import apache_beam as beam
+
+from schemas.records import Article, Document
+from transforms import errors
+from transforms.errors import ERRORS, error_row
+from transforms.text import (clean_plain_text, content_hash, drop_boilerplate, markdown_title,
+                             normalize_text, wire_sources, word_count)
+from transforms.timelimit import ChildFailed, TimeLimitedWorker, TimeLimitExceeded
+from transforms.urls import canonicalize_url, date_from_url, domain_of
+
+_LOG = logging.getLogger(__name__)
+
+# A published date outside these bounds is a parsing accident, not a date.
+_EARLIEST_DATE = dt.datetime(1990, 1, 1, tzinfo=dt.timezone.utc)
+_FUTURE_SLACK = dt.timedelta(days=2)
+
+_LANGUAGE_SAMPLE_CHARS = 3000
+
+
+class DecodeError(ValueError):
+    pass
+
+
+# --- Pure functions ------------------------------------------------------------------------------
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes of a text file as str: a BOM decides, then strict UTF-8, then the charset that
+    charset_normalizer finds most likely. Raises DecodeError when nothing fits."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise DecodeError(f"invalid UTF-16: {error}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as utf8_error:
+        import charset_normalizer
+        best = charset_normalizer.from_bytes(data).best()
+        # A guess that needed many substitutions is noise, not a charset.
+        if best is None or best.chaos > 0.2:
+            raise DecodeError(f"not UTF-8 ({utf8_error.reason} at byte {utf8_error.start}) and "
+                              "no other charset fits") from None
+        return str(best)
+
+
+def parse_datetime(value) -> dt.datetime | None:
+    """An aware UTC datetime from ISO 8601 ('2022-02-16', '2022-02-16T10:00:00Z'), RFC 2822
+    ('Wed, 16 Feb 2022 10:00:00 GMT') or a datetime; naive times are taken as UTC. None when the
+    value is missing, unparseable, before 1990 or more than two days in the future."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        text = str(value).strip()
+        if not text:
+            return None
+        try:
+            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            try:
+                parsed = email.utils.parsedate_to_datetime(text)
+            except (TypeError, ValueError, IndexError):
+                return None
+            if parsed is None:
+                return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    parsed = parsed.astimezone(dt.timezone.utc)
+    if not _EARLIEST_DATE <= parsed <= dt.datetime.now(dt.timezone.utc) + _FUTURE_SLACK:
+        return None
+    return parsed
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code of the text's language (py3langid), None for text too short to tell."""
+    if word_count(text) < 5:
+        return None
+    import py3langid
+    return py3langid.classify(text[:_LANGUAGE_SAMPLE_CHARS])[0]
+
+
+def make_article_id(canonical_url: str | None, text_hash: str) -> str:
+    """Stable id: the same text under the same canonical URL (or with no URL) is the same
+    article, run after run."""
+    return hashlib.sha256(f"{canonical_url or ''}\n{text_hash}".encode()).hexdigest()[:24]
+
+
+def split_authors(value: str | None) -> list[str]:
+    """trafilatura's 'A; B' author string as a list."""
+    if not value:
+        return []
+    return [name.strip() for name in re.split(r";|\band\b", value) if name.strip()]
+
+
+def extract_html(html: bytes | str, url: str | None) -> dict | None:
+    """trafilatura's main text and metadata of a page, as plain values (picklable), or None when
+    it finds no main text. Runs in the time-limited child process."""
+    import trafilatura
+    document = trafilatura.bare_extraction(
+        html, url=url, with_metadata=True, include_comments=False, include_tables=False,
+        deduplicate=False, fast=False)
+    if document is None:
+        return None
+    fields = document.as_dict() if hasattr(document, "as_dict") else dict(document)
+    keep = ("title", "author", "url", "hostname", "description", "sitename", "date",
+            "categories", "tags", "text", "language")
+    return {key: fields.get(key) for key in keep}
+
+
+def _html_paragraphs(text: str) -> list[str]:
+    return [line for line in normalize_text(text).split("\n") if line]
+
+
+def build_article(document: Document, text_paragraphs: list[str], raw_text: str, page: dict,
+                  run_id: str, ingested_at: dt.datetime) -> Article | None:
+    """The Article of a Document, given its cleaned paragraphs, the raw text they came from (read
+    for agency credits), and what the page itself says (`page`, empty for plain text).
+    Record fields (JSONL, feeds) fill what the page does not say; the page's date beats the
+    record's, which beats a date in the URL, which beats the ingestion time."""
+    text = "\n\n".join(text_paragraphs)
+    url = document.url or page.get("url")
+    canonical_url = canonicalize_url(page.get("url") or document.url)
+    authors = document.authors or split_authors(page.get("author"))
+    credits_text = "\n".join([raw_text, *authors])
+    is_page = document.kind == "html"
+
+    published_at, date_source = None, "ingested"
+    for candidate, source in ((page.get("date"), "published"),
+                              (document.published_at, "feed" if is_page else "published"),
+                              (date_from_url(url), "url")):
+        published_at = parse_datetime(candidate)
+        if published_at is not None:
+            date_source = source
+            break
+
+    categories = document.categories or [
+        c for c in (page.get("categories") or []) + (page.get("tags") or []) if c]
+    return Article(
+        article_id=make_article_id(canonical_url, content_hash(text)),
+        source_uri=document.source_uri,
+        source_id=document.source_id,
+        text=text,
+        word_count=word_count(text),
+        content_hash=content_hash(text),
+        ingested_at=ingested_at,
+        date_source=date_source,
+        published_at=published_at,
+        run_id=run_id,
+        url=url,
+        canonical_url=canonical_url,
+        publisher=document.publisher or page.get("sitename") or domain_of(url),
+        domain=domain_of(canonical_url or url),
+        title=document.title or page.get("title"),
+        description=document.description or page.get("description"),
+        authors=authors,
+        language=document.language or page.get("language") or detect_language(text),
+        categories=list(dict.fromkeys(categories)),
+        wire_sources=wire_sources(credits_text),
+    )
+
+
+def plain_text_parts(document: Document, raw: str) -> tuple[Document, list[str], str]:
+    """(document with its Markdown title, clean paragraphs, raw text) of a text document."""
+    if document.kind == "markdown":
+        title, raw = markdown_title(raw)
+        if title and not document.title:
+            document = Document(**{**document.__dict__, "title": title})
+    return document, clean_plain_text(raw).split("\n\n"), raw
+
+
+# --- DoFn and composite --------------------------------------------------------------------------
+
+
+class _Progress:
+    """Logs how many documents a worker has done, at most every `interval_s` seconds."""
+
+    def __init__(self, interval_s: float):
+        self._interval_s = interval_s
+        self._start = self._last = time.monotonic()
+        self._count = 0
+
+    def tick(self):
+        self._count += 1
+        now = time.monotonic()
+        if self._interval_s > 0 and now - self._last >= self._interval_s:
+            self._last = now
+            _LOG.warning("extract: %d documents (%.1f/s)", self._count,
+                         self._count / (now - self._start))
+
+
+class ExtractArticlesFn(beam.DoFn):
+    """Document -> Article; documents with nothing to keep -> ERRORS."""
+
+    def __init__(self, run_id: str, ingested_at: dt.datetime, timeout_s: float, min_words: int,
+                 progress_interval_s: float = 15.0):
+        self._run_id = run_id
+        self._ingested_at = ingested_at
+        self._timeout_s = timeout_s
+        self._min_words = min_words
+        self._progress_interval_s = progress_interval_s
+
+    def setup(self):
+        self._html_worker = TimeLimitedWorker(extract_html, self._timeout_s)
+        self._progress = _Progress(self._progress_interval_s)
+
+    def teardown(self):
+        self._html_worker.close()
+
+    def _error(self, document: Document, reason: str, message: str):
+        return beam.pvalue.TaggedOutput(ERRORS, error_row(
+            errors.STAGE_EXTRACT, reason, message, document.source_uri, self._run_id,
+            source_id=document.source_id, url=document.url))
+
+    def process(self, document: Document):
+        self._progress.tick()
+        try:
+            if document.kind == "html":
+                page = self._html_worker.call(document.content, document.url)
+                if page is None or not (page.get("text") or "").strip():
+                    yield self._error(document, errors.EMPTY_EXTRACTION,
+                                      "trafilatura found no main text in the page")
+                    return
+                raw = page["text"]
+                paragraphs = drop_boilerplate(_html_paragraphs(raw))
+            else:
+                raw = document.content if isinstance(document.content, str) \
+                    else decode_text(document.content)
+                document, paragraphs, raw = plain_text_parts(document, raw)
+                page = {}
+        except DecodeError as error:
+            yield self._error(document, errors.UNDECODABLE, str(error))
+            return
+        except TimeLimitExceeded as error:
+            yield self._error(document, errors.EXTRACTION_TIMEOUT,
+                              f"{error} (--extraction_timeout_s)")
+            return
+        except (ChildFailed, Exception) as error:  # one bad page must not stop the run
+            yield self._error(document, errors.EXTRACTION_FAILED,
+                              f"{type(error).__name__}: {error}")
+            return
+        paragraphs = [p for p in paragraphs if p]
+        article = build_article(document, paragraphs, raw, page, self._run_id, self._ingested_at)
+        if article.word_count < self._min_words:
+            yield self._error(document, errors.EMPTY_EXTRACTION,
+                              f"{article.word_count} words of text; at least {self._min_words} "
+                              "are needed (--min_words)")
+            return
+        yield article
+
+
+class ExtractArticles(beam.PTransform):
+    """Documents -> Articles (main output) and ErrorRows (ERRORS)."""
+
+    def __init__(self, run_id: str, ingested_at: dt.datetime, timeout_s: float, min_words: int,
+                 progress_interval_s: float = 15.0):
+        super().__init__()
+        self._fn = ExtractArticlesFn(run_id, ingested_at, timeout_s, min_words,
+                                     progress_interval_s)
+
+    def expand(self, documents):
+        return documents | "Extract" >> beam.ParDo(self._fn).with_outputs(
+            ERRORS, main="articles")

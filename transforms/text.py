@@ -1,0 +1,210 @@
+"""Pure text functions shared by the stages: normalising, unwrapping, boilerplate, wire credits.
+
+Nothing here knows about Beam. The order matters when cleaning an article: credits to news agencies
+are read from the raw text first (they often live in the very lines that are boilerplate, such as
+copyright footers), then boilerplate lines go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+# --- Unicode and whitespace ----------------------------------------------------------------------
+
+# Characters that carry no text: zero-width spaces and joiners, soft hyphens, BOMs, bidi marks.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f"), None)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HSPACE = re.compile(r"[^\S\n]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def normalize_text(text: str) -> str:
+    """NFC, invisible and control characters removed, every space kind folded to one space, lines
+    trimmed, at most one blank line in a row. Quotes and dashes are kept as written."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", text.translate(_INVISIBLE))
+    lines = [_HSPACE.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+_FOLD = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+    "\u00ab": '"', "\u00bb": '"',
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
+    "\u2212": "-", "\u2026": "...",
+})
+
+
+def fingerprint_text(text: str) -> str:
+    """The form two copies of one text share when they differ only in typography: NFKC, case
+    folded, curly quotes and dashes made plain, all white space one space."""
+    text = unicodedata.normalize("NFKC", text).translate(_FOLD).casefold()
+    return " ".join(text.split())
+
+
+def content_hash(text: str) -> str:
+    """Hex SHA-256 of the fingerprint of `text`."""
+    return hashlib.sha256(fingerprint_text(text).encode("utf-8")).hexdigest()
+
+
+def word_count(text: str) -> int:
+    return len(re.findall(r"\w+(?:[-'’]\w+)*", text))
+
+
+# --- Unwrapping hard-wrapped plain text ----------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"[.!?:;\"”’»)\]]$")
+
+
+def _looks_wrapped(lines: list[str]) -> bool:
+    """A block is hard-wrapped when its inner lines fill a narrow band below a fixed width: the
+    typical 72-80 column wrap. The first line (often indented or cut short) and the last are not
+    looked at."""
+    inner = lines[1:-1] if len(lines) > 2 else lines[:-1]
+    if not inner:
+        return False
+    width = max(len(line) for line in lines)
+    if width > 160:
+        return False
+    return sum(len(line) >= 0.6 * width for line in inner) >= 0.75 * len(inner)
+
+
+def unwrap_paragraphs(text: str) -> list[str]:
+    """Paragraphs of plain text: blocks split at blank lines, the lines of a hard-wrapped block
+    joined with spaces. In a block that is not wrapped, a line is still joined to the next when
+    it stops mid-sentence (no closing punctuation)."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [line.strip() for line in block.split("\n") if line.strip()]
+        if not lines:
+            continue
+        if _looks_wrapped(lines):
+            paragraphs.append(" ".join(lines))
+            continue
+        current = lines[0]
+        for line in lines[1:]:
+            if not _SENTENCE_END.search(current):
+                current = f"{current} {line}"
+            else:
+                paragraphs.append(current)
+                current = line
+        paragraphs.append(current)
+    return paragraphs
+
+
+# --- Boilerplate ---------------------------------------------------------------------------------
+
+# A paragraph is boilerplate when it is short and one of these matches it from its start.
+_BOILERPLATE = re.compile(
+    r"""^(?:
+        (?:also\s+read|read\s+(?:also|more)|see\s+also|related(?:\s+(?:stories|articles|coverage))?
+           |more\s+on\s+this|recommended|trending|must\s+read)\s*[:|\-–—]
+      | (?:copyright|\(c\)|©)\s.*?(?:all\s+rights\s+reserved|may\s+not\s+be\s+(?:published|reproduced))
+      | all\s+rights\s+reserved\b
+      | this\s+(?:material|article|story)\s+may\s+not\s+be\s+(?:published|reproduced|redistributed)
+      | click\s+here\b
+      | (?:please\s+)?(?:subscribe|sign\s+up)\s+(?:to|for|now|here)\b
+      | (?:share|follow\s+us|follow)\s+(?:this|on|us)\b
+      | share\s+(?:on\s+)?(?:facebook|twitter|x|whatsapp|linkedin|email)\b
+      | (?:advertisement|advertising|sponsored(?:\s+content)?|scroll\s+to\s+continue)\s*$
+      | (?:download\s+(?:our|the)\s+app|get\s+the\s+app)\b
+      | we\s+use\s+cookies\b
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_BOILERPLATE_MAX_CHARS = 300
+
+
+def is_boilerplate(paragraph: str) -> bool:
+    return len(paragraph) <= _BOILERPLATE_MAX_CHARS and bool(_BOILERPLATE.match(paragraph))
+
+
+def drop_boilerplate(paragraphs: list[str]) -> list[str]:
+    return [p for p in paragraphs if not is_boilerplate(p)]
+
+
+# --- Wire-agency credits -------------------------------------------------------------------------
+
+# Canonical agency name -> the names a text uses for it.
+WIRE_AGENCIES: dict[str, tuple[str, ...]] = {
+    "Reuters": ("Reuters", "Thomson Reuters"),
+    "Associated Press": ("Associated Press", "AP"),
+    "AFP": ("AFP", "Agence France-Presse", "Agence France Presse"),
+    "Anadolu Agency": ("Anadolu Agency", "Anadolu Ajansı", "Anadolu", "AA"),
+    "dpa": ("dpa", "Deutsche Presse-Agentur"),
+    "EFE": ("EFE", "Agencia EFE"),
+    "ANSA": ("ANSA",),
+    "Kyodo": ("Kyodo", "Kyodo News"),
+    "Yonhap": ("Yonhap",),
+    "Xinhua": ("Xinhua",),
+    "TASS": ("TASS",),
+    "Interfax": ("Interfax",),
+    "PTI": ("PTI", "Press Trust of India"),
+    "IANS": ("IANS",),
+    "ANI": ("ANI",),
+    "UPI": ("UPI", "United Press International"),
+    "Bloomberg": ("Bloomberg",),
+}
+
+_ALIAS_TO_AGENCY = {alias.casefold(): agency
+                    for agency, aliases in WIRE_AGENCIES.items() for alias in aliases}
+_ALIASES = "|".join(sorted((re.escape(a) for aliases in WIRE_AGENCIES.values() for a in aliases),
+                           key=len, reverse=True))
+# Short aliases ("AP", "AA", "ANI") are only credits in the tight forms: "(AP)", "AP -", "/AP".
+# Long names are credits in the looser phrases too ("according to Reuters").
+_CREDIT_PATTERNS = [
+    # Datelines and bylines: "WASHINGTON (Reuters) -", "(AP) —", "/AFP/".
+    re.compile(rf"\((?P<a>{_ALIASES})\)|/(?P<b>{_ALIASES})/"),
+    re.compile(rf"^(?:[A-Z][A-Za-z .,'-]{{0,40}}\s)?(?P<a>{_ALIASES})\s*[-–—:]\s", re.MULTILINE),
+    # Copyright and credit lines: "Copyright 2022 Anadolu Agency", "© Reuters 2022", "(c) AFP".
+    re.compile(rf"(?:copyright|©|\(c\))(?:\s+\d{{4}})?\s+(?:by\s+)?(?:the\s+)?(?P<a>{_ALIASES})\b",
+               re.IGNORECASE),
+    # Attribution in prose: "according to Reuters", "Reuters reported", "told the Associated
+    # Press" is not a credit (an interview), "reporting by ... for Reuters" is.
+    re.compile(rf"\b(?:according\s+to|reported\s+by|cited\s+by|quoted\s+by|via|source:|"
+               rf"contributed\s+by|with\s+reporting\s+(?:from|by))\s+(?:the\s+)?(?P<a>{_ALIASES})\b"),
+    re.compile(rf"\b(?:the\s+)?(?P<a>{_ALIASES})\s+(?:reported|news\s+agency\s+reported|"
+               rf"contributed\s+to\s+this\s+report|said\s+in\s+a\s+report)\b"),
+    re.compile(r"\b(?:reporting|writing)\s+by\b[^\n]{0,120}?\b(?P<a>Reuters)\b", re.IGNORECASE),
+]
+_SHORT_ALIASES = {"ap", "aa", "ani", "upi", "efe", "pti"}
+# Reuters house style closes with "Reporting by X; Editing by Y" even when the name is absent.
+_REUTERS_SIGNOFF = re.compile(r"^\(?Reporting by [^\n]{3,200}(?:;|\band\b)[^\n]*Editing by [^\n]+$",
+                              re.MULTILINE)
+
+
+def wire_sources(text: str) -> list[str]:
+    """The news agencies `text` credits, canonical names in order of first credit."""
+    found: dict[str, int] = {}
+    for pattern in _CREDIT_PATTERNS:
+        for match in pattern.finditer(text):
+            alias = match.group("a") or match.groupdict().get("b")
+            tight_form = pattern is _CREDIT_PATTERNS[0] or pattern is _CREDIT_PATTERNS[1]
+            if alias.casefold() in _SHORT_ALIASES and not tight_form:
+                continue
+            agency = _ALIAS_TO_AGENCY[alias.casefold()]
+            found[agency] = min(found.get(agency, match.start()), match.start())
+    if "Reuters" not in found:
+        signoff = _REUTERS_SIGNOFF.search(text)
+        if signoff:
+            found["Reuters"] = signoff.start()
+    return sorted(found, key=found.get)
+
+
+# --- Plain-text articles -------------------------------------------------------------------------
+
+
+def clean_plain_text(raw: str) -> str:
+    """A plain-text article as clean paragraphs separated by blank lines."""
+    return "\n\n".join(drop_boilerplate(unwrap_paragraphs(normalize_text(raw))))
+
+
+def markdown_title(raw: str) -> tuple[str | None, str]:
+    """(title, rest) when the text opens with a Markdown heading '# Title', else (None, raw)."""
+    match = re.match(r"\s*#\s+(.+?)\s*#*\s*(?:\n|$)", raw)
+    if not match:
+        return None, raw
+    return match.group(1).strip(), raw[match.end():]

@@ -1,0 +1,83 @@
+"""Pure URL helpers: canonical form, domain, and a publication date written into the path."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Query parameters that only track the click, never choose the content.
+_TRACKING_PARAMS = re.compile(
+    r"^(?:utm_\w+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|igshid|yclid|_ga|_gl"
+    r"|ocid|cmpid|cmp|smid|smtyp|ito|ns_\w+|at_\w+|sr_share|share|shared|ref|ref_src|ref_url"
+    r"|referrer|rss|feed|taid|spm|xtor|__twitter_impression)$",
+    re.IGNORECASE,
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def canonicalize_url(url: str | None) -> str | None:
+    """The form under which one article's URLs compare equal: http(s) only, lower-case scheme and
+    host, no 'www.', no default port, no fragment, no tracking parameters, remaining parameters
+    sorted, no trailing slash on a non-root path. Returns None for anything that is not an
+    absolute http(s) URL."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower().rstrip(".")
+    if host.startswith("www."):
+        host = host[4:]
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                   if not _TRACKING_PARAMS.match(k))
+    path = re.sub(r"/{2,}", "/", parts.path) or "/"
+    if len(path) > 1:
+        path = path.rstrip("/")
+    # http and https variants of one page are one article: the canonical form says https.
+    return urlunsplit(("https", netloc, path, urlencode(query), ""))
+
+
+def domain_of(url: str | None) -> str | None:
+    """The host of `url` without 'www.', lower case."""
+    if not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = host.lower().rstrip(".")
+    return host[4:] if host.startswith("www.") else host
+
+
+_URL_DATE = re.compile(
+    r"/(?P<y>(?:19|20)\d{2})[/-](?P<m>0?[1-9]|1[0-2])[/-](?P<d>0?[1-9]|[12]\d|3[01])(?:[/-]|$)"
+    r"|/(?P<y2>(?:19|20)\d{2})(?P<m2>0[1-9]|1[0-2])(?P<d2>0[1-9]|[12]\d|3[01])(?:[/-]|$)")
+
+
+def date_from_url(url: str | None) -> dt.datetime | None:
+    """A date written in the URL path ('/2022/02/16/', '/2022-02-16/', '/20220216/'), as midnight
+    UTC, or None."""
+    if not url:
+        return None
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    match = _URL_DATE.search(path)
+    if not match:
+        return None
+    y, m, d = (match.group("y"), match.group("m"), match.group("d")) if match.group("y") else (
+        match.group("y2"), match.group("m2"), match.group("d2"))
+    try:
+        return dt.datetime(int(y), int(m), int(d), tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
