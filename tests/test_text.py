@@ -134,9 +134,6 @@ def test_unwrap_paragraph_per_line_with_long_lines_is_not_merged(seed_004):
     assert unwrap_paragraphs("\n".join(lines)) == lines
 
 
-@pytest.mark.xfail(reason="BUG: a block of short one-sentence paragraphs, one a line, passes the "
-                          "length-only _looks_wrapped test and is merged into one paragraph",
-                   strict=True)
 def test_unwrap_paragraph_per_line_with_short_lines_is_not_merged():
     # Wire copy often has one-sentence paragraphs, one a line, of similar length.
     lines = [
@@ -155,17 +152,20 @@ def test_unwrap_blank_lines_separate_paragraphs():
 
 
 def test_unwrap_joins_line_that_stops_mid_sentence():
-    # Not a wrapped block (line lengths all over the place), but the short first line has no
-    # closing punctuation: it continues on the next line. Finished lines stay paragraphs.
+    # Not a wrapped block (line lengths all over the place), so finished lines stay paragraphs,
+    # but a line without closing punctuation continues on the next one.
     text = ("Earlier this week,\n"
-            "US President Joe Biden said nearly 150,000 troops had encircled Ukraine, and that "
-            "an invasion remained distinctly possible despite the announcements from Moscow.\n"
-            "Short.")
+            "US President Joe Biden said nearly 150,000 troops had encircled Ukraine.\n"
+            "Markets fell.\n"
+            "Oil prices in London rose\n"
+            "by 3%.\n"
+            "Gold was flat.")
     assert unwrap_paragraphs(text) == [
         "Earlier this week, US President Joe Biden said nearly 150,000 troops had encircled "
-        "Ukraine, and that an invasion remained distinctly possible despite the announcements "
-        "from Moscow.",
-        "Short.",
+        "Ukraine.",
+        "Markets fell.",
+        "Oil prices in London rose by 3%.",
+        "Gold was flat.",
     ]
 
 
@@ -201,26 +201,24 @@ def test_boilerplate_is_dropped(paragraph):
     "Clicking on the link in the message installed malware on the computer, police said.",
     "Share prices on the exchange fell 3% on Monday as investors weighed the risk of war.",
     "Follow the money, the prosecutor told the jury in her closing argument.",
-    # Long paragraphs are never boilerplate, whatever they start with.
-    "Copyright " + "holders and publishers met the minister again on Tuesday. " * 8,
+    # Past 300 characters a paragraph is never boilerplate, whatever it starts with.
+    "Copyright holders argue that excerpts of their books may not be reproduced by AI "
+    "companies without a licence, and several publishers have already sued. The government "
+    "said on Tuesday that it would publish draft rules in the spring, after consulting "
+    "authors, publishers and technology firms, and that it expected a bill before parliament "
+    "by the end of the year.",
 ])
 def test_news_paragraph_mentioning_copyright_or_click_is_kept(paragraph):
     assert not is_boilerplate(paragraph)
     assert drop_boilerplate([paragraph]) == [paragraph]
 
 
-@pytest.mark.xfail(reason="BUG: 'copyright ... may not be reproduced' matches anywhere in a "
-                          "short paragraph, so a news paragraph that opens with 'Copyright' "
-                          "and later says 'may not be reproduced' is dropped", strict=True)
 def test_news_paragraph_opening_with_copyright_is_kept():
     paragraph = ("Copyright holders argue that excerpts of their books may not be reproduced by "
                  "AI companies without a licence, and several publishers have already sued.")
     assert not is_boilerplate(paragraph)
 
 
-@pytest.mark.xfail(reason="BUG: the 'related\\s*[:|-]' boilerplate pattern matches the hyphen "
-                          "of 'Related-party', dropping a normal business-news paragraph",
-                   strict=True)
 def test_news_paragraph_about_related_party_transactions_is_kept():
     paragraph = "Related-party transactions at the bank came under scrutiny, regulators said."
     assert not is_boilerplate(paragraph)
@@ -251,6 +249,9 @@ def test_wire_sources_credits(text, expected):
     "AP courses are offered at the school, the principal said.",
     "\u201cWe will not back down,\u201d the minister told the Associated Press on Monday.",
     "The weather was fine and the market was busy on Saturday morning.",
+    # Short aliases count only in tight credit forms: this AA is the motoring organisation.
+    "The AA reported a record number of breakdowns on the M25 on Monday.",
+    "Only a handful of teams were reported by AP scorers as eligible.",
     "",
 ])
 def test_wire_sources_no_credit(text):
@@ -269,9 +270,6 @@ def test_wire_sources_each_agency_once():
     assert wire_sources(text) == ["Reuters"]
 
 
-@pytest.mark.xfail(reason="BUG: the prose-attribution patterns are case-sensitive, so "
-                          "'According to Reuters' at the start of a sentence is not a credit",
-                   strict=True)
 def test_wire_sources_according_to_at_sentence_start():
     assert wire_sources("According to Reuters, the talks collapsed on Friday.") == ["Reuters"]
 

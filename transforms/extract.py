@@ -22,7 +22,7 @@ from transforms import errors
 from transforms.errors import ERRORS, error_row
 from transforms.text import (clean_plain_text, content_hash, drop_boilerplate, markdown_title,
                              normalize_text, wire_sources, word_count)
-from transforms.timelimit import ChildFailed, TimeLimitedWorker, TimeLimitExceeded
+from transforms.timelimit import TimeLimitedWorker, TimeLimitExceeded
 from transforms.urls import canonicalize_url, date_from_url, domain_of
 
 _LOG = logging.getLogger(__name__)
@@ -32,9 +32,14 @@ _EARLIEST_DATE = dt.datetime(1990, 1, 1, tzinfo=dt.timezone.utc)
 _FUTURE_SLACK = dt.timedelta(days=2)
 
 _LANGUAGE_SAMPLE_CHARS = 3000
+_PREFERRED_CHARSETS = ("cp1252", "latin_1", "iso8859_15")
 
 
 class DecodeError(ValueError):
+    pass
+
+
+class NoMainText(ValueError):
     pass
 
 
@@ -55,11 +60,16 @@ def decode_text(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as utf8_error:
         import charset_normalizer
-        best = charset_normalizer.from_bytes(data).best()
+        matches = list(charset_normalizer.from_bytes(data))
+        least_chaos = min((m.chaos for m in matches), default=None)
         # A guess that needed many substitutions is noise, not a charset.
-        if best is None or best.chaos > 0.2:
+        if least_chaos is None or least_chaos > 0.2:
             raise DecodeError(f"not UTF-8 ({utf8_error.reason} at byte {utf8_error.start}) and "
                               "no other charset fits") from None
+        # Short texts fit several code pages equally well: prefer the most used one.
+        tied = {m.encoding: m for m in matches if m.chaos == least_chaos}
+        best = next((tied[e] for e in _PREFERRED_CHARSETS if e in tied), None) or \
+            next(m for m in matches if m.chaos == least_chaos)
         return str(best)
 
 
@@ -235,38 +245,42 @@ class ExtractArticlesFn(beam.DoFn):
     def process(self, document: Document):
         self._progress.tick()
         try:
-            if document.kind == "html":
-                page = self._html_worker.call(document.content, document.url)
-                if page is None or not (page.get("text") or "").strip():
-                    yield self._error(document, errors.EMPTY_EXTRACTION,
-                                      "trafilatura found no main text in the page")
-                    return
-                raw = page["text"]
-                paragraphs = drop_boilerplate(_html_paragraphs(raw))
-            else:
-                raw = document.content if isinstance(document.content, str) \
-                    else decode_text(document.content)
-                document, paragraphs, raw = plain_text_parts(document, raw)
-                page = {}
+            article = self._extract(document)
         except DecodeError as error:
             yield self._error(document, errors.UNDECODABLE, str(error))
+            return
+        except NoMainText as error:
+            yield self._error(document, errors.EMPTY_EXTRACTION, str(error))
             return
         except TimeLimitExceeded as error:
             yield self._error(document, errors.EXTRACTION_TIMEOUT,
                               f"{error} (--extraction_timeout_s)")
             return
-        except (ChildFailed, Exception) as error:  # one bad page must not stop the run
+        except Exception as error:  # one bad document must not stop the run
             yield self._error(document, errors.EXTRACTION_FAILED,
                               f"{type(error).__name__}: {error}")
             return
-        paragraphs = [p for p in paragraphs if p]
-        article = build_article(document, paragraphs, raw, page, self._run_id, self._ingested_at)
         if article.word_count < self._min_words:
             yield self._error(document, errors.EMPTY_EXTRACTION,
                               f"{article.word_count} words of text; at least {self._min_words} "
                               "are needed (--min_words)")
             return
         yield article
+
+    def _extract(self, document: Document) -> Article:
+        if document.kind == "html":
+            page = self._html_worker.call(document.content, document.url)
+            if page is None or not (page.get("text") or "").strip():
+                raise NoMainText("trafilatura found no main text in the page")
+            raw = page["text"]
+            paragraphs = drop_boilerplate(_html_paragraphs(raw))
+        else:
+            raw = document.content if isinstance(document.content, str) \
+                else decode_text(document.content)
+            document, paragraphs, raw = plain_text_parts(document, raw)
+            page = {}
+        paragraphs = [p for p in paragraphs if p]
+        return build_article(document, paragraphs, raw, page, self._run_id, self._ingested_at)
 
 
 class ExtractArticles(beam.PTransform):

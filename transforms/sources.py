@@ -116,7 +116,8 @@ def document_from_record(record, source_uri: str) -> Document:
         kind, content = "text", text
     else:
         raise InvalidRecord("the record has no non-empty 'text' or 'html' string")
-    first = lambda *keys: next((record[k] for k in keys if record.get(k) is not None), None)
+    first = lambda *keys: next((record[k] for k in keys if record.get(k) not in (None, "", [])),
+                               None)
     return Document(
         source_uri=source_uri,
         kind=kind,

@@ -69,6 +69,9 @@ def _looks_wrapped(lines: list[str]) -> bool:
     width = max(len(line) for line in lines)
     if width > 160:
         return False
+    # One finished sentence a line is a paragraph a line, however even the lengths.
+    if sum(bool(_SENTENCE_END.search(line)) for line in inner) > 0.5 * len(inner):
+        return False
     return sum(len(line) >= 0.6 * width for line in inner) >= 0.75 * len(inner)
 
 
@@ -101,8 +104,9 @@ def unwrap_paragraphs(text: str) -> list[str]:
 _BOILERPLATE = re.compile(
     r"""^(?:
         (?:also\s+read|read\s+(?:also|more)|see\s+also|related(?:\s+(?:stories|articles|coverage))?
-           |more\s+on\s+this|recommended|trending|must\s+read)\s*[:|\-–—]
-      | (?:copyright|\(c\)|©)\s.*?(?:all\s+rights\s+reserved|may\s+not\s+be\s+(?:published|reproduced))
+           |more\s+on\s+this|recommended|trending|must\s+read)\s*[:|\-–—]\s
+      | (?:copyright\s*(?:©|\(c\))?\s*\d{4}|©|\(c\)).*?(?:all\s+rights\s+reserved
+           |may\s+not\s+be\s+(?:published|reproduced))
       | all\s+rights\s+reserved\b
       | this\s+(?:material|article|story)\s+may\s+not\s+be\s+(?:published|reproduced|redistributed)
       | click\s+here\b
@@ -164,9 +168,11 @@ _CREDIT_PATTERNS = [
                re.IGNORECASE),
     # Attribution in prose: "according to Reuters", "Reuters reported", "told the Associated
     # Press" is not a credit (an interview), "reporting by ... for Reuters" is.
-    re.compile(rf"\b(?:according\s+to|reported\s+by|cited\s+by|quoted\s+by|via|source:|"
-               rf"contributed\s+by|with\s+reporting\s+(?:from|by))\s+(?:the\s+)?(?P<a>{_ALIASES})\b"),
-    re.compile(rf"\b(?:the\s+)?(?P<a>{_ALIASES})\s+(?:reported|news\s+agency\s+reported|"
+    # (The phrases match in any case; the agency names keep theirs, so "ap" is not "AP".)
+    re.compile(rf"\b(?i:according\s+to|reported\s+by|cited\s+by|quoted\s+by|via|source:|"
+               rf"contributed\s+by|with\s+reporting\s+(?:from|by))\s+(?i:the\s+)?"
+               rf"(?P<a>{_ALIASES})\b"),
+    re.compile(rf"\b(?:(?i:the)\s+)?(?P<a>{_ALIASES})\s+(?i:reported|news\s+agency\s+reported|"
                rf"contributed\s+to\s+this\s+report|said\s+in\s+a\s+report)\b"),
     re.compile(r"\b(?:reporting|writing)\s+by\b[^\n]{0,120}?\b(?P<a>Reuters)\b", re.IGNORECASE),
 ]

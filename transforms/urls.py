@@ -13,7 +13,7 @@ _TRACKING_PARAMS = re.compile(
     r"|referrer|rss|feed|taid|spm|xtor|__twitter_impression)$",
     re.IGNORECASE,
 )
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST = re.compile(r"[\w.-]+|\[[0-9a-f:.]+\]")  # names (IDN too) and IPv6 literals
 
 
 def canonicalize_url(url: str | None) -> str | None:
@@ -29,12 +29,15 @@ def canonicalize_url(url: str | None) -> str | None:
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if scheme not in ("http", "https") or not parts.hostname:
         return None
     host = parts.hostname.lower().rstrip(".")
+    if not _HOST.fullmatch(host):
+        return None
     if host.startswith("www."):
         host = host[4:]
-    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    # Both variants become https, so either default port is no port.
+    netloc = host if port in (None, 80, 443) else f"{host}:{port}"
     query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                    if not _TRACKING_PARAMS.match(k))
     path = re.sub(r"/{2,}", "/", parts.path) or "/"
@@ -59,8 +62,8 @@ def domain_of(url: str | None) -> str | None:
 
 
 _URL_DATE = re.compile(
-    r"/(?P<y>(?:19|20)\d{2})[/-](?P<m>0?[1-9]|1[0-2])[/-](?P<d>0?[1-9]|[12]\d|3[01])(?:[/-]|$)"
-    r"|/(?P<y2>(?:19|20)\d{2})(?P<m2>0[1-9]|1[0-2])(?P<d2>0[1-9]|[12]\d|3[01])(?:[/-]|$)")
+    r"/(?P<y>(?:19|20)\d{2})[/-](?P<m>0?[1-9]|1[0-2])[/-](?P<d>0?[1-9]|[12]\d|3[01])(?:[/._-]|$)"
+    r"|/(?P<y2>(?:19|20)\d{2})(?P<m2>0[1-9]|1[0-2])(?P<d2>0[1-9]|[12]\d|3[01])(?:[/._-]|$)")
 
 
 def date_from_url(url: str | None) -> dt.datetime | None:
