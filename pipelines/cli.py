@@ -11,13 +11,11 @@ import json
 import logging
 import sys
 
-from apache_beam.io.filesystems import FileSystems
+# Beam is imported inside the functions, once logging is set up: it logs while it imports.
 
-from pipelines.options import DEFAULT_OUTPUT, DEFAULT_RUNNER, NewsOptions
-
-RUN_EPILOG = f"""\
+RUN_EPILOG = """\
 Any other flag is passed to Apache Beam, for example:
-  --runner RUNNER                  default {DEFAULT_RUNNER} (local, no network needed);
+  --runner RUNNER                  default {runner} (local, no network needed);
                                    DataflowRunner for Google Cloud Dataflow
   --direct_num_workers N --direct_running_mode multi_processing
                                    N local worker processes
@@ -30,6 +28,7 @@ input is accounted for, 1 when it failed, 2 for bad flags.
 
 
 def _parser() -> argparse.ArgumentParser:
+    from pipelines.options import DEFAULT_OUTPUT, DEFAULT_RUNNER, NewsOptions
     parser = argparse.ArgumentParser(
         prog="newsbeam",
         description="News ingestion on Apache Beam: articles from text, HTML and JSONL files "
@@ -37,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = commands.add_parser(
         "run", help="run the batch pipeline", description="Run the batch pipeline once over "
-        "the inputs, adding to the dataset in --output.", epilog=RUN_EPILOG,
+        "the inputs, adding to the dataset in --output.",
+        epilog=RUN_EPILOG.format(runner=DEFAULT_RUNNER),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     NewsOptions._add_argparse_args(run)
     run.add_argument("--quiet", action="store_true", help="print only the summary's last line")
@@ -115,6 +115,8 @@ def _news_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from apache_beam.io.filesystems import FileSystems
+
     from pipelines.ingest import read_manifest
     runs_glob = f"{args.output.rstrip('/')}/_runs/*.json"
     manifests = sorted(m.path for m in FileSystems.match([runs_glob])[0].metadata_list)
@@ -143,8 +145,25 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DropImportNoise(logging.Filter):
+    """Beam warns at import that the optional GCP client libraries are absent; a local run
+    does not need them, and the README says how to install them for Dataflow."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
+                        force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropImportNoise())
+    for ours in ("pipelines", "transforms"):  # newsbeam's progress lines, not Beam's chatter
+        logging.getLogger(ours).setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging()
     args, rest = _parser().parse_known_args(argv)
     if args.command == "run":
         return _run(args, rest)

@@ -102,9 +102,11 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
             lambda e: ErrorIndexEntry(error_id=e.error_id, run_id=e.run_id))
          | "WriteErrorIndex" >> write(ERROR_INDEX_DATASET, ErrorIndexEntry, sinks.no_partition)),
     ]
+    # Counted one by one: a Flatten of the documents with anything would make the local runner
+    # hold every document's bytes in memory at once.
     counts = {
-        "inputs": (read.documents, read[ERRORS]) | "Inputs" >> beam.Flatten(),
         "documents": read.documents,
+        "read_errors": read[ERRORS],
         "extracted": extracted.articles,
         "articles": articles,
         "duplicates": resolved[DUPLICATES],

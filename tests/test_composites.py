@@ -80,6 +80,24 @@ def test_extract_articles_cleans_text_and_reports_failures():
                               ("bytes.txt", "extract", "undecodable")]), label="errors")
 
 
+def test_a_page_over_the_time_limit_is_an_error_and_the_next_page_still_extracts():
+    # 60,000 paragraphs: trafilatura's work grows faster than the page (about 10 s here), while
+    # an ordinary page takes a few milliseconds.
+    slow = "<html><body><article>" + "".join(
+        f"<p>Paragraph {i} about the city council and its budget vote.</p>"
+        for i in range(60_000)) + "</article></body></html>"
+    documents = [Document(source_uri="slow.html", kind="html", content=slow),
+                 Document(source_uri="page.html", kind="html",
+                          content=(FIXTURES / "sport-article.html").read_bytes())]
+    with pipeline() as p:
+        extracted = p | beam.Create(documents) | ExtractArticles(
+            run_id="run", ingested_at=NOW, timeout_s=2, min_words=5, progress_interval_s=0)
+        assert_that(extracted[ERRORS] | beam.Map(lambda e: (e.source_uri, e.reason)),
+                    equal_to([("slow.html", "extraction_timeout")]))
+        assert_that(extracted.articles | beam.Map(lambda a: a.source_uri),
+                    equal_to(["page.html"]), label="articles")
+
+
 def test_exact_copies_keep_one_and_known_articles_are_skipped():
     early = dt.datetime(2022, 2, 16, tzinfo=dt.timezone.utc)
     articles = [

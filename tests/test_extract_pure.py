@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from transforms.extract import (DecodeError, decode_text, extract_html, make_article_id,
-                                parse_datetime)
+from transforms.extract import DecodeError, decode_text, make_article_id, parse_datetime
+from transforms.trafilatura_page import extract_page
 
 UTC = dt.timezone.utc
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
@@ -142,7 +142,7 @@ def test_article_id_without_url():
     assert make_article_id(None, "h") != make_article_id(None, "i")
 
 
-# --- extract_html --------------------------------------------------------------------------------
+# --- extract_page --------------------------------------------------------------------------------
 
 PARAGRAPHS = [
     "The harbour bridge reopened to traffic on Wednesday morning after eight months of repairs "
@@ -180,15 +180,15 @@ PAGE = f"""<!DOCTYPE html>
 
 @pytest.fixture(scope="module")
 def extracted():
-    return extract_html(PAGE, "https://www.coastaltimes.example/news/harbour-bridge")
+    return extract_page(PAGE, "https://www.coastaltimes.example/news/harbour-bridge")
 
 
-def test_extract_html_title(extracted):
+def test_extract_page_title(extracted):
     assert extracted is not None
     assert extracted["title"] == "Harbour bridge reopens after repairs"
 
 
-def test_extract_html_text(extracted):
+def test_extract_page_text(extracted):
     text = extracted["text"]
     for paragraph in PARAGRAPHS:
         assert paragraph in text
@@ -197,24 +197,24 @@ def test_extract_html_text(extracted):
     assert "Privacy policy" not in text
 
 
-def test_extract_html_metadata(extracted):
+def test_extract_page_metadata(extracted):
     assert extracted["date"] == "2022-02-14"      # from the meta tag; the URL has no date
     assert extracted["description"] == "The city's main bridge is open again."
     assert set(extracted) >= {"title", "author", "url", "hostname", "description", "sitename",
                               "date", "categories", "tags", "text", "language"}
 
 
-def test_extract_html_result_is_picklable(extracted):
+def test_extract_page_result_is_picklable(extracted):
     # It crosses the process boundary of the time-limited worker.
     import pickle
     assert pickle.loads(pickle.dumps(extracted)) == extracted
 
 
-def test_extract_html_accepts_bytes():
-    page = extract_html(PAGE.encode("utf-8"), None)
+def test_extract_page_accepts_bytes():
+    page = extract_page(PAGE.encode("utf-8"), None)
     assert page is not None and PARAGRAPHS[2] in page["text"]
 
 
-def test_extract_html_without_main_text():
-    page = extract_html("<html><head><title>x</title></head><body></body></html>", None)
+def test_extract_page_without_main_text():
+    page = extract_page("<html><head><title>x</title></head><body></body></html>", None)
     assert page is None or not (page.get("text") or "").strip()

@@ -164,9 +164,12 @@ def written_files(articles: int, duplicates: int, errors: int) -> list:
 
 
 def counts(inputs, errors, already_ingested, errors_new=None):
+    # inputs = documents read + files that failed before they became documents (one here).
     # errors_new: errors met for the first time (the others already have a row from an earlier
     # run); all of them unless said otherwise.
-    return {"inputs": inputs, "errors": errors, "already_ingested": already_ingested,
+    read_errors = min(1, inputs)
+    return {"documents": inputs - read_errors, "read_errors": read_errors, "errors": errors,
+            "already_ingested": already_ingested,
             "errors_new": errors if errors_new is None else errors_new}
 
 
@@ -210,7 +213,7 @@ def test_manifest_counts_are_kept():
     given = counts(inputs=20, errors=3, already_ingested=2)
     manifest = build_manifest(RUN, dict(given), [],
                               written_files(articles=10, duplicates=5, errors=3), FINISHED)
-    assert manifest["counts"] == given
+    assert manifest["counts"] == {**given, "inputs": 20}
 
 
 def test_manifest_index_rows_are_not_counted_as_articles():

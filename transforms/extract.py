@@ -23,6 +23,7 @@ from transforms.errors import ERRORS, error_row
 from transforms.text import (clean_plain_text, content_hash, drop_boilerplate, markdown_title,
                              normalize_text, wire_sources, word_count)
 from transforms.timelimit import TimeLimitedWorker, TimeLimitExceeded
+from transforms.trafilatura_page import extract_page
 from transforms.urls import canonicalize_url, date_from_url, domain_of
 
 _LOG = logging.getLogger(__name__)
@@ -123,21 +124,6 @@ def split_authors(value: str | None) -> list[str]:
     return [name.strip() for name in re.split(r";|\band\b", value) if name.strip()]
 
 
-def extract_html(html: bytes | str, url: str | None) -> dict | None:
-    """trafilatura's main text and metadata of a page, as plain values (picklable), or None when
-    it finds no main text. Runs in the time-limited child process."""
-    import trafilatura
-    document = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False, include_tables=False,
-        deduplicate=False, fast=False)
-    if document is None:
-        return None
-    fields = document.as_dict() if hasattr(document, "as_dict") else dict(document)
-    keep = ("title", "author", "url", "hostname", "description", "sitename", "date",
-            "categories", "tags", "text", "language")
-    return {key: fields.get(key) for key in keep}
-
-
 def _html_paragraphs(text: str) -> list[str]:
     return [line for line in normalize_text(text).split("\n") if line]
 
@@ -215,7 +201,7 @@ class _Progress:
         now = time.monotonic()
         if self._interval_s > 0 and now - self._last >= self._interval_s:
             self._last = now
-            _LOG.warning("extract: %d documents (%.1f/s)", self._count,
+            _LOG.info("extract: %d documents (%.1f/s)", self._count,
                          self._count / (now - self._start))
 
 
@@ -231,7 +217,7 @@ class ExtractArticlesFn(beam.DoFn):
         self._progress_interval_s = progress_interval_s
 
     def setup(self):
-        self._html_worker = TimeLimitedWorker(extract_html, self._timeout_s)
+        self._html_worker = TimeLimitedWorker(extract_page, self._timeout_s)
         self._progress = _Progress(self._progress_interval_s)
 
     def teardown(self):

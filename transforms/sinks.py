@@ -230,6 +230,7 @@ def build_manifest(run: dict, counts: dict, error_counts: list, written: list,
     partition. `accounting.balanced` is the check that nothing was lost: every input is an
     article, a duplicate, an error or already ingested, and every error met for the first time
     is a row of errors/ (one met by an earlier run already has its row)."""
+    counts = {**counts, "inputs": counts["documents"] + counts["read_errors"]}
     errors_by_stage: dict[str, dict[str, int]] = {}
     for (stage, reason), count in sorted(error_counts):
         errors_by_stage.setdefault(stage, {})[reason] = count

@@ -23,7 +23,9 @@ class ChildFailed(Exception):
 
 
 def _serve(func: Callable, connection: multiprocessing.connection.Connection) -> None:
-    """The child's loop: call `func` on each argument tuple received, send back the outcome."""
+    """The child's loop: say it is ready (its imports are done), then call `func` on each
+    argument tuple received and send back the outcome."""
+    connection.send(("ready", None))
     while True:
         try:
             args = connection.recv()
@@ -38,9 +40,10 @@ def _serve(func: Callable, connection: multiprocessing.connection.Connection) ->
 class TimeLimitedWorker:
     """Calls a picklable, module-level `func` in a child process, `timeout_s` at most a call."""
 
-    def __init__(self, func: Callable, timeout_s: float):
+    def __init__(self, func: Callable, timeout_s: float, startup_timeout_s: float = 120.0):
         self._func = func
         self._timeout_s = timeout_s
+        self._startup_timeout_s = startup_timeout_s
         self._context = multiprocessing.get_context("spawn")
         self._process = None
         self._connection = None
@@ -53,6 +56,15 @@ class TimeLimitedWorker:
         self._process.start()
         child_end.close()
         self._connection = parent_end
+        # The child's start-up (a fresh interpreter importing `func`'s module) is not charged
+        # to the first call's time limit.
+        try:
+            ready = parent_end.poll(self._startup_timeout_s) and parent_end.recv()
+        except (EOFError, OSError):
+            ready = None
+        if not ready or ready[0] != "ready":
+            self._kill()
+            raise ChildFailed(f"worker process did not start within {self._startup_timeout_s:g} s")
 
     def call(self, *args) -> Any:
         if self._process is None or not self._process.is_alive():
