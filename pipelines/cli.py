@@ -87,17 +87,17 @@ def format_summary(manifest: dict) -> str:
 
 def _run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     from pipelines import ingest
-    argv = _news_argv(args) + beam_argv
-    options = ingest.prepare_options(argv)
-    problems = options.validate_news()
-    if problems:
-        for problem in problems:
-            print(f"newsbeam run: {problem}", file=sys.stderr)
-        return 2
+    from pipelines.options import InvalidOptions
+    options = ingest.prepare_options(_news_argv(args) + beam_argv)
     if not args.quiet:
         print(f"newsbeam: reading {', '.join(options.input)} -> {options.output}",
               file=sys.stderr)
-    manifest = ingest.run_pipeline(options)
+    try:
+        manifest = ingest.run_pipeline(options)
+    except InvalidOptions as invalid:
+        for problem in invalid.problems:
+            print(f"newsbeam run: {problem}", file=sys.stderr)
+        return 2
     summary = format_summary(manifest)
     print(summary.splitlines()[-1] if args.quiet else summary)
     return 0 if manifest["accounting"]["balanced"] else 1

@@ -15,13 +15,15 @@ import json
 import logging
 import platform
 import posixpath
+import re
 from importlib import metadata
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.options import DEFAULT_RUNNER, NewsOptions, bundled_seeds, new_run_id
+from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, bundled_seeds,
+                               new_run_id)
 from schemas.records import (SCHEMA_VERSION, Article, Duplicate, ErrorIndexEntry, ErrorRow,
                              IndexEntry)
 from transforms import sinks
@@ -33,6 +35,10 @@ from transforms.sources import ReadInputs
 from transforms.topics import AssignTopics
 
 _LOG = logging.getLogger(__name__)
+
+# Options whose values must not reach the manifest (cloud credentials).
+_SECRET_OPTION = re.compile(
+    r"secret|token|password|passwd|credential|connection_string|access_key|_key$", re.IGNORECASE)
 
 INDEX_DATASET = "index/articles"
 ERROR_INDEX_DATASET = "index/errors"
@@ -74,13 +80,13 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     """Adds the ingest graph to `pipeline`; returns its main PCollections by name."""
     output, run_id = options.output, run["run_id"]
     ingested_at = dt.datetime.fromisoformat(run["started_at"])
-    write = lambda dataset, record_type, partition_fn, columns=(): WriteDataset(
+    write = lambda dataset, record_type, partition_fn, columns=(), after=(): WriteDataset(
         output, dataset, record_type, run_id, partition_fn, columns,
-        options.rows_per_file, options.row_group_rows)
+        options.rows_per_file, options.row_group_rows, after)
 
     read = pipeline | "ReadInputs" >> ReadInputs(options.input, run_id,
                                                  options.max_document_bytes)
-    extracted = read.documents | "ExtractArticles" >> ExtractArticles(
+    extracted = read["documents"] | "ExtractArticles" >> ExtractArticles(
         run_id, ingested_at, options.extraction_timeout_s, options.min_words,
         options.progress_interval_s)
     resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
@@ -90,22 +96,26 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(
         read_indexed_ids(pipeline, output, ERROR_INDEX_DATASET, "error_id", "ErrorIndex"))
 
-    written = [
-        articles | "WriteArticles" >> write("articles", Article,
-                                            sinks.article_partition, ("topic",)),
+    data = (
+        articles | "WriteArticles" >> write("articles", Article, sinks.article_partition,
+                                            ("topic",)),
         resolved[DUPLICATES] | "WriteDuplicates" >> write("duplicates", Duplicate,
                                                           sinks.duplicate_partition),
         new_errors | "WriteErrors" >> write("errors", ErrorRow, sinks.error_partition),
-        (articles | "IndexEntries" >> beam.Map(index_entry)
-         | "WriteIndex" >> write(INDEX_DATASET, IndexEntry, sinks.no_partition)),
-        (new_errors | "ErrorIndexEntries" >> beam.Map(
+    )
+    # The index commits after the data: a run that fails in between leaves articles that the
+    # next run stores again, never index entries for articles that were not stored.
+    indexes = (
+        articles | "IndexEntries" >> beam.Map(index_entry)
+        | "WriteIndex" >> write(INDEX_DATASET, IndexEntry, sinks.no_partition, after=data),
+        new_errors | "ErrorIndexEntries" >> beam.Map(
             lambda e: ErrorIndexEntry(error_id=e.error_id, run_id=e.run_id))
-         | "WriteErrorIndex" >> write(ERROR_INDEX_DATASET, ErrorIndexEntry, sinks.no_partition)),
-    ]
-    # Counted one by one: a Flatten of the documents with anything would make the local runner
-    # hold every document's bytes in memory at once.
+        | "WriteErrorIndex" >> write(ERROR_INDEX_DATASET, ErrorIndexEntry, sinks.no_partition,
+                                     after=data),
+    )
+    written = [*data, *indexes]
     counts = {
-        "documents": read.documents,
+        "documents": read["documents"],
         "read_errors": read[ERRORS],
         "extracted": extracted.articles,
         "articles": articles,
@@ -134,7 +144,9 @@ def prepare_options(argv: list[str] | None) -> NewsOptions:
 def new_run(options: NewsOptions) -> dict:
     started_at = dt.datetime.now(dt.timezone.utc)
     run_id = options.run_id or new_run_id(started_at)
-    recorded = {**options.get_all_options(drop_default=True), **options.news_values()}
+    recorded = {name: "<redacted>" if _SECRET_OPTION.search(name) and value else value
+                for name, value in options.get_all_options(drop_default=True).items()}
+    recorded.update(options.news_values())
     return {"run_id": run_id, "started_at": started_at.isoformat(), "schema_version":
             SCHEMA_VERSION, "options": json.loads(json.dumps(recorded, default=str)),
             "versions": package_versions()}
@@ -144,7 +156,7 @@ def run_pipeline(options: NewsOptions) -> dict:
     """Runs the batch pipeline to completion; returns the run manifest."""
     problems = options.validate_news()
     if problems:
-        raise ValueError("; ".join(problems))
+        raise InvalidOptions(problems)
     run_info = new_run(options)
     _LOG.info("run %s: %s -> %s", run_info["run_id"], options.input, options.output)
     with beam.Pipeline(options=options) as pipeline:

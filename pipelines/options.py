@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -19,6 +20,17 @@ DEFAULT_OUTPUT = "./output"
 # The local runner that needs no network. Beam's DirectRunner first tries to download the Prism
 # runner binary, which an offline machine waits on before falling back.
 DEFAULT_RUNNER = "FnApiRunner"
+
+
+RUN_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+class InvalidOptions(ValueError):
+    """The flags cannot make a run; `problems` says why, a sentence each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 def bundled_seeds() -> str:
@@ -107,7 +119,17 @@ class NewsOptions(PipelineOptions):
 
     def validate_news(self) -> list[str]:
         """Problems with the newsbeam flags, as sentences; empty when all is well."""
+        from apache_beam.io.filesystems import FileSystems
+
+        from transforms.sinks import manifest_path
         problems = []
+        if self.run_id is not None:
+            if not RUN_ID.fullmatch(self.run_id):
+                problems.append(f"--run_id {self.run_id}: use 1-64 of a-z 0-9 . _ - "
+                                "(starting with a letter or digit)")
+            elif FileSystems.exists(manifest_path(self.output, self.run_id)):
+                problems.append(f"--run_id {self.run_id}: a run of that name already wrote to "
+                                f"{self.output}; run ids name files, so each run needs its own")
         for path in self.input or []:
             is_local = "://" not in path
             has_glob = any(ch in path for ch in "*?[")

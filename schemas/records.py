@@ -34,6 +34,9 @@ class Document:
     authors: list[str] = dataclasses.field(default_factory=list)
     publisher: Optional[str] = None
     published_at: Optional[str] = None   # as the input wrote it; parsed by extraction
+    # How far the input's date is trusted: "published" (the record says so; it beats the
+    # date found in the page) or "feed" (a feed entry's date; the page's own date beats it).
+    published_at_kind: str = "published"
     categories: list[str] = dataclasses.field(default_factory=list)
     language: Optional[str] = None
 

@@ -165,7 +165,9 @@ def test_output_reads_back_with_duckdb_and_prunes_partitions(capsys, mixed_input
     parquet = pq.ParquetFile(matching[0].path)
     assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
     assert "topic" not in parquet.schema_arrow.names and "date" not in parquet.schema_arrow.names
-    assert ".list.element" in str(parquet.schema) or "element" in str(parquet.schema)
+    paths = {parquet.schema.column(i).path for i in range(parquet.metadata.num_columns)}
+    assert {"authors.list.element", "entities.list.element.text",
+            "topic_scores.list.element.score"} <= paths
 
 
 def test_the_console_script_runs_the_seeds(tmp_path):
@@ -195,9 +197,28 @@ def test_bad_flags_exit_2_without_running(capsys, tmp_path):
                         "--output", str(tmp_path / "out"))
     assert status == 2
     assert not (tmp_path / "out").exists()
+    status, _ = run_cli(capsys, "run", "--run_id", "Not/Safe", "--output", str(tmp_path / "out"))
+    assert status == 2 and not (tmp_path / "out").exists()
     with pytest.raises(SystemExit) as exited:
         run_cli(capsys, "run", "--min_words", "-3")
     assert exited.value.code == 2
+
+
+def test_a_run_id_names_one_run_only(capsys, output_dir):
+    assert run_cli(capsys, "run", "--run_id", "nightly", "--output", str(output_dir))[0] == 0
+    files = sorted(all_files(output_dir))
+    status, _ = run_cli(capsys, "run", "--run_id", "nightly", "--output", str(output_dir))
+    assert status == 2
+    assert sorted(all_files(output_dir)) == files
+
+
+def test_manifest_keeps_no_credentials(capsys, output_dir):
+    run_cli(capsys, "run", "--output", str(output_dir), "--s3_secret_access_key", "hunter2",
+            "--s3_access_key_id", "AKIA-EXAMPLE")
+    text = next((output_dir / "_runs").glob("*.json")).read_text()
+    assert "hunter2" not in text and "AKIA-EXAMPLE" not in text
+    recorded = manifests(output_dir)[-1]["options"]
+    assert recorded["s3_secret_access_key"] == recorded["s3_access_key_id"] == "<redacted>"
 
 
 def test_multiprocess_run_gives_the_same_articles(capsys, mixed_inputs, tmp_path):
@@ -209,9 +230,14 @@ def test_multiprocess_run_gives_the_same_articles(capsys, mixed_inputs, tmp_path
                               "--direct_running_mode=multi_processing")
     assert status == 0, printed
 
-    def content(output):
-        columns = ["article_id", "source_uri", "text", "topic", "date", "duplicate_count"]
-        return sorted(map(tuple, (r.values() for r in
-                                  read_dataset(output / "articles").select(columns).to_pylist())))
-    assert content(multi) == content(single)
-    assert manifests(multi)[-1]["accounting"]["balanced"]
+    def content(output, dataset, columns):
+        rows = read_dataset(output / dataset).select(columns).to_pylist()
+        return sorted(tuple(row.values()) for row in rows)
+    for dataset, columns in (
+            ("articles", ["article_id", "source_uri", "text", "title", "published_at", "topic",
+                          "date", "wire_sources", "duplicate_count"]),
+            ("duplicates", ["duplicate_of", "source_uri", "similarity", "date"]),
+            ("errors", ["error_id", "stage", "reason", "source_uri", "message"])):
+        assert content(multi, dataset, columns) == content(single, dataset, columns), dataset
+    assert manifests(multi)[-1]["accounting"] == {
+        **manifests(single)[-1]["accounting"], "balanced": True}

@@ -19,9 +19,9 @@ ERRORS = "errors"  # the tag of every stage's dead-letter output
 # Stages, in the order a document meets them.
 STAGE_READ = "read"
 STAGE_EXTRACT = "extract"
-STAGE_SINK = "sink"
 
 # Reason codes.
+NO_MATCH = "no_match"
 TOO_LARGE = "too_large"
 BINARY_CONTENT = "binary_content"
 UNDECODABLE = "undecodable"
@@ -46,6 +46,9 @@ def error_row(stage: str, reason: str, message: str, source_uri: str, run_id: st
     """An ErrorRow stamped now; the message is cut to a readable length."""
     if len(message) > _MAX_MESSAGE_CHARS:
         message = message[:_MAX_MESSAGE_CHARS] + "…"
+    # Messages and ids may quote the input, which may hold lone surrogates (from JSON).
+    message, source_id, url = (None if v is None else v.encode("utf-8", "replace").decode()
+                               for v in (message, source_id, url))
     return ErrorRow(error_id=make_error_id(stage, reason, source_uri), stage=stage,
                     reason=reason, message=message, source_uri=source_uri,
                     occurred_at=dt.datetime.now(dt.timezone.utc), run_id=run_id,

@@ -8,6 +8,7 @@ read before boilerplate is dropped, and the text is Unicode- and white-space-nor
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
 import hashlib
@@ -97,7 +98,10 @@ def parse_datetime(value) -> dt.datetime | None:
                 return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    parsed = parsed.astimezone(dt.timezone.utc)
+    try:
+        parsed = parsed.astimezone(dt.timezone.utc)
+    except OverflowError:  # e.g. year 1 with a positive offset
+        return None
     if not _EARLIEST_DATE <= parsed <= dt.datetime.now(dt.timezone.utc) + _FUTURE_SLACK:
         return None
     return parsed
@@ -129,22 +133,25 @@ def _html_paragraphs(text: str) -> list[str]:
 
 
 def build_article(document: Document, text_paragraphs: list[str], raw_text: str, page: dict,
-                  run_id: str, ingested_at: dt.datetime) -> Article | None:
+                  run_id: str, ingested_at: dt.datetime) -> Article:
     """The Article of a Document, given its cleaned paragraphs, the raw text they came from (read
     for agency credits), and what the page itself says (`page`, empty for plain text).
-    Record fields (JSONL, feeds) fill what the page does not say; the page's date beats the
-    record's, which beats a date in the URL, which beats the ingestion time."""
+    What the record says (JSONL fields) wins over what the page says. Dates: a record's own
+    date beats the page's, the page's beats a feed entry's, any of them beats a date in the
+    URL, which beats the ingestion time."""
     text = "\n\n".join(text_paragraphs)
+    text_hash = content_hash(text)
     url = document.url or page.get("url")
     canonical_url = canonicalize_url(page.get("url") or document.url)
     authors = document.authors or split_authors(page.get("author"))
     credits_text = "\n".join([raw_text, *authors])
-    is_page = document.kind == "html"
 
+    given, page_date = (document.published_at, document.published_at_kind), \
+        (page.get("date"), "published")
+    candidates = (given, page_date) if document.published_at_kind == "published" \
+        else (page_date, given)
     published_at, date_source = None, "ingested"
-    for candidate, source in ((page.get("date"), "published"),
-                              (document.published_at, "feed" if is_page else "published"),
-                              (date_from_url(url), "url")):
+    for candidate, source in (*candidates, (date_from_url(url), "url")):
         published_at = parse_datetime(candidate)
         if published_at is not None:
             date_source = source
@@ -153,12 +160,12 @@ def build_article(document: Document, text_paragraphs: list[str], raw_text: str,
     categories = document.categories or [
         c for c in (page.get("categories") or []) + (page.get("tags") or []) if c]
     return Article(
-        article_id=make_article_id(canonical_url, content_hash(text)),
+        article_id=make_article_id(canonical_url, text_hash),
         source_uri=document.source_uri,
         source_id=document.source_id,
         text=text,
         word_count=word_count(text),
-        content_hash=content_hash(text),
+        content_hash=text_hash,
         ingested_at=ingested_at,
         date_source=date_source,
         published_at=published_at,
@@ -181,7 +188,7 @@ def plain_text_parts(document: Document, raw: str) -> tuple[Document, list[str],
     if document.kind == "markdown":
         title, raw = markdown_title(raw)
         if title and not document.title:
-            document = Document(**{**document.__dict__, "title": title})
+            document = dataclasses.replace(document, title=title)
     return document, clean_plain_text(raw).split("\n\n"), raw
 
 

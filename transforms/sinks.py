@@ -39,9 +39,9 @@ TEMP_FOLDER = ".tmp"
 RUNS_FOLDER = "_runs"
 PARQUET_COMPRESSION = "zstd"
 
-# Buffered rows across all partitions of a bundle before the largest buffer is flushed: bounds a
+# Text buffered across all partitions of a bundle before the largest buffer is flushed: bounds a
 # worker's memory when one bundle touches many partitions.
-_MAX_BUFFERED_ROWS = 20_000
+_MAX_BUFFERED_BYTES = 256 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,11 @@ def part_file_name(run_id: str, number: int) -> str:
 # --- Writing -------------------------------------------------------------------------------------
 
 
+def _text_bytes(record) -> int:
+    """About how much memory a record's strings take: what dominates an article's size."""
+    return 100 + sum(len(value) for value in vars(record).values() if isinstance(value, str))
+
+
 def _write_parquet(path: str, table: pa.Table, row_group_rows: int) -> None:
     with FileSystems.create(path) as stream:
         with pq.ParquetWriter(pa.PythonFile(stream, mode="w"), table.schema,
@@ -124,17 +129,17 @@ class _WriteTempFilesFn(beam.DoFn):
 
     def start_bundle(self):
         self._buffers: dict[str, list] = {}
-        self._buffered = 0
+        self._buffer_bytes: dict[str, int] = {}
 
     def process(self, record):
         partition = partition_path(self._partition_fn(record))
         buffer = self._buffers.setdefault(partition, [])
         buffer.append(record)
-        self._buffered += 1
+        self._buffer_bytes[partition] = self._buffer_bytes.get(partition, 0) + _text_bytes(record)
         if len(buffer) >= self._rows_per_file:
             yield self._flush(partition)
-        elif self._buffered >= _MAX_BUFFERED_ROWS:
-            yield self._flush(max(self._buffers, key=lambda p: len(self._buffers[p])))
+        elif sum(self._buffer_bytes.values()) >= _MAX_BUFFERED_BYTES:
+            yield self._flush(max(self._buffer_bytes, key=self._buffer_bytes.get))
 
     def finish_bundle(self):
         from apache_beam.transforms.window import GlobalWindow
@@ -144,7 +149,7 @@ class _WriteTempFilesFn(beam.DoFn):
 
     def _flush(self, partition: str):
         records = self._buffers.pop(partition)
-        self._buffered -= len(records)
+        del self._buffer_bytes[partition]
         path = posixpath.join(self._temp_dir, f"{uuid.uuid4().hex}.parquet")
         _write_parquet(path, to_table(records, self._schema), self._row_group_rows)
         return partition, path, len(records)
@@ -159,7 +164,7 @@ class _FinalizeFn(beam.DoFn):
         self._run_id = run_id
         self._temp_dir = temp_dir
 
-    def process(self, keyed):
+    def process(self, keyed, committed_before=()):
         _, temp_files = keyed
         by_partition: dict[str, list] = {}
         for partition, temp_path, rows in sorted(temp_files):
@@ -192,8 +197,13 @@ class WriteDataset(beam.PTransform):
 
     def __init__(self, output_dir: str, dataset: str, record_type, run_id: str,
                  partition_fn: Callable = no_partition, partition_columns: tuple = (),
-                 rows_per_file: int = 100_000, row_group_rows: int = 10_000):
+                 rows_per_file: int = 100_000, row_group_rows: int = 10_000,
+                 commit_after: tuple = ()):
+        """commit_after: WrittenFile PCollections of datasets whose files must all be in place
+        before this one's appear (the index commits last, so it never names an article that
+        is not stored)."""
         super().__init__()
+        self._commit_after = commit_after
         self._output_dir = output_dir
         self._dataset = dataset
         self._schema = arrow_schema(record_type, drop=partition_columns)
@@ -213,7 +223,10 @@ class WriteDataset(beam.PTransform):
             | "OneKey" >> beam.Map(lambda written: (None, written))
             | "Gather" >> beam.GroupByKey()
             | "Finalize" >> beam.ParDo(_FinalizeFn(self._output_dir, self._dataset, self._run_id,
-                                                   temp_dir)))
+                                                   temp_dir),
+                                       committed_before=beam.pvalue.AsList(
+                                           self._commit_after | "Before" >> beam.Flatten(
+                                               pipeline=records.pipeline))))
 
 
 # --- Run manifest --------------------------------------------------------------------------------

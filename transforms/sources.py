@@ -37,11 +37,17 @@ _SNIFF_BYTES = 8192
 # --- Pure functions ------------------------------------------------------------------------------
 
 
+def has_wildcard(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
 def expand_input(path: str) -> str:
-    """The glob that reads `path`: a folder becomes '<folder>/**', a file or glob stays."""
-    if not any(ch in path for ch in "*?[") and FileSystems.get_scheme(path) is None and \
-            os.path.isdir(path):
-        return path.rstrip("/") + "/**"
+    """The glob that reads `path`: local paths made absolute (so a file has one source_uri
+    however it was named), a folder becomes '<folder>/**', a file or glob stays."""
+    if FileSystems.get_scheme(path) is None:
+        path = os.path.abspath(os.path.expanduser(path))
+        if not has_wildcard(path) and os.path.isdir(path):
+            return path + "/**"
     if path.endswith("/"):
         return path + "**"
     return path
@@ -81,22 +87,25 @@ def looks_binary(data: bytes) -> bool:
     return controls > 0.1 * max(len(head), 1)
 
 
-def _as_str_list(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()] if "," in value \
-            else ([value.strip()] if value.strip() else [])
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if v is not None and str(v).strip()]
-    return [str(value)]
+def valid_unicode(text: str) -> str:
+    """`text` with lone surrogates (legal in JSON, not in UTF-8 or Parquet) replaced by '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _optional_str(value) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
+    text = valid_unicode(str(value)).strip()
     return text or None
+
+
+def _as_str_list(value, separator: str) -> list[str]:
+    """A list of non-empty strings from a list, or from one string cut at `separator`."""
+    if value is None:
+        return []
+    items = value.split(separator) if isinstance(value, str) else \
+        value if isinstance(value, (list, tuple)) else [value]
+    return [text for text in map(_optional_str, items) if text]
 
 
 class InvalidRecord(ValueError):
@@ -111,9 +120,9 @@ def document_from_record(record, source_uri: str) -> Document:
         raise InvalidRecord(f"a line must hold a JSON object, not {type(record).__name__}")
     html, text = record.get("html"), record.get("text")
     if isinstance(html, str) and html.strip():
-        kind, content = "html", html
+        kind, content = "html", valid_unicode(html)
     elif isinstance(text, str) and text.strip():
-        kind, content = "text", text
+        kind, content = "text", valid_unicode(text)
     else:
         raise InvalidRecord("the record has no non-empty 'text' or 'html' string")
     first = lambda *keys: next((record[k] for k in keys if record.get(k) not in (None, "", [])),
@@ -126,10 +135,10 @@ def document_from_record(record, source_uri: str) -> Document:
         url=_optional_str(record.get("url")),
         title=_optional_str(record.get("title")),
         description=_optional_str(record.get("description")),
-        authors=_as_str_list(first("authors", "author")),
+        authors=_as_str_list(first("authors", "author"), ";"),
         publisher=_optional_str(first("publisher", "source", "site")),
         published_at=_optional_str(first("published_at", "published", "date")),
-        categories=_as_str_list(first("categories", "category", "section", "tags")),
+        categories=_as_str_list(first("categories", "category", "section", "tags"), ","),
         language=_optional_str(record.get("language")),
     )
 
@@ -171,23 +180,38 @@ def _capped_lines(stream, max_bytes: int):
             yield number, line, length
 
 
-def _literal_prefix(pattern: str) -> str:
-    """The folder part of a glob before its first wildcard."""
-    cut = min((pattern.find(ch) for ch in "*?[" if ch in pattern), default=len(pattern))
-    return pattern[:cut].rsplit("/", 1)[0] if cut < len(pattern) else posixpath.dirname(pattern)
+def _folder_of(pattern: str) -> str:
+    """The folder a glob reads below: the part before its first wildcard, up to a '/'."""
+    cut = min(pattern.find(ch) for ch in "*?[" if ch in pattern)
+    return pattern[:cut].rsplit("/", 1)[0]
 
 
 class MatchInputsFn(beam.DoFn):
-    """A glob -> the FileMetadata of the files it matches, leaving out names that start with
-    '.' below the glob's own folder (a file named outright is always read)."""
+    """A path or glob -> the FileMetadata of the files it names; a pattern that names nothing
+    -> ERRORS. Names starting with '.' below a glob's folder are left out; a file named outright
+    is always read. A path on an object store that is no object is read as a folder."""
+
+    def __init__(self, run_id: str):
+        self._run_id = run_id
 
     def process(self, pattern: str):
-        prefix = _literal_prefix(pattern)
-        for metadata in FileSystems.match([pattern])[0].metadata_list:
-            relative = metadata.path[len(prefix):] if metadata.path.startswith(prefix) \
-                else posixpath.basename(metadata.path)
-            if not is_hidden(relative):
-                yield metadata
+        found, folder = _match(pattern), None
+        if has_wildcard(pattern):
+            folder = _folder_of(pattern)
+        elif not found:  # on an object store, a folder is no object of its own
+            folder = pattern.rstrip("/")
+            found = _match(folder + "/**")
+        if folder is not None:
+            found = [m for m in found if not is_hidden(m.path[len(folder):])]
+        if not found:
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(
+                errors.STAGE_READ, errors.NO_MATCH, "no file matches this input", pattern,
+                self._run_id))
+        yield from found
+
+
+def _match(pattern: str) -> list:
+    return FileSystems.match([pattern])[0].metadata_list
 
 
 class ReadDocumentsFn(beam.DoFn):
@@ -257,8 +281,11 @@ class ReadDocumentsFn(beam.DoFn):
                                f"{self._max_bytes} (--max_document_bytes)", source_uri)
         try:
             record = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            return self._error(errors.MALFORMED_JSONL, f"not valid JSON: {error}", source_uri)
+        # ValueError covers bad UTF-8 and JSON, and integers past Python's digit limit;
+        # RecursionError, arrays nested thousands deep.
+        except (ValueError, RecursionError) as error:
+            return self._error(errors.MALFORMED_JSONL,
+                               f"not valid JSON: {type(error).__name__}: {error}", source_uri)
         try:
             return document_from_record(record, source_uri)
         except InvalidRecord as error:
@@ -268,8 +295,13 @@ class ReadDocumentsFn(beam.DoFn):
                 source_id=source_id))
 
 
+def _any_one(metadata_of_one_path):
+    """Any one of the (identical) FileMetadata two patterns found for one path."""
+    return next(iter(metadata_of_one_path))
+
+
 class ReadInputs(beam.PTransform):
-    """Input paths, folders or globs -> Documents (main output) and ErrorRows (ERRORS).
+    """Input paths, folders or globs -> {"documents": Documents, ERRORS: ErrorRows}.
     A file named by two patterns is read once."""
 
     def __init__(self, inputs: list[str], run_id: str, max_document_bytes: int):
@@ -279,13 +311,18 @@ class ReadInputs(beam.PTransform):
         self._max_bytes = max_document_bytes
 
     def expand(self, pipeline):
-        return (
+        matched = (
             pipeline
             | "Patterns" >> beam.Create(self._patterns)
-            | "Match" >> beam.ParDo(MatchInputsFn())
-            | "OncePerPath" >> beam.Map(lambda metadata: (metadata.path, metadata))
-            | "GroupByPath" >> beam.CombinePerKey(lambda ms: next(iter(ms)))
+            | "Match" >> beam.ParDo(MatchInputsFn(self._run_id)).with_outputs(
+                ERRORS, main="files"))
+        read = (
+            matched.files
+            | "KeyByPath" >> beam.Map(lambda metadata: (metadata.path, metadata))
+            | "OncePerPath" >> beam.CombinePerKey(_any_one)
             | "Metadata" >> beam.Values()
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadDocumentsFn(self._run_id, self._max_bytes))
                 .with_outputs(ERRORS, main="documents"))
+        errors_ = (matched[ERRORS], read[ERRORS]) | "ReadErrors" >> beam.Flatten()
+        return {"documents": read.documents, ERRORS: errors_}
