@@ -17,6 +17,9 @@ import re
 import time
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.records import Article, Document
 from transforms import errors
@@ -212,8 +215,17 @@ class _Progress:
                          self._count / (now - self._start))
 
 
+def _in_global_window(value) -> WindowedValue:
+    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
+
+
 class ExtractArticlesFn(beam.DoFn):
-    """Document -> Article; documents with nothing to keep -> ERRORS."""
+    """Document -> Article; documents with nothing to keep -> ERRORS.
+
+    Pages are extracted by trafilatura in a time-limited child process, overlapped with the
+    rest: while the child works on one page, this process finishes the page before it (and
+    reads, cleans and writes). So a page's outcome is emitted with the next page's, the last
+    one at the end of the bundle."""
 
     def __init__(self, run_id: str, ingested_at: dt.datetime, timeout_s: float, min_words: int,
                  progress_interval_s: float = 15.0):
@@ -230,50 +242,74 @@ class ExtractArticlesFn(beam.DoFn):
     def teardown(self):
         self._html_worker.close()
 
+    def start_bundle(self):
+        self._page_in_child: Document | None = None
+
+    def process(self, document: Document):
+        self._progress.tick()
+        if document.kind != "html":
+            yield self._outcome(document, lambda: self._text_article(document))
+            return
+        previous = self._collect_page()
+        self._html_worker.submit(document.content, document.url)
+        self._page_in_child = document
+        if previous is not None:
+            yield previous
+
+    def finish_bundle(self):
+        # Batch input is in the global window; the last page's outcome goes there too.
+        last = self._collect_page()
+        if isinstance(last, beam.pvalue.TaggedOutput):
+            yield beam.pvalue.TaggedOutput(last.tag, _in_global_window(last.value))
+        elif last is not None:
+            yield _in_global_window(last)
+
+    def _collect_page(self):
+        """The outcome of the page the child is working on, if any (waiting for it)."""
+        document, self._page_in_child = self._page_in_child, None
+        if document is None:
+            return None
+        return self._outcome(document, lambda: self._page_article(
+            document, self._html_worker.collect()))
+
+    def _outcome(self, document: Document, make_article):
+        """make_article()'s Article, or the error row of why there is none."""
+        try:
+            article = make_article()
+        except DecodeError as error:
+            return self._error(document, errors.UNDECODABLE, str(error))
+        except NoMainText as error:
+            return self._error(document, errors.EMPTY_EXTRACTION, str(error))
+        except TimeLimitExceeded as error:
+            return self._error(document, errors.EXTRACTION_TIMEOUT,
+                               f"{error} (--extraction_timeout_s)")
+        except Exception as error:  # one bad document must not stop the run
+            return self._error(document, errors.EXTRACTION_FAILED,
+                               f"{type(error).__name__}: {error}")
+        if article.word_count < self._min_words:
+            return self._error(document, errors.EMPTY_EXTRACTION,
+                               f"{article.word_count} words of text; at least "
+                               f"{self._min_words} are needed (--min_words)")
+        return article
+
     def _error(self, document: Document, reason: str, message: str):
         return beam.pvalue.TaggedOutput(ERRORS, error_row(
             errors.STAGE_EXTRACT, reason, message, document.source_uri, self._run_id,
             source_id=document.source_id, url=document.url))
 
-    def process(self, document: Document):
-        self._progress.tick()
-        try:
-            article = self._extract(document)
-        except DecodeError as error:
-            yield self._error(document, errors.UNDECODABLE, str(error))
-            return
-        except NoMainText as error:
-            yield self._error(document, errors.EMPTY_EXTRACTION, str(error))
-            return
-        except TimeLimitExceeded as error:
-            yield self._error(document, errors.EXTRACTION_TIMEOUT,
-                              f"{error} (--extraction_timeout_s)")
-            return
-        except Exception as error:  # one bad document must not stop the run
-            yield self._error(document, errors.EXTRACTION_FAILED,
-                              f"{type(error).__name__}: {error}")
-            return
-        if article.word_count < self._min_words:
-            yield self._error(document, errors.EMPTY_EXTRACTION,
-                              f"{article.word_count} words of text; at least {self._min_words} "
-                              "are needed (--min_words)")
-            return
-        yield article
+    def _page_article(self, document: Document, page: dict | None) -> Article:
+        if page is None or not (page.get("text") or "").strip():
+            raise NoMainText("trafilatura found no main text in the page")
+        paragraphs = drop_boilerplate(_html_paragraphs(page["text"]))
+        return build_article(document, paragraphs, page["text"], page, self._run_id,
+                             self._ingested_at)
 
-    def _extract(self, document: Document) -> Article:
-        if document.kind == "html":
-            page = self._html_worker.call(document.content, document.url)
-            if page is None or not (page.get("text") or "").strip():
-                raise NoMainText("trafilatura found no main text in the page")
-            raw = page["text"]
-            paragraphs = drop_boilerplate(_html_paragraphs(raw))
-        else:
-            raw = document.content if isinstance(document.content, str) \
-                else decode_text(document.content)
-            document, paragraphs, raw = plain_text_parts(document, raw)
-            page = {}
-        paragraphs = [p for p in paragraphs if p]
-        return build_article(document, paragraphs, raw, page, self._run_id, self._ingested_at)
+    def _text_article(self, document: Document) -> Article:
+        raw = document.content if isinstance(document.content, str) \
+            else decode_text(document.content)
+        document, paragraphs, raw = plain_text_parts(document, raw)
+        return build_article(document, [p for p in paragraphs if p], raw, {}, self._run_id,
+                             self._ingested_at)
 
 
 class ExtractArticles(beam.PTransform):

@@ -3,15 +3,27 @@
 Python cannot stop a thread that is stuck in C code (lxml on pathological HTML), and signals only
 reach the main thread, which a Beam worker does not give us. So the work goes to one long-lived
 child process per caller; a call that overruns its limit kills the child, and the next call
-starts a fresh one. The child is started with 'spawn' (never 'fork'): the parent is a Beam worker
-with gRPC threads, which a fork would copy in a broken state.
+starts a fresh one.
+
+The child is a fresh interpreter (never a fork: the parent is a Beam worker with gRPC threads,
+which a fork would copy in a broken state) that imports only the function's own module. It is
+started as a plain subprocess rather than by multiprocessing's 'spawn', which would also re-run
+the parent's main module (the Beam SDK worker, a notebook, a script) in the child.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
 from typing import Any, Callable
+
+_CHILD_MAIN = ("import sys; from transforms.timelimit import serve; "
+               "serve(sys.argv[1], int(sys.argv[2]))")
 
 
 class TimeLimitExceeded(Exception):
@@ -22,9 +34,12 @@ class ChildFailed(Exception):
     """The child process died (crash, out of memory) before it answered."""
 
 
-def _serve(func: Callable, connection: multiprocessing.connection.Connection) -> None:
-    """The child's loop: say it is ready (its imports are done), then call `func` on each
-    argument tuple received and send back the outcome."""
+def serve(func_name: str, fd: int) -> None:
+    """The child's loop: import 'module:function', say it is ready, then call it on each
+    argument tuple received over the socket `fd` and send back the outcome."""
+    module, _, name = func_name.partition(":")
+    func = getattr(importlib.import_module(module), name)
+    connection = Connection(fd)
     connection.send(("ready", None))
     while True:
         try:
@@ -38,39 +53,61 @@ def _serve(func: Callable, connection: multiprocessing.connection.Connection) ->
 
 
 class TimeLimitedWorker:
-    """Calls a picklable, module-level `func` in a child process, `timeout_s` at most a call."""
+    """Calls a module-level `func` in a child process, `timeout_s` at most a call. Arguments
+    and results cross the process boundary pickled."""
 
     def __init__(self, func: Callable, timeout_s: float, startup_timeout_s: float = 120.0):
-        self._func = func
+        self._func_name = f"{func.__module__}:{func.__qualname__}"
         self._timeout_s = timeout_s
         self._startup_timeout_s = startup_timeout_s
-        self._context = multiprocessing.get_context("spawn")
-        self._process = None
-        self._connection = None
+        self._process: subprocess.Popen | None = None
+        self._connection: Connection | None = None
+        self._deadline: float | None = None  # of the call under way
         self.restarts = 0
 
     def _start(self) -> None:
-        parent_end, child_end = self._context.Pipe()
-        self._process = self._context.Process(target=_serve, args=(self._func, child_end),
-                                              daemon=True, name="newsbeam-time-limited")
-        self._process.start()
+        parent_end, child_end = socket.socketpair()
+        # The child finds the modules the parent finds (tests, source checkouts, zip imports).
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_MAIN, self._func_name, str(child_end.fileno())],
+            pass_fds=[child_end.fileno()], env=env, stdin=subprocess.DEVNULL)
         child_end.close()
-        self._connection = parent_end
+        self._connection = Connection(parent_end.detach())
         # The child's start-up (a fresh interpreter importing `func`'s module) is not charged
         # to the first call's time limit.
         try:
-            ready = parent_end.poll(self._startup_timeout_s) and parent_end.recv()
+            ready = self._connection.poll(self._startup_timeout_s) and self._connection.recv()
         except (EOFError, OSError):
             ready = None
         if not ready or ready[0] != "ready":
             self._kill()
             raise ChildFailed(f"worker process did not start within {self._startup_timeout_s:g} s")
 
-    def call(self, *args) -> Any:
-        if self._process is None or not self._process.is_alive():
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def submit(self, *args) -> None:
+        """Starts `func(*args)` in the child and returns at once; `collect` gets the outcome.
+        One call at a time: the previous one must have been collected."""
+        if self._deadline is not None:
+            raise RuntimeError("the previous call was not collected")
+        if not self._alive():
+            self._kill()
             self._start()
-        self._connection.send(args)
-        if not self._connection.poll(self._timeout_s):
+        try:
+            self._connection.send(args)
+        except OSError:  # the child died between calls: one more try with a new one
+            self._kill()
+            self._start()
+            self._connection.send(args)
+        self._deadline = time.monotonic() + self._timeout_s
+
+    def collect(self) -> Any:
+        """The submitted call's result, waiting until its time limit (counted from `submit`)."""
+        remaining = self._deadline - time.monotonic()
+        self._deadline = None
+        if not self._connection.poll(max(0.0, remaining)):
             self._kill()
             self.restarts += 1
             raise TimeLimitExceeded(f"no result after {self._timeout_s:g} s")
@@ -84,24 +121,31 @@ class TimeLimitedWorker:
             raise value
         return value
 
+    def call(self, *args) -> Any:
+        self.submit(*args)
+        return self.collect()
+
     def _kill(self) -> None:
+        self._deadline = None
         if self._process is not None:
             self._process.kill()
-            self._process.join(timeout=5)
+            self._process.wait(timeout=10)
         if self._connection is not None:
             self._connection.close()
         self._process = self._connection = None
 
     def close(self) -> None:
-        """Stop the child (politely: closing the pipe ends its loop)."""
+        """Stops the child (politely: closing the socket ends its loop)."""
         if self._connection is not None:
             self._connection.close()
         if self._process is not None:
-            self._process.join(timeout=5)
-            if self._process.is_alive():
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
                 self._process.kill()
-                self._process.join(timeout=5)
+                self._process.wait(timeout=10)
         self._process = self._connection = None
+        self._deadline = None
 
     def __enter__(self):
         return self
