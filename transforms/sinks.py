@@ -32,6 +32,9 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.records import arrow_schema, to_table
 
@@ -130,26 +133,28 @@ class _WriteTempFilesFn(beam.DoFn):
     def start_bundle(self):
         self._buffers: dict[str, list] = {}
         self._buffer_bytes: dict[str, int] = {}
+        self._buffered_bytes = 0
 
     def process(self, record):
         partition = partition_path(self._partition_fn(record))
         buffer = self._buffers.setdefault(partition, [])
         buffer.append(record)
-        self._buffer_bytes[partition] = self._buffer_bytes.get(partition, 0) + _text_bytes(record)
+        size = _text_bytes(record)
+        self._buffer_bytes[partition] = self._buffer_bytes.get(partition, 0) + size
+        self._buffered_bytes += size
         if len(buffer) >= self._rows_per_file:
             yield self._flush(partition)
-        elif sum(self._buffer_bytes.values()) >= _MAX_BUFFERED_BYTES:
+        elif self._buffered_bytes >= _MAX_BUFFERED_BYTES:
             yield self._flush(max(self._buffer_bytes, key=self._buffer_bytes.get))
 
     def finish_bundle(self):
-        from apache_beam.transforms.window import GlobalWindow
-        from apache_beam.utils.windowed_value import WindowedValue
+        # Batch input is in the global window; the files written are outputs there too.
         for partition in list(self._buffers):
-            yield WindowedValue(self._flush(partition), 0, [GlobalWindow()])
+            yield WindowedValue(self._flush(partition), MIN_TIMESTAMP, [GlobalWindow()])
 
     def _flush(self, partition: str):
         records = self._buffers.pop(partition)
-        del self._buffer_bytes[partition]
+        self._buffered_bytes -= self._buffer_bytes.pop(partition)
         path = posixpath.join(self._temp_dir, f"{uuid.uuid4().hex}.parquet")
         _write_parquet(path, to_table(records, self._schema), self._row_group_rows)
         return partition, path, len(records)
