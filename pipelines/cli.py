@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 
 # --- Summary -------------------------------------------------------------------------------------
 
+SUMMARY_PARTITIONS = 12  # partitions listed per dataset; the manifest has them all
+
 
 def format_summary(manifest: dict) -> str:
     """The end-of-run summary a person reads: counts per stage, errors by reason, partitions
@@ -76,9 +78,12 @@ def format_summary(manifest: dict) -> str:
         lines.append(f"    {stage}: {listed}")
     for name, dataset in sorted(manifest["datasets"].items()):
         lines.append(f"  {name}/: {dataset['rows']} rows in {dataset['files']} files")
-        for partition, part in sorted(dataset["partitions"].items()):
-            if partition != ".":
-                lines.append(f"    {partition}: {part['rows']}")
+        partitions = sorted(p for p in dataset["partitions"].items() if p[0] != ".")
+        for partition, part in partitions[:SUMMARY_PARTITIONS]:
+            lines.append(f"    {partition}: {part['rows']}")
+        if len(partitions) > SUMMARY_PARTITIONS:
+            lines.append(f"    ... {len(partitions) - SUMMARY_PARTITIONS} more partitions "
+                         "(all in the run manifest)")
     verdict = "every input accounted for" if accounting["balanced"] else \
         "ACCOUNTING MISMATCH: inputs != articles + duplicates + errors + already ingested"
     lines.append(f"  {verdict}; output in {manifest['options']['output']}")
