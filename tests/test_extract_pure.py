@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from transforms.extract import DecodeError, decode_text, make_article_id, parse_datetime
+from schemas.records import Document
+from transforms.extract import (DecodeError, build_article, decode_text, make_article_id,
+                                parse_datetime)
 from transforms.trafilatura_page import extract_page
 
 UTC = dt.timezone.utc
@@ -218,3 +220,33 @@ def test_extract_page_accepts_bytes():
 def test_extract_page_without_main_text():
     page = extract_page("<html><head><title>x</title></head><body></body></html>", None)
     assert page is None or not (page.get("text") or "").strip()
+
+
+# --- build_article: whose date wins ----------------------------------------------------------
+
+_PAGE = {"date": "2023-03-04", "url": "https://example.test/news/2021/01/02/story"}
+
+
+def _date_of(published_at, kind, page):
+    document = Document(source_uri="x.jsonl#L1", kind="html", content="<p>x</p>",
+                        published_at=published_at, published_at_kind=kind)
+    article = build_article(document, ["Some words of text."], "Some words of text.", page,
+                            "run", dt.datetime(2026, 1, 1, tzinfo=UTC))
+    # No known date: published_at stays empty; the partition date is the ingestion's.
+    moment = article.published_at or article.ingested_at
+    return moment.date().isoformat(), article.date_source
+
+
+def test_a_record_that_states_its_date_beats_the_page():
+    assert _date_of("2022-02-16T09:30:00Z", "published", _PAGE) == ("2022-02-16", "published")
+
+
+def test_the_page_date_beats_a_feed_entry_date():
+    assert _date_of("2022-02-16T09:30:00Z", "feed", _PAGE) == ("2023-03-04", "published")
+    assert _date_of("2022-02-16T09:30:00Z", "feed", {}) == ("2022-02-16", "feed")
+
+
+def test_a_date_in_the_url_comes_after_both_and_ingestion_last():
+    assert _date_of(None, "published", {"url": _PAGE["url"]}) == ("2021-01-02", "url")
+    assert _date_of("not a date", "published", {}) == ("2026-01-01", "ingested")
+    assert _date_of(None, "published", {})[1] == "ingested"

@@ -149,12 +149,12 @@ def build_article(document: Document, text_paragraphs: list[str], raw_text: str,
     authors = document.authors or split_authors(page.get("author"))
     credits_text = "\n".join([raw_text, *authors])
 
-    given, page_date = (document.published_at, document.published_at_kind), \
-        (page.get("date"), "published")
-    candidates = (given, page_date) if document.published_at_kind == "published" \
-        else (page_date, given)
+    record_date = (document.published_at, document.published_at_kind)
+    page_date = (page.get("date"), "published")
+    trusted_first = (record_date, page_date) if document.published_at_kind == "published" \
+        else (page_date, record_date)
     published_at, date_source = None, "ingested"
-    for candidate, source in (*candidates, (date_from_url(url), "url")):
+    for candidate, source in (*trusted_first, (date_from_url(url), "url")):
         published_at = parse_datetime(candidate)
         if published_at is not None:
             date_source = source
