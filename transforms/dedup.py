@@ -57,10 +57,10 @@ def resolve_exact_copies(article_id: str, new: list[Article], already_indexed: b
 class _ResolveFn(beam.DoFn):
     def process(self, keyed):
         article_id, grouped = keyed
-        new, indexed = list(grouped["new"]), grouped["index"]
+        new, indexed = list(grouped["new"]), any(True for _ in grouped["index"])
         if not new:
             return
-        kept, duplicates, skipped = resolve_exact_copies(article_id, new, any(True for _ in indexed))
+        kept, duplicates, skipped = resolve_exact_copies(article_id, new, indexed)
         if kept is not None:
             yield kept
         for duplicate in duplicates:
