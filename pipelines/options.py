@@ -115,13 +115,14 @@ class NewsOptions(PipelineOptions):
         import argparse
         parser = argparse.ArgumentParser(add_help=False)
         self._add_argparse_args(parser)
-        return {action.dest: getattr(self, action.dest) for action in parser._actions}
+        return {name: getattr(self, name) for name in vars(parser.parse_args([]))}
 
     def validate_news(self) -> list[str]:
         """Problems with the newsbeam flags, as sentences; empty when all is well."""
         from apache_beam.io.filesystems import FileSystems
 
         from transforms.sinks import manifest_path
+        from transforms.sources import has_wildcard, is_local
         problems = []
         if self.run_id is not None:
             if not RUN_ID.fullmatch(self.run_id):
@@ -131,10 +132,9 @@ class NewsOptions(PipelineOptions):
                 problems.append(f"--run_id {self.run_id}: a run of that name already wrote to "
                                 f"{self.output}; run ids name files, so each run needs its own")
         for path in self.input or []:
-            is_local = "://" not in path
-            has_glob = any(ch in path for ch in "*?[")
-            if is_local and not has_glob and not os.path.exists(path):
+            if is_local(path) and not has_wildcard(path) and \
+                    not os.path.exists(os.path.expanduser(path)):
                 problems.append(f"--input {path}: no such file or folder")
-        if "://" not in self.output and os.path.isfile(self.output):
+        if is_local(self.output) and os.path.isfile(os.path.expanduser(self.output)):
             problems.append(f"--output {self.output}: is a file, not a folder")
         return problems

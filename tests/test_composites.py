@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import gzip
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from schemas.records import Article, Document, ErrorRow
+from schemas.records import Article, Document
 from tests.conftest import FIXTURES, SEEDS
 from transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
 from transforms.errors import ERRORS, DropRecordedErrors, error_row

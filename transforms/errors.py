@@ -13,6 +13,7 @@ import hashlib
 import apache_beam as beam
 
 from schemas.records import ErrorRow
+from transforms.text import valid_unicode
 
 ERRORS = "errors"  # the tag of every stage's dead-letter output
 
@@ -47,7 +48,7 @@ def error_row(stage: str, reason: str, message: str, source_uri: str, run_id: st
     if len(message) > _MAX_MESSAGE_CHARS:
         message = message[:_MAX_MESSAGE_CHARS] + "…"
     # Messages and ids may quote the input, which may hold lone surrogates (from JSON).
-    message, source_id, url = (None if v is None else v.encode("utf-8", "replace").decode()
+    message, source_id, url = (None if v is None else valid_unicode(v)
                                for v in (message, source_id, url))
     return ErrorRow(error_id=make_error_id(stage, reason, source_uri), stage=stage,
                     reason=reason, message=message, source_uri=source_uri,
@@ -61,7 +62,8 @@ def error_row(stage: str, reason: str, message: str, source_uri: str, run_id: st
 def _first_unrecorded(keyed):
     """(error_id, {"new": [...], "index": [...]}) -> the error to record, if it is new."""
     _, grouped = keyed
-    new = sorted(grouped["new"], key=lambda e: e.source_uri)
+    # Rows of one id share stage, reason and source; the message picks one deterministically.
+    new = sorted(grouped["new"], key=lambda e: e.message)
     if new and not any(True for _ in grouped["index"]):
         yield new[0]
 

@@ -17,12 +17,10 @@ import re
 import time
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.records import Article, Document
 from transforms import errors
+from transforms.bundles import in_global_window
 from transforms.errors import ERRORS, error_row
 from transforms.text import (clean_plain_text, content_hash, drop_boilerplate, markdown_title,
                              normalize_text, wire_sources, word_count)
@@ -212,11 +210,7 @@ class _Progress:
         if self._interval_s > 0 and now - self._last >= self._interval_s:
             self._last = now
             _LOG.info("extract: %d documents (%.1f/s)", self._count,
-                         self._count / (now - self._start))
-
-
-def _in_global_window(value) -> WindowedValue:
-    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
+                      self._count / (now - self._start))
 
 
 class ExtractArticlesFn(beam.DoFn):
@@ -257,12 +251,9 @@ class ExtractArticlesFn(beam.DoFn):
             yield previous
 
     def finish_bundle(self):
-        # Batch input is in the global window; the last page's outcome goes there too.
         last = self._collect_page()
-        if isinstance(last, beam.pvalue.TaggedOutput):
-            yield beam.pvalue.TaggedOutput(last.tag, _in_global_window(last.value))
-        elif last is not None:
-            yield _in_global_window(last)
+        if last is not None:
+            yield in_global_window(last)
 
     def _collect_page(self):
         """The outcome of the page the child is working on, if any (waiting for it)."""

@@ -32,11 +32,9 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.records import arrow_schema, to_table
+from transforms.bundles import in_global_window
 
 TEMP_FOLDER = ".tmp"
 RUNS_FOLDER = "_runs"
@@ -148,9 +146,8 @@ class _WriteTempFilesFn(beam.DoFn):
             yield self._flush(max(self._buffer_bytes, key=self._buffer_bytes.get))
 
     def finish_bundle(self):
-        # Batch input is in the global window; the files written are outputs there too.
         for partition in list(self._buffers):
-            yield WindowedValue(self._flush(partition), MIN_TIMESTAMP, [GlobalWindow()])
+            yield in_global_window(self._flush(partition))
 
     def _flush(self, partition: str):
         records = self._buffers.pop(partition)

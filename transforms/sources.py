@@ -25,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from schemas.records import Document
 from transforms import errors
 from transforms.errors import ERRORS, error_row
+from transforms.text import valid_unicode
 
 TEXT_EXTENSIONS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
 HTML_EXTENSIONS = {".html": "html", ".htm": "html", ".xhtml": "html"}
@@ -32,6 +33,8 @@ JSONL_EXTENSIONS = {".jsonl", ".ndjson"}
 
 # How much of a file is sniffed for NUL bytes and control characters.
 _SNIFF_BYTES = 8192
+# Bytes that text holds: all but the C0 controls, save tab, newline, form feed and return.
+_TEXT_BYTES = bytes(range(32, 256)) + b"\t\n\f\r"
 
 
 # --- Pure functions ------------------------------------------------------------------------------
@@ -41,10 +44,15 @@ def has_wildcard(path: str) -> bool:
     return any(ch in path for ch in "*?[")
 
 
+def is_local(path: str) -> bool:
+    """True for a path on this machine's disk, False for a URL such as gs://bucket/x."""
+    return FileSystems.get_scheme(path) is None
+
+
 def expand_input(path: str) -> str:
     """The glob that reads `path`: local paths made absolute (so a file has one source_uri
     however it was named), a folder becomes '<folder>/**', a file or glob stays."""
-    if FileSystems.get_scheme(path) is None:
+    if is_local(path):
         path = os.path.abspath(os.path.expanduser(path))
         if not has_wildcard(path) and os.path.isdir(path):
             return path + "/**"
@@ -83,13 +91,8 @@ def looks_binary(data: bytes) -> bool:
         return False
     if b"\x00" in head:
         return True
-    controls = sum(byte < 32 and byte not in (9, 10, 12, 13) for byte in head)
+    controls = len(head.translate(None, _TEXT_BYTES))
     return controls > 0.1 * max(len(head), 1)
-
-
-def valid_unicode(text: str) -> str:
-    """`text` with lone surrogates (legal in JSON, not in UTF-8 or Parquet) replaced by '?'."""
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _optional_str(value) -> str | None:

@@ -20,6 +20,11 @@ _HSPACE = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
+def valid_unicode(text: str) -> str:
+    """`text` with lone surrogates (legal in JSON, not in UTF-8 or Parquet) replaced by '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def normalize_text(text: str) -> str:
     """NFC, invisible and control characters removed, every space kind folded to one space, lines
     trimmed, at most one blank line in a row. Quotes and dashes are kept as written."""
