@@ -162,12 +162,15 @@ _ALIAS_TO_AGENCY = {alias.casefold(): agency
                     for agency, aliases in WIRE_AGENCIES.items() for alias in aliases}
 _ALIASES = "|".join(sorted((re.escape(a) for aliases in WIRE_AGENCIES.values() for a in aliases),
                            key=len, reverse=True))
-# Short aliases ("AP", "AA", "ANI") are only credits in the tight forms: "(AP)", "AP -", "/AP".
-# Long names are credits in the looser phrases too ("according to Reuters").
-_CREDIT_PATTERNS = [
-    # Datelines and bylines: "WASHINGTON (Reuters) -", "(AP) —", "/AFP/".
-    re.compile(rf"\((?P<a>{_ALIASES})\)|/(?P<b>{_ALIASES})/"),
+# Datelines and bylines: "WASHINGTON (Reuters) -", "(AP) —", "/AFP/". Only in these tight forms
+# are short aliases ("AP", "AA", "ANI") credits.
+_TIGHT_CREDITS = [
+    re.compile(rf"(?:\(|/)(?P<a>{_ALIASES})(?:\)|/)"),
     re.compile(rf"^(?:[A-Z][A-Za-z .,'-]{{0,40}}\s)?(?P<a>{_ALIASES})\s*[-–—:]\s", re.MULTILINE),
+]
+_SHORT_ALIASES = {"ap", "aa", "ani", "upi", "efe", "pti"}
+# Looser phrases, where only the longer names count ("according to Reuters").
+_LOOSE_CREDITS = [
     # Copyright and credit lines: "Copyright 2022 Anadolu Agency", "© Reuters 2022", "(c) AFP".
     re.compile(rf"(?:copyright|©|\(c\))(?:\s+\d{{4}})?\s+(?:by\s+)?(?:the\s+)?(?P<a>{_ALIASES})\b",
                re.IGNORECASE),
@@ -181,7 +184,6 @@ _CREDIT_PATTERNS = [
                rf"contributed\s+to\s+this\s+report|said\s+in\s+a\s+report)\b"),
     re.compile(r"\b(?:reporting|writing)\s+by\b[^\n]{0,120}?\b(?P<a>Reuters)\b", re.IGNORECASE),
 ]
-_SHORT_ALIASES = {"ap", "aa", "ani", "upi", "efe", "pti"}
 # Reuters house style closes with "Reporting by X; Editing by Y" even when the name is absent.
 _REUTERS_SIGNOFF = re.compile(r"^\(?Reporting by [^\n]{3,200}(?:;|\band\b)[^\n]*Editing by [^\n]+$",
                               re.MULTILINE)
@@ -190,13 +192,14 @@ _REUTERS_SIGNOFF = re.compile(r"^\(?Reporting by [^\n]{3,200}(?:;|\band\b)[^\n]*
 def wire_sources(text: str) -> list[str]:
     """The news agencies `text` credits, canonical names in order of first credit."""
     found: dict[str, int] = {}
-    for pattern in _CREDIT_PATTERNS:
+    credits = [(pattern, True) for pattern in _TIGHT_CREDITS] + \
+        [(pattern, False) for pattern in _LOOSE_CREDITS]
+    for pattern, tight in credits:
         for match in pattern.finditer(text):
-            alias = match.group("a") or match.groupdict().get("b")
-            tight_form = pattern is _CREDIT_PATTERNS[0] or pattern is _CREDIT_PATTERNS[1]
-            if alias.casefold() in _SHORT_ALIASES and not tight_form:
+            alias = match.group("a").casefold()
+            if alias in _SHORT_ALIASES and not tight:
                 continue
-            agency = _ALIAS_TO_AGENCY[alias.casefold()]
+            agency = _ALIAS_TO_AGENCY[alias]
             found[agency] = min(found.get(agency, match.start()), match.start())
     if "Reuters" not in found:
         signoff = _REUTERS_SIGNOFF.search(text)
