@@ -30,6 +30,9 @@ setup(
         # trafilatura -> justext imports lxml.html.clean, which lxml >= 5.2 no longer carries.
         "lxml_html_clean==0.4.6",
         "feedparser==6.0.14",
+        # WARC archives, read record by record; feeds lists in YAML.
+        "warcio==1.8.1",
+        "PyYAML==6.0.3",
         "charset-normalizer>=3.3,<4",
         "py3langid==0.4.0",
         "spacy==3.8.18",

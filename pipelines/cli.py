@@ -67,6 +67,8 @@ def format_summary(manifest: dict) -> str:
         f"  read             {counts['documents']:>8}   documents",
         f"  extracted        {counts['extracted']:>8}   articles",
         f"  already ingested {counts['already_ingested']:>8}   (stored by an earlier run)",
+        *([f"  unchanged        {accounting['skipped_unchanged']:>8}   (feeds not modified, "
+           "entries fetched by an earlier run)"] if accounting.get("skipped_unchanged") else []),
         f"  duplicates       {counts['duplicates']:>8}",
         f"  articles written {accounting['articles']:>8}",
         f"  errors           {counts['errors']:>8}" + (
@@ -95,7 +97,9 @@ def _run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     from pipelines.options import InvalidOptions
     options = ingest.prepare_options(_news_argv(args) + beam_argv)
     if not args.quiet:
-        print(f"newsbeam: reading {', '.join(options.input)} -> {options.output}",
+        sources = options.input + (options.feed or []) + (options.feeds or []) + \
+            (options.urls or [])
+        print(f"newsbeam: reading {', '.join(sources)} -> {options.output}",
               file=sys.stderr)
     try:
         manifest = ingest.run_pipeline(options)
@@ -113,6 +117,9 @@ def _news_argv(args: argparse.Namespace) -> list[str]:
     words = []
     for name, value in vars(args).items():
         if name in ("command", "quiet") or value is None:
+            continue
+        if isinstance(value, bool):
+            words += [f"--{name}"] if value else []
             continue
         for item in (value if isinstance(value, list) else [value]):
             words += [f"--{name}", str(item)]

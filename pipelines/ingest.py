@@ -24,15 +24,20 @@ from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, bundled_seeds,
                                new_run_id)
-from schemas.records import (SCHEMA_VERSION, Article, Duplicate, ErrorIndexEntry, ErrorRow,
-                             IndexEntry)
+from schemas.records import (SCHEMA_VERSION, Article, Duplicate, EntryIndexEntry,
+                             ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry)
 from transforms import sinks
 from transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
 from transforms.errors import ERRORS, DropRecordedErrors
 from transforms.extract import ExtractArticles
+from transforms.feeds import (ENTRIES_SEEN, ENTRY_INDEX_DATASET, FEED_INDEX_DATASET, FEED_STATES,
+                              NOT_MODIFIED, read_feed_states)
+from transforms.fetch import FetchPolicy
 from transforms.sinks import WriteDataset, WriteManifest
 from transforms.sources import ReadInputs
 from transforms.topics import AssignTopics
+from transforms.warc import SKIPPED
+from transforms.web import ENTRY_INDEX, ReadWebSources, feed_specs
 
 _LOG = logging.getLogger(__name__)
 
@@ -76,6 +81,16 @@ def read_indexed_ids(pipeline, output_dir: str, dataset: str, column: str, label
         | f"{label}Ids" >> beam.Map(lambda row: row[column]))
 
 
+def fetch_policy(options: NewsOptions) -> FetchPolicy:
+    return FetchPolicy(
+        delay_s=options.fetch_delay_s, connect_timeout_s=options.connect_timeout_s,
+        read_timeout_s=options.read_timeout_s, total_timeout_s=options.fetch_deadline_s,
+        max_bytes=options.max_document_bytes, max_redirects=options.max_redirects,
+        retries=options.fetch_retries, backoff_s=options.retry_backoff_s,
+        max_retry_after_s=options.max_retry_after_s,
+        max_crawl_delay_s=options.max_crawl_delay_s, allow_loopback=options.allow_loopback)
+
+
 def build(pipeline, options: NewsOptions, run: dict) -> dict:
     """Adds the ingest graph to `pipeline`; returns its main PCollections by name."""
     output, run_id = options.output, run["run_id"]
@@ -86,13 +101,18 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
 
     read = pipeline | "ReadInputs" >> ReadInputs(options.input, run_id,
                                                  options.max_document_bytes)
-    extracted = read["documents"] | "ExtractArticles" >> ExtractArticles(
+    web = pipeline | "ReadWebSources" >> ReadWebSources(
+        feed_specs(options.feed or [], options.feeds or []), options.urls or [],
+        fetch_policy(options), run_id, ingested_at, read_feed_states(pipeline, output),
+        read_indexed_ids(pipeline, output, ENTRY_INDEX_DATASET, "entry_key", "EntryIndex"))
+    documents = (read["documents"], web["documents"]) | "AllDocuments" >> beam.Flatten()
+    extracted = documents | "ExtractArticles" >> ExtractArticles(
         run_id, ingested_at, options.extraction_timeout_s, options.min_words,
         options.progress_interval_s)
     resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
         read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"))
     articles = resolved.articles | "AssignTopics" >> AssignTopics()
-    errors = (read[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
+    errors = (read[ERRORS], web[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(
         read_indexed_ids(pipeline, output, ERROR_INDEX_DATASET, "error_id", "ErrorIndex"))
 
@@ -112,11 +132,19 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
             lambda e: ErrorIndexEntry(error_id=e.error_id, run_id=e.run_id))
         | "WriteErrorIndex" >> write(ERROR_INDEX_DATASET, ErrorIndexEntry, sinks.no_partition,
                                      after=data),
+        web[FEED_STATES] | "WriteFeedIndex" >> write(FEED_INDEX_DATASET, FeedIndexEntry,
+                                                     sinks.no_partition, after=data),
+        web[ENTRY_INDEX] | "WriteEntryIndex" >> write(ENTRY_INDEX_DATASET, EntryIndexEntry,
+                                                      sinks.no_partition, after=data),
     )
     written = [*data, *indexes]
     counts = {
-        "documents": read["documents"],
+        "documents": documents,
         "read_errors": read[ERRORS],
+        "fetch_errors": web[ERRORS],
+        "feeds_not_modified": web[NOT_MODIFIED],
+        "entries_seen_before": web[ENTRIES_SEEN],
+        "warc_records_skipped": read[SKIPPED],
         "extracted": extracted.articles,
         "articles": articles,
         "duplicates": resolved[DUPLICATES],
@@ -134,7 +162,8 @@ def prepare_options(argv: list[str] | None) -> NewsOptions:
     runner that needs no network."""
     options = NewsOptions(argv)
     if not options.input:
-        options.input = [bundled_seeds()]
+        web_sources = options.feed or options.feeds or options.urls
+        options.input = [] if web_sources else [bundled_seeds()]
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = DEFAULT_RUNNER

@@ -109,6 +109,54 @@ class NewsOptions(PipelineOptions):
         group.add_argument(
             "--progress_interval_s", type=float, default=15.0, metavar="SECONDS",
             help="How often each worker logs its progress; 0 turns it off. Default: 15.")
+        web = parser.add_argument_group("newsbeam web sources")
+        web.add_argument(
+            "--feed", action="append", default=None, metavar="URL|FILE",
+            help="An RSS, Atom, RDF or JSON feed to ingest; repeatable. Its entries' pages are "
+                 "fetched; a URL is asked 'modified since?' with what the last run stored.")
+        web.add_argument(
+            "--feeds", action="append", default=None, metavar="FILE",
+            help="A feeds file: YAML (a list of URLs, or of {url, publisher, topic}) or one URL "
+                 "a line; repeatable. `topic` (an IPTC slug) is the default topic of that "
+                 "feed's articles.")
+        web.add_argument(
+            "--urls", action="append", default=None, metavar="FILE",
+            help="A file of page URLs to fetch, one a line ('#' comments); repeatable.")
+        web.add_argument(
+            "--allow_loopback", action="store_true", default=False,
+            help="Allow fetching from 127.0.0.1/::1 (local testing). Private, link-local and "
+                 "metadata addresses stay blocked.")
+        web.add_argument(
+            "--fetch_delay_s", type=float, default=1.0, metavar="SECONDS",
+            help="Least time between two requests to one host (a robots.txt Crawl-delay may "
+                 "ask for more). Default: 1.")
+        web.add_argument(
+            "--max_crawl_delay_s", type=float, default=30.0, metavar="SECONDS",
+            help="Longest robots.txt Crawl-delay honoured. Default: 30.")
+        web.add_argument(
+            "--connect_timeout_s", type=_positive_float, default=10.0, metavar="SECONDS",
+            help="Connect timeout per request. Default: 10.")
+        web.add_argument(
+            "--read_timeout_s", type=_positive_float, default=30.0, metavar="SECONDS",
+            help="Longest silence while reading a response. Default: 30.")
+        web.add_argument(
+            "--fetch_deadline_s", type=_positive_float, default=120.0, metavar="SECONDS",
+            help="Longest time one response may take in all (a slow trickle). Default: 120.")
+        web.add_argument(
+            "--fetch_retries", type=_non_negative_int, default=3,
+            help="Retries of a request answered 429 or 5xx, with exponential backoff. "
+                 "Default: 3.")
+        web.add_argument(
+            "--retry_backoff_s", type=float, default=1.0, metavar="SECONDS",
+            help="Wait before the first retry; doubled each time, or longer if Retry-After "
+                 "says so. Default: 1.")
+        web.add_argument(
+            "--max_retry_after_s", type=float, default=60.0, metavar="SECONDS",
+            help="A Retry-After asking for longer than this is an error, not a wait. "
+                 "Default: 60.")
+        web.add_argument(
+            "--max_redirects", type=_non_negative_int, default=5,
+            help="Most redirects followed per request. Default: 5.")
 
     def news_values(self) -> dict:
         """Every newsbeam flag with its value, defaults included."""
@@ -137,4 +185,22 @@ class NewsOptions(PipelineOptions):
                 problems.append(f"--input {path}: no such file or folder")
         if is_local(self.output) and os.path.isfile(os.path.expanduser(self.output)):
             problems.append(f"--output {self.output}: is a file, not a folder")
+        problems += self._web_problems()
+        return problems
+
+    def _web_problems(self) -> list[str]:
+        from transforms.feeds import InvalidFeedList
+        from transforms.sources import is_local
+        from transforms.web import feed_specs
+        problems = []
+        for flag, paths in (("--feeds", self.feeds), ("--urls", self.urls),
+                            ("--feed", [f for f in self.feed or [] if "://" not in f])):
+            for path in paths or []:
+                if is_local(path) and not os.path.isfile(os.path.expanduser(path)):
+                    problems.append(f"{flag} {path}: no such file")
+        if not problems:
+            try:
+                feed_specs(self.feed or [], self.feeds or [])
+            except (InvalidFeedList, UnicodeDecodeError, OSError) as error:
+                problems.append(f"--feeds {error}")
         return problems

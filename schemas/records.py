@@ -17,7 +17,7 @@ from typing import Optional
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -39,6 +39,11 @@ class Document:
     published_at_kind: str = "published"
     categories: list[str] = dataclasses.field(default_factory=list)
     language: Optional[str] = None
+    # From a feed: the feed's URL (or file), the entry's id (guid, else its link), and the topic
+    # the feeds list gives that feed (an IPTC slug), used when the article names no section.
+    feed_url: Optional[str] = None
+    feed_entry_id: Optional[str] = None
+    feed_topic: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -88,6 +93,9 @@ class Article:
     story_id: Optional[str] = None
     is_story_lead: bool = False
     schema_version: int = SCHEMA_VERSION
+    feed_url: Optional[str] = None
+    feed_entry_id: Optional[str] = None
+    feed_topic: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -139,6 +147,25 @@ class IndexEntry:
     ingested_at: dt.datetime
     canonical_url: Optional[str] = None
     published_at: Optional[dt.datetime] = None
+
+
+@dataclasses.dataclass
+class FeedIndexEntry:
+    """A feed fetched with 200 OK, and the validators to ask it "modified since?" next time."""
+    feed_url: str
+    run_id: str
+    fetched_at: dt.datetime
+    etag: Optional[str] = None
+    last_modified: Optional[str] = None
+
+
+@dataclasses.dataclass
+class EntryIndexEntry:
+    """A feed entry this dataset has fetched (or found permanently unfetchable): later runs
+    skip it."""
+    entry_key: str
+    feed_url: str
+    run_id: str
 
 
 # --- Arrow schemas, derived from the dataclasses -------------------------------------------------

@@ -181,6 +181,9 @@ def build_article(document: Document, text_paragraphs: list[str], raw_text: str,
         language=document.language or page.get("language") or detect_language(text),
         categories=list(dict.fromkeys(categories)),
         wire_sources=wire_sources(credits_text),
+        feed_url=document.feed_url,
+        feed_entry_id=document.feed_entry_id,
+        feed_topic=document.feed_topic,
     )
 
 

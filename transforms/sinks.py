@@ -245,7 +245,11 @@ def build_manifest(run: dict, counts: dict, error_counts: list, written: list,
     partition. `accounting.balanced` is the check that nothing was lost: every input is an
     article, a duplicate, an error or already ingested, and every error met for the first time
     is a row of errors/ (one met by an earlier run already has its row)."""
-    counts = {**counts, "inputs": counts["documents"] + counts["read_errors"]}
+    # Feeds answering "not modified" and entries fetched by an earlier run are inputs too:
+    # skipped because nothing changed.
+    skipped_unchanged = counts.get("feeds_not_modified", 0) + counts.get("entries_seen_before", 0)
+    counts = {**counts, "inputs": counts["documents"] + counts["read_errors"]
+              + counts.get("fetch_errors", 0) + skipped_unchanged}
     errors_by_stage: dict[str, dict[str, int]] = {}
     for (stage, reason), count in sorted(error_counts):
         errors_by_stage.setdefault(stage, {})[reason] = count
@@ -259,7 +263,7 @@ def build_manifest(run: dict, counts: dict, error_counts: list, written: list,
         part["files"] += 1
     rows = lambda name: datasets.get(name, {}).get("rows", 0)
     accounted = (rows("articles") + rows("duplicates") + counts["errors"]
-                 + counts["already_ingested"])
+                 + counts["already_ingested"] + skipped_unchanged)
     started_at = dt.datetime.fromisoformat(run["started_at"])
     return {
         **run,
@@ -274,6 +278,7 @@ def build_manifest(run: dict, counts: dict, error_counts: list, written: list,
             "errors": counts["errors"],
             "errors_recorded_before": counts["errors"] - counts["errors_new"],
             "already_ingested": counts["already_ingested"],
+            "skipped_unchanged": skipped_unchanged,
             "balanced": accounted == counts["inputs"] and rows("errors") == counts["errors_new"],
         },
         "datasets": datasets,

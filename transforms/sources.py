@@ -5,6 +5,8 @@ A file's kind comes from its extension (a trailing .gz is looked through):
   .md .markdown      Markdown text      -> one Document (a leading '# Title' is the title)
   .html .htm .xhtml  a saved page       -> one Document
   .jsonl .ndjson     one article a line -> one Document per non-blank line
+  .warc (.warc.gz)   a web archive      -> one Document per HTML response record
+                                            (transforms/warc.py; other records are SKIPPED)
 Anything else, and any file that is too large, empty or binary, becomes an errors/ row. Folders
 are read recursively; names starting with '.' are skipped (editor, OS and temp files).
 Every path is read through Beam's FileSystems, so gs:// and other registered schemes work too.
@@ -26,6 +28,7 @@ from schemas.records import Document
 from transforms import errors
 from transforms.errors import ERRORS, error_row
 from transforms.text import valid_unicode
+from transforms.warc import SKIPPED, is_warc, read_warc
 
 TEXT_EXTENSIONS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
 HTML_EXTENSIONS = {".html": "html", ".htm": "html", ".xhtml": "html"}
@@ -68,8 +71,11 @@ def is_hidden(path: str) -> bool:
 
 
 def file_kind(path: str) -> tuple[str | None, bool]:
-    """(kind, gzipped): kind is 'text', 'markdown', 'html', 'jsonl' or None (unsupported)."""
+    """(kind, gzipped): kind is 'text', 'markdown', 'html', 'jsonl', 'warc' or None
+    (unsupported)."""
     name = posixpath.basename(path).lower()
+    if is_warc(name):
+        return "warc", False  # a .warc.gz is gzipped record by record: warcio reads it
     gzipped = name.endswith(".gz")
     if gzipped:
         name = name[:-3]
@@ -234,7 +240,10 @@ class ReadDocumentsFn(beam.DoFn):
         if kind is None:
             yield self._error(errors.UNSUPPORTED_TYPE,
                               "not a supported input type (.txt .md .html .htm .jsonl, "
-                              "optionally .gz)", path)
+                              "optionally .gz; .warc, .warc.gz)", path)
+            return
+        if kind == "warc":
+            yield from read_warc(path, self._max_bytes, self._run_id)
             return
         if metadata.size_in_bytes == 0:
             yield self._error(errors.EMPTY_INPUT, "the file is empty", path)
@@ -304,7 +313,8 @@ def _any_one(metadata_of_one_path):
 
 
 class ReadInputs(beam.PTransform):
-    """Input paths, folders or globs -> {"documents": Documents, ERRORS: ErrorRows}.
+    """Input paths, folders or globs -> {"documents": Documents, ERRORS: ErrorRows, SKIPPED:
+    the kinds of WARC records that are no pages}.
     A file named by two patterns is read once."""
 
     def __init__(self, inputs: list[str], run_id: str, max_document_bytes: int):
@@ -326,6 +336,6 @@ class ReadInputs(beam.PTransform):
             | "Metadata" >> beam.Values()
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadDocumentsFn(self._run_id, self._max_bytes))
-                .with_outputs(ERRORS, main="documents"))
+                .with_outputs(ERRORS, SKIPPED, main="documents"))
         errors_ = (matched[ERRORS], read[ERRORS]) | "ReadErrors" >> beam.Flatten()
-        return {"documents": read.documents, ERRORS: errors_}
+        return {"documents": read.documents, ERRORS: errors_, SKIPPED: read[SKIPPED]}

@@ -107,6 +107,11 @@ def section_topic(categories: list[str], url: str | None) -> str | None:
 def assign_topic(article: Article) -> Article:
     """The article with its partition topic set from its source's section, or unclassified."""
     topic = section_topic(article.categories, article.url)
+    if topic is None and article.feed_topic in TOPIC_SLUGS:
+        # The feeds list's topic for the article's feed: a default, below its own section.
+        return dataclasses.replace(article, topic=article.feed_topic, topic_source="feed",
+                                   topic_confidence=1.0,
+                                   topic_scores=[TopicScore(topic=article.feed_topic, score=1.0)])
     if topic is None:
         return dataclasses.replace(article, topic=UNCLASSIFIED, topic_source=None,
                                    topic_confidence=None, topic_scores=[])

@@ -1,0 +1,222 @@
+"""A real HTTP server on 127.0.0.1 for the fetch and feed tests: a small news site with a
+robots.txt, RSS / Atom / JSON feeds, article pages, and every misbehaving endpoint the fetcher
+must survive. Started and stopped by the tests; it never talks to any other address."""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+ROBOTS = "User-agent: *\nDisallow: /private/\nCrawl-delay: 1\n"
+
+WORDS = ("council budget vote school roads harbour ferry museum river bridge library market "
+         "festival hospital farmers rail station mayor teachers nurses").split()
+
+
+def article_html(slug: str, title: str, published: str | None = None, extra: str = "") -> str:
+    """An article page whose text is made from its slug, so each page is distinct."""
+    seed = sum(map(ord, slug))
+    sentences = []
+    for i in range(12):
+        words = [WORDS[(seed + i * 7 + j * 3) % len(WORDS)] for j in range(14)]
+        sentences.append(f"Reporters in {slug} wrote that the " + " ".join(words) + ".")
+    paragraphs = "".join(f"<p>{' '.join(sentences[k:k + 3])}</p>" for k in range(0, 12, 3))
+    date_meta = f'<meta property="article:published_time" content="{published}">' \
+        if published else ""
+    return (f"<!DOCTYPE html><html><head><title>{title}</title>{date_meta}</head><body>"
+            f"<article><h1>{title}</h1>{extra}{paragraphs}</article></body></html>")
+
+
+def rss_feed(entries: list[dict]) -> str:
+    items = "".join(
+        f"<item><title>{e['title']}</title><link>{e['link']}</link>"
+        f"<guid isPermaLink=\"false\">{e['guid']}</guid>"
+        f"<pubDate>{e['date']}</pubDate><author>{e.get('author', 'desk@example.test')}</author>"
+        f"<category>{e.get('category', 'Sport')}</category>"
+        f"<description>{e.get('summary', 'Summary of ' + e['title'])}</description></item>"
+        for e in entries)
+    return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            "<title>Example News</title><link>http://example.test/</link>"
+            f"<description>News</description>{items}</channel></rss>")
+
+
+class NewsSite:
+    """The site's state (its feed can change between runs) and a log of every request."""
+
+    def __init__(self):
+        self.port = 0
+        self.log: list[tuple[float, str, dict]] = []
+        self.hits: dict[str, int] = {}
+        self.feed_entries: list[dict] = []
+        self.feed_version = 1
+        self._lock = threading.Lock()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def add_entry(self, slug: str, title: str, day: int, category: str = "Sport"):
+        self.feed_entries.append({
+            "title": title, "link": f"{self.base}/news/{slug}.html", "guid": f"tag:{slug}",
+            "date": email.utils.format_datetime(
+                email.utils.parsedate_to_datetime(f"Wed, {day:02d} Feb 2022 10:00:00 GMT")),
+            "category": category, "author": f"{slug}@example.test ({slug.title()} Reporter)"})
+        self.feed_version += 1
+
+    def record(self, path: str, headers) -> int:
+        with self._lock:
+            self.log.append((time.monotonic(), path, dict(headers)))
+            self.hits[path] = self.hits.get(path, 0) + 1
+            return self.hits[path]
+
+    def requests_to(self, path: str) -> list[tuple[float, dict]]:
+        return [(t, h) for t, p, h in self.log if p == path]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    site: NewsSite
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status: int, body: bytes = b"", content_type: str = "text/html; "
+              "charset=utf-8", headers: dict | None = None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: C901 - one branch per endpoint reads best here
+        path = self.path
+        hit = self.site.record(path, self.headers)
+        site = self.site
+        if path == "/robots.txt":
+            self._send(200, ROBOTS.encode(), "text/plain")
+        elif path == "/feed.xml":
+            etag = f'"v{site.feed_version}"'
+            if self.headers.get("If-None-Match") == etag:
+                self._send(304, headers={"ETag": etag})
+            else:
+                self._send(200, rss_feed(site.feed_entries).encode(), "application/rss+xml",
+                           {"ETag": etag, "Last-Modified": "Wed, 16 Feb 2022 12:00:00 GMT"})
+        elif path == "/feed.json":
+            items = [{"id": e["guid"], "url": e["link"], "title": e["title"],
+                      "date_published": "2022-02-16T10:00:00Z", "tags": ["Business"]}
+                     for e in site.feed_entries]
+            self._send(200, json.dumps({"version": "https://jsonfeed.org/version/1.1",
+                                        "title": "Example JSON", "items": items}).encode(),
+                       "application/feed+json")
+        elif path.startswith("/news/"):
+            slug = path.rsplit("/", 1)[1].split(".")[0]
+            self._send(200, article_html(slug, f"Story {slug}").encode())
+        elif path == "/private/secret.html":
+            self._send(200, article_html("secret", "Secret").encode())
+        elif path == "/slow.html":
+            time.sleep(0.3)
+            self._send(200, article_html("slow", "Slow but fine").encode())
+        elif path == "/hang.html":
+            time.sleep(2.0)
+            self._send(200, article_html("hang", "Too late").encode())
+        elif path == "/trickle.html":
+            body = article_html("trickle", "Trickle").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for start in range(0, len(body), 200):
+                self.wfile.write(body[start:start + 200])
+                self.wfile.flush()
+                time.sleep(0.25)
+        elif path == "/missing.html":
+            self._send(404, b"not found")
+        elif path == "/gone.html":
+            self._send(410, b"gone")
+        elif path == "/throttled.html":
+            if hit == 1:
+                self._send(429, b"slow down", headers={"Retry-After": "1"})
+            else:
+                self._send(200, article_html("throttled", "After the wait").encode())
+        elif path == "/unavailable.html":
+            self._send(503, b"maintenance", headers={"Retry-After": "120"})
+        elif path == "/flaky.html":
+            if hit == 1:
+                self._send(500, b"oops")
+            else:
+                self._send(200, article_html("flaky", "Second time lucky").encode())
+        elif path == "/loop-a":
+            self._send(302, headers={"Location": "/loop-b"})
+        elif path == "/loop-b":
+            self._send(302, headers={"Location": "/loop-a"})
+        elif path == "/to-metadata":
+            self._send(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+        elif path == "/moved.html":
+            self._send(301, headers={"Location": "/news/moved-here.html?utm_source=rss"})
+        elif path == "/notes.txt":
+            self._send(200, b"plain text " * 50, "text/plain")
+        elif path == "/truncated.html":
+            body = article_html("truncated", "Cut short").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body) + 5000))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+        elif path == "/latin1.html":
+            page = article_html("latin", "Caf\u00e9 culture", extra="<p>Le caf\u00e9 na\u00efve "
+                                "r\u00e9sum\u00e9 \u00e0 la cr\u00e8me br\u00fbl\u00e9e.</p>")
+            self._send(200, page.encode("cp1252"))  # declared utf-8, sent cp1252
+        elif path == "/garbage.html":
+            self._send(200, bytes(range(0x80, 0x100)) * 40, "text/html")
+        elif path == "/huge.html":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"<p>" + b"word " * 13000 + b"</p>"
+            try:
+                for _ in range(60):  # about 4 MB, no Content-Length
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+        elif path == "/bomb.html":
+            self._send(200, BOMB, "text/html", {"Content-Encoding": "gzip"})
+        else:
+            self._send(404, b"no such page")
+
+
+BOMB = gzip.compress(b"<p>" + b"a" * (50 * 2**20), compresslevel=9)
+
+
+class running_site:
+    """`with running_site() as site:` a NewsSite served on 127.0.0.1 in a thread."""
+
+    def __enter__(self) -> NewsSite:
+        self.site = NewsSite()
+        handler = type("Handler", (_Handler,), {"site": self.site})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.site.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self.site
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

@@ -1,0 +1,110 @@
+"""Web sources: feeds (--feed, --feeds) and URL lists (--urls), fetched into Documents.
+
+    feeds ──► fetch feeds (conditional GET) ──► entries not seen before ──┐
+    URL lists ──────────────────────────────────────────────────────────────┴► fetch pages ──► Documents
+
+Pages of both kinds are fetched together, grouped by host (transforms/fetch.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.records import Document
+from transforms.errors import ERRORS
+from transforms.feeds import (ENTRIES_SEEN, FEED_STATES, NOT_MODIFIED, FeedSpec,
+                              InvalidFeedList, ReadFeeds, entry_index_entry, parse_feed_list)
+from transforms.fetch import FINISHED, FetchPages, FetchPolicy, FetchRequest
+from transforms.sources import is_local
+from transforms.topics import TOPIC_SLUGS
+
+ENTRY_INDEX = "entry_index"
+
+
+# --- Pure functions ------------------------------------------------------------------------------
+
+
+def _absolute(location: str, folder: str | None = None) -> str:
+    """A URL as it is; a local path made absolute (against `folder` when relative)."""
+    if FeedSpec(location).is_url or not is_local(location):
+        return location
+    path = os.path.expanduser(location)
+    if folder and not os.path.isabs(path):
+        path = os.path.join(folder, path)
+    return os.path.abspath(path)
+
+
+def feed_specs(feeds: list[str], feed_lists: list[str]) -> list[FeedSpec]:
+    """The feeds of --feed (URLs or files) and of --feeds files; paths in a feeds file are
+    relative to it. Raises InvalidFeedList naming the file at fault."""
+    specs = [FeedSpec(_absolute(location)) for location in feeds]
+    for list_path in feed_lists:
+        with FileSystems.open(_absolute(list_path)) as stream:
+            text = stream.read().decode("utf-8")
+        try:
+            listed = parse_feed_list(text, TOPIC_SLUGS)
+        except InvalidFeedList as error:
+            raise InvalidFeedList(f"{list_path}: {error}") from None
+        folder = os.path.dirname(_absolute(list_path)) if is_local(list_path) else None
+        specs += [FeedSpec(_absolute(s.location, folder), s.publisher, s.topic) for s in listed]
+    return specs
+
+
+def url_request(line: str) -> FetchRequest | None:
+    """The request of one line of a URL list; None for blank lines and '#' comments."""
+    url = line.strip()
+    if not url or url.startswith("#"):
+        return None
+    return FetchRequest(url=url, source_uri=url,
+                        payload=Document(source_uri=url, kind="html", content=b"", url=url))
+
+
+# --- Composite -----------------------------------------------------------------------------------
+
+
+class ReadWebSources(beam.PTransform):
+    """Feeds and URL lists -> {"documents": Documents, ERRORS: ErrorRows, NOT_MODIFIED: feed
+    URLs, ENTRIES_SEEN: entry keys skipped, FEED_STATES and ENTRY_INDEX: index records to
+    store}."""
+
+    def __init__(self, specs: list[FeedSpec], url_lists: list[str], policy: FetchPolicy,
+                 run_id: str, fetched_at: dt.datetime, feed_states, indexed_entry_keys):
+        super().__init__()
+        self._specs = specs
+        self._url_lists = sorted({_absolute(path) for path in url_lists})
+        self._policy = policy
+        self._run_id = run_id
+        self._fetched_at = fetched_at
+        self._feed_states = feed_states
+        self._indexed_entry_keys = indexed_entry_keys
+
+    def expand(self, pipeline):
+        feeds = pipeline | "ReadFeeds" >> ReadFeeds(
+            self._specs, self._policy, self._run_id, self._fetched_at, self._feed_states,
+            self._indexed_entry_keys)
+        listed = (
+            pipeline
+            | "UrlLists" >> beam.Create(self._url_lists)
+            | "ReadUrlLists" >> beam.io.ReadAllFromText()
+            | "UrlRequests" >> beam.FlatMap(lambda line: [r for r in [url_request(line)] if r]))
+        pages = (
+            (feeds["requests"], listed)
+            | "AllPageRequests" >> beam.Flatten()
+            | "FetchPages" >> FetchPages(self._policy, self._run_id))
+        run_id = self._run_id
+        entry_index = (
+            pages[FINISHED]
+            | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
+            | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id)))
+        return {
+            "documents": pages["documents"],
+            ERRORS: (feeds[ERRORS], pages[ERRORS]) | "WebErrors" >> beam.Flatten(),
+            NOT_MODIFIED: feeds[NOT_MODIFIED],
+            ENTRIES_SEEN: feeds[ENTRIES_SEEN],
+            FEED_STATES: feeds[FEED_STATES],
+            ENTRY_INDEX: entry_index,
+        }
