@@ -172,7 +172,11 @@ def parse_feed(body: bytes, base_url: str | None = None) -> ParsedFeed:
             return parse_json_feed(data)
         return ParsedFeed([], True, "JSON, but not a JSON Feed")
     import feedparser
-    headers = {"content-location": base_url} if base_url else {}
+    # A content type is given so that feedparser reads the charset from the XML declaration
+    # instead of flagging every feed for lacking a header.
+    headers = {"content-type": "application/xml"}
+    if base_url:
+        headers["content-location"] = base_url
     parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
     entries = []
     for item in parsed.entries:

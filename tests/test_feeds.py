@@ -1,0 +1,195 @@
+"""Feed parsing (RSS, Atom, RDF, JSON Feed), feeds files, and the robustness corpus in
+../shared/data/feeds (skipped without it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+from transforms.extract import parse_datetime
+from transforms.feeds import (FeedSpec, InvalidFeedList, entry_key, page_request, parse_feed,
+                              parse_feed_list)
+from transforms.topics import TOPIC_SLUGS
+
+FEEDS = SHARED_DATA / "feeds"
+
+ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Wire</title>
+ <entry><id>urn:uuid:1</id><title>Ceasefire talks resume</title>
+  <link href="/world/talks.html"/><updated>2022-02-16T09:00:00+01:00</updated>
+  <author><name>Jane Roe</name></author><category term="World"/><category term="Politics"/>
+  <summary>Talks resumed on Wednesday.</summary></entry>
+ <entry><id>urn:uuid:1</id><title>Same id again</title><link href="/x"/></entry>
+ <entry><title>No id but a link</title><link href="https://wire.test/b"/></entry>
+</feed>"""
+
+RDF = b"""<?xml version="1.0"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/"
+ xmlns:dc="http://purl.org/dc/elements/1.1/">
+ <channel rdf:about="https://rdf.test/"><title>RDF</title><link>https://rdf.test/</link>
+  <description>d</description></channel>
+ <item rdf:about="https://rdf.test/a"><title>RDF item</title><link>https://rdf.test/a</link>
+  <dc:date>2022-02-15T08:00:00Z</dc:date><dc:creator>Ann Lee</dc:creator></item>
+</rdf:RDF>"""
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY secret SYSTEM "file:///etc/hostname">]>
+<rss version="2.0"><channel><title>t</title>
+<item><title>Leak &secret;</title><link>https://x.test/a</link></item></channel></rss>"""
+
+
+def test_atom_entries_with_relative_links_dates_and_unique_ids():
+    parsed = parse_feed(ATOM, base_url="https://wire.test/feeds/atom.xml")
+    assert not parsed.ill_formed and parsed.title == "Wire"
+    assert [e.entry_id for e in parsed.entries] == ["urn:uuid:1", "https://wire.test/b"]
+    first = parsed.entries[0]
+    assert first.link == "https://wire.test/world/talks.html"
+    assert first.published == "2022-02-16T08:00:00+00:00"
+    assert first.authors == ["Jane Roe"] and first.categories == ["World", "Politics"]
+    assert first.summary == "Talks resumed on Wednesday."
+
+
+def test_rdf_and_json_feed():
+    (rdf_entry,) = parse_feed(RDF).entries
+    assert (rdf_entry.title, rdf_entry.link, rdf_entry.published, rdf_entry.authors) == (
+        "RDF item", "https://rdf.test/a", "2022-02-15T08:00:00+00:00", ["Ann Lee"])
+    json_feed = json.dumps({"version": "https://jsonfeed.org/version/1", "items": [
+        {"id": "7", "url": "https://j.test/7", "title": "Seven", "tags": ["Tech"],
+         "date_published": "2022-02-16T10:00:00Z", "author": {"name": "Kim"}},
+        {"id": "8"}, "not an item"]}).encode()
+    entries = parse_feed(json_feed).entries
+    assert [(e.entry_id, e.link, e.authors, e.categories) for e in entries] == [
+        ("7", "https://j.test/7", ["Kim"], ["Tech"]), ("8", None, [], [])]
+    assert parse_feed(b'{"items": []}').ill_formed
+
+
+def test_external_entities_are_never_loaded():
+    parsed = parse_feed(XXE)
+    titles = " ".join(e.title or "" for e in parsed.entries)
+    with open("/etc/hostname") as hostname:
+        assert hostname.read().strip() not in titles
+
+
+def test_garbage_is_flagged_not_raised():
+    parsed = parse_feed(b"\x00\x01 this is no feed <<<")
+    assert parsed.ill_formed and parsed.entries == []
+
+
+def test_feed_entries_become_page_requests_carrying_their_metadata():
+    (entry, _) = parse_feed(ATOM, "https://wire.test/").entries
+    spec = FeedSpec("https://wire.test/atom.xml", publisher="Wire", topic="politics")
+    request = page_request(spec, entry)
+    document = request.payload
+    assert request.url == document.url == "https://wire.test/world/talks.html"
+    assert (document.published_at_kind, document.feed_url, document.feed_entry_id,
+            document.feed_topic, document.publisher) == (
+        "feed", "https://wire.test/atom.xml", "urn:uuid:1", "politics", "Wire")
+    assert entry_key(spec.location, entry.entry_id) != entry_key("https://other.test/",
+                                                                 entry.entry_id)
+
+
+def test_feeds_files_yaml_and_plain():
+    yaml_text = """
+feeds:
+  - https://a.test/rss
+  - url: https://b.test/atom.xml
+    publisher: B News
+    topic: sport
+"""
+    assert parse_feed_list(yaml_text, TOPIC_SLUGS) == [
+        FeedSpec("https://a.test/rss"), FeedSpec("https://b.test/atom.xml", "B News", "sport")]
+    plain = "# my feeds\nhttps://a.test/rss\n\n  local/feed.xml\n"
+    assert parse_feed_list(plain, TOPIC_SLUGS) == [FeedSpec("https://a.test/rss"),
+                                                   FeedSpec("local/feed.xml")]
+    for bad, why in (("- url: https://a.test\n  topic: gossip\n", "not an IPTC slug"),
+                     ("- url: https://a.test\n  colour: red\n", "unknown keys"),
+                     ("- [1, 2]\n", "give a URL")):
+        with pytest.raises(InvalidFeedList, match=why):
+            parse_feed_list(bad, TOPIC_SLUGS)
+
+
+# --- The robustness corpus -----------------------------------------------------------------------
+
+needs_corpus = pytest.mark.skipif(not FEEDS.is_dir(), reason="no ../shared/data/feeds")
+
+
+def _expected_bozo(path) -> bool | None:
+    """What a feedparser test file's `Expect:` line says about bozo (ill-formed), if anything;
+    None also for tests that need HTTP headers (`Header:` lines) newsbeam does not pass."""
+    head = path.read_bytes()[:600].decode("utf-8", "replace")
+    if "Header:" in head:
+        return None
+    for line in head.splitlines():
+        if "Expect:" in line:
+            expression = line.split("Expect:", 1)[1].strip()
+            if expression.startswith("not bozo"):
+                return False
+            if expression.startswith("bozo"):
+                return True
+    return None
+
+
+@needs_corpus
+def test_every_corpus_feed_parses_and_ill_formed_ones_are_flagged():
+    tests = sorted(p for p in (FEEDS / "feedparser-tests").rglob("*.xml"))
+    assert len(tests) > 600
+    flagged = []
+    for path in tests:
+        parsed = parse_feed(path.read_bytes(), base_url="https://feeds.test/")
+        expected = _expected_bozo(path)
+        if expected is not None:
+            assert parsed.ill_formed is expected, path
+            flagged.append(path)
+        for entry in parsed.entries:
+            assert entry.entry_id
+            if entry.published is not None:
+                assert dt.datetime.fromisoformat(entry.published).tzinfo is not None
+    assert len([p for p in flagged if "illformed" in p.parts]) >= 13
+    real = sorted((FEEDS / "real-world").glob("*/*.xml"))
+    assert len(real) >= 139
+    without_entries = [p for p in real if not parse_feed(p.read_bytes()).entries]
+    assert len(without_entries) <= 0.05 * len(real), without_entries
+    news = sorted((FEEDS / "real-world" / "news").glob("*.xml"))
+    assert len(news) == 28
+    for path in news:
+        entries = parse_feed(path.read_bytes()).entries
+        assert entries, path
+        assert all(e.link and e.link.startswith("http") for e in entries), path
+        assert sum(bool(e.title) for e in entries) >= 0.9 * len(entries), path
+        assert sum(bool(e.published) for e in entries) >= 0.5 * len(entries), path
+
+
+def _expected_pairs(expected: dict) -> list[tuple]:
+    pairs = []
+    for entry in expected["entries"]:
+        published = entry.get("published") or entry.get("updated")
+        when = parse_datetime(published) if published else None
+        pairs.append((entry.get("title"), entry.get("link"), when))
+    return pairs
+
+
+@needs_corpus
+@pytest.mark.parametrize("name", ["davidbau", "gamersnexus", "kagi", "pypy", "stackoverflow",
+                                  "utf16_encoded", "osm", "postgis", "foolcontrol"])
+def test_entries_match_the_expected_parse(name):
+    folder = FEEDS / "real-world" / "integration_with_expected"
+    expected = json.loads((folder / f"{name}.json").read_text())
+    entries = parse_feed((folder / f"{name}.xml").read_bytes()).entries
+    got = [(e.title, e.link, parse_datetime(e.published) if e.published else None)
+           for e in entries]
+    assert got == _expected_pairs(expected)
+
+
+@needs_corpus
+def test_the_json_feed_sample_matches_its_expected_parse():
+    folder = FEEDS / "real-world" / "integration_with_expected"
+    expected = json.loads((folder / "json_feed_sample.expected.json").read_text())
+    entries = parse_feed((folder / "json_feed_sample.json").read_bytes()).entries
+    got = [(e.title, e.link, parse_datetime(e.published) if e.published else None)
+           for e in entries]
+    assert got == _expected_pairs(expected)
+    assert [e.authors for e in entries] == [
+        [a["name"] for a in entry.get("authors", [])] for entry in expected["entries"]]
