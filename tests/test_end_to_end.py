@@ -54,7 +54,7 @@ def test_seeds_become_two_articles(capsys, output_dir):
     manifest = manifests(output_dir)[-1]
     assert manifest["accounting"] == {
         "inputs": 2, "articles": 2, "duplicates": 0, "errors": 0, "errors_recorded_before": 0,
-        "already_ingested": 0, "balanced": True}
+        "already_ingested": 0, "skipped_unchanged": 0, "balanced": True}
     assert manifest["versions"]["apache-beam"] and manifest["options"]["runner"] == "FnApiRunner"
     _no_temp_files_remain(output_dir)
 
@@ -68,7 +68,7 @@ def test_mixed_folder_accounts_for_every_input(capsys, mixed_inputs, output_dir)
     assert manifest["accounting"] == {
         "inputs": MIXED_INPUTS, "articles": MIXED_ARTICLES, "duplicates": MIXED_DUPLICATES,
         "errors": len(MIXED_EXPECTED_ERRORS), "errors_recorded_before": 0,
-        "already_ingested": 0, "balanced": True}
+        "already_ingested": 0, "skipped_unchanged": 0, "balanced": True}
 
     errors = read_dataset(output_dir / "errors").to_pylist()
     got = {os.path.relpath(e["source_uri"], mixed_inputs): (e["stage"], e["reason"])

@@ -48,6 +48,7 @@ def test_runs_on_an_object_store_and_reruns_add_nothing(store):
 
     assert first["accounting"] == {"inputs": 5, "articles": 3, "duplicates": 0, "errors": 2,
                                    "errors_recorded_before": 0, "already_ingested": 0,
+                                   "skipped_unchanged": 0,
                                    "balanced": True}
     written = _keys(store, output + "/")
     assert not [key for key in written if ".tmp" in key]

@@ -205,7 +205,7 @@ def robots_from_text(text: str) -> RobotFileParser:
 
 def robots_for_status(status: int) -> RobotFileParser:
     """RFC 9309: a robots.txt that is missing (4xx) allows everything; one that cannot be had
-    (5xx, network failure) disallows everything for now."""
+    (5xx) disallows everything."""
     rules = RobotFileParser()
     if status < 500:
         rules.allow_all = True
@@ -425,6 +425,7 @@ class HostSession:
         self._origin = origin
         self._sleep, self._clock = sleep, clock
         self._robots: RobotFileParser | None = None
+        self._unreachable: FetchFailed | None = None
         self._last_request: float | None = None
 
     def _wait_turn(self):
@@ -436,18 +437,26 @@ class HostSession:
         self._last_request = self._clock()
 
     def _load_robots(self):
+        """RFC 9309: a robots.txt that is missing (4xx) allows everything; one that cannot be
+        had (5xx, network failure) disallows everything for now, so every request to the host
+        fails with the robots.txt failure's reason (transient: a later run tries again)."""
         self._wait_turn()
         try:
             response = self._client.get(self._origin + "/robots.txt",
                                         max_bytes=_ROBOTS_MAX_BYTES)
             self._robots = robots_from_text(response.body.decode("utf-8", "replace"))
         except FetchFailed as failure:
-            status = 404 if failure.reason in (HTTP_4XX, NOT_HTML, TOO_LARGE) else 503
-            self._robots = robots_for_status(status)
+            if failure.reason in (HTTP_4XX, NOT_HTML, TOO_LARGE):
+                self._robots = robots_for_status(404)
+            else:
+                self._robots = robots_for_status(503)
+                self._unreachable = FetchFailed(failure.reason, f"robots.txt: {failure}")
 
     def fetch(self, request: FetchRequest) -> Response:
         if self._robots is None:
             self._load_robots()
+        if self._unreachable is not None:
+            raise self._unreachable
         if not self._robots.can_fetch(ROBOTS_AGENT, request.url):
             raise FetchFailed(ROBOTS_DISALLOWED, "robots.txt disallows this path")
         self._wait_turn()

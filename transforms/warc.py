@@ -58,8 +58,9 @@ def warc_outcomes(stream, path: str, max_bytes: int):
         if kind is not None:
             yield "skipped", kind
             continue
-        source_uri = f"{path}#offset={archive.get_record_offset()}"
         body = record.content_stream().read(max_bytes + 1)
+        # Asked after the body is read: warcio finishes the record to know where it began.
+        source_uri = f"{path}#offset={archive.get_record_offset()}"
         if len(body) > max_bytes:
             yield "too_large", source_uri, len(body)
             continue
