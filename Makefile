@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv run test bench clean
+.PHONY: venv run test bench bench-fetch clean
 
 venv: $(INSTALLED)
 
@@ -25,3 +25,6 @@ bench: venv
 
 clean:
 	rm -rf output .pytest_cache build *.egg-info
+
+bench-fetch: venv
+	nice -n 10 $(BIN)/python bench/bench_fetch.py

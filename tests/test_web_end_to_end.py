@@ -11,7 +11,7 @@ import socket
 import apache_beam as beam
 import duckdb
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import manifests, read_dataset, run_cli
@@ -194,7 +194,7 @@ def test_fetch_pages_reports_dns_failures_and_finishes_what_is_final(site):
     requests = [url_request(f"http://news.test:{site.port}/news/dns-ok.html"),
                 url_request("http://no-such-host.test/news/a.html"),
                 url_request(f"http://news.test:{site.port}/missing.html")]
-    with TestPipeline(runner="FnApiRunner") as p:
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
         fetched = p | beam.Create(requests) | FetchPages(policy, run_id="run")
         assert_that(fetched["documents"] | beam.Map(lambda d: (d.url, "dns-ok" in d.content)),
                     equal_to([(f"http://news.test:{site.port}/news/dns-ok.html", True)]),
