@@ -62,9 +62,11 @@ class NewsSite:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def add_entry(self, slug: str, title: str, day: int, category: str = "Sport"):
+    def add_entry(self, slug: str, title: str, day: int, category: str = "Sport",
+                  path: str | None = None):
         self.feed_entries.append({
-            "title": title, "link": f"{self.base}/news/{slug}.html", "guid": f"tag:{slug}",
+            "title": title, "link": self.base + (path or f"/news/{slug}.html"),
+            "guid": f"tag:{slug}",
             "date": email.utils.format_datetime(
                 email.utils.parsedate_to_datetime(f"Wed, {day:02d} Feb 2022 10:00:00 GMT")),
             "category": category, "author": f"{slug}@example.test ({slug.title()} Reporter)"})

@@ -85,6 +85,21 @@ def test_feed_runs_fetch_only_what_is_new(capsys, tmp_path, site):
     assert len(read_dataset(output / "articles")) == 3
     assert len(read_dataset(output / "index" / "entries")) == 3
 
+    # An entry whose page fails for now (503): its feed's validators are not stored, so the
+    # next run reads the feed again, although it has not changed, and retries only that entry.
+    site.add_entry("delta", "Delta delayed", 17, category="Misc", path="/unavailable.html")
+    feed_states = len(read_dataset(output / "index" / "feeds"))
+    status, printed = run()
+    assert status == 0 and site.hits["/unavailable.html"] == 1
+    assert len(read_dataset(output / "index" / "feeds")) == feed_states
+    status, printed = run()
+    assert status == 0 and site.hits["/unavailable.html"] == 2
+    assert site.requests_to("/feed.xml")[-1][1].get("If-None-Match") != f'"v{site.feed_version}"'
+    fifth = manifests(output)[-1]
+    assert (fifth["counts"]["entries_seen_before"], fifth["counts"]["fetch_errors"],
+            fifth["accounting"]["errors_recorded_before"], fifth["accounting"]["balanced"]) == (
+        3, 1, 1, True)
+
 
 def test_url_list_of_misbehaving_endpoints(capsys, tmp_path, site):
     endpoints = {

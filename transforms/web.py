@@ -63,6 +63,16 @@ def url_request(line: str) -> FetchRequest | None:
                         payload=Document(source_uri=url, kind="html", content=b"", url=url))
 
 
+def states_of_complete_feeds(keyed):
+    """(feed, {"state": [FeedIndexEntry], "requested": [...], "finished": [...]}) -> the state,
+    when every page requested from the feed's entries finished (fetched, or failed for good).
+    Otherwise the validators are not stored, so the next run reads the feed again (it cannot
+    answer 304) and retries the entries that failed for now."""
+    _, grouped = keyed
+    if len(list(grouped["requested"])) == len(list(grouped["finished"])):
+        yield from grouped["state"]
+
+
 # --- Composite -----------------------------------------------------------------------------------
 
 
@@ -96,15 +106,20 @@ class ReadWebSources(beam.PTransform):
             | "AllPageRequests" >> beam.Flatten()
             | "FetchPages" >> FetchPages(self._policy, self._run_id))
         run_id = self._run_id
-        entry_index = (
-            pages[FINISHED]
-            | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
-            | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id)))
+        finished = pages[FINISHED] | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
+        entry_index = finished | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id))
+        feed_states = (
+            {"state": feeds[FEED_STATES] | "StateByFeed" >> beam.Map(lambda s: (s.feed_url, s)),
+             "requested": feeds["requests"] | "RequestedByFeed" >> beam.Map(
+                 lambda r: (r.payload.feed_url, None)),
+             "finished": finished | "FinishedByFeed" >> beam.Map(lambda d: (d.feed_url, None))}
+            | "JoinByFeed" >> beam.CoGroupByKey()
+            | "CompleteFeeds" >> beam.FlatMap(states_of_complete_feeds))
         return {
             "documents": pages["documents"],
             ERRORS: (feeds[ERRORS], pages[ERRORS]) | "WebErrors" >> beam.Flatten(),
             NOT_MODIFIED: feeds[NOT_MODIFIED],
             ENTRIES_SEEN: feeds[ENTRIES_SEEN],
-            FEED_STATES: feeds[FEED_STATES],
+            FEED_STATES: feed_states,
             ENTRY_INDEX: entry_index,
         }
