@@ -58,6 +58,7 @@ def test_feed_runs_fetch_only_what_is_new(capsys, tmp_path, site):
         for slug, title in (("alpha", "Alpha wins the cup"), ("beta", "Beta loses the final"))]
     assert [r[6].day for r in rows] == [14, 15]
     assert "Reporters in alpha wrote" in rows[0][13]
+    assert len(site.requests_to("/robots.txt")) == 1  # once per run, feeds and pages alike
     first = manifests(output)[-1]["accounting"]
     assert (first["inputs"], first["articles"], first["balanced"]) == (2, 2, True)
 

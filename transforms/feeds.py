@@ -27,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from schemas.records import Document, EntryIndexEntry, FeedIndexEntry
 from transforms import errors
 from transforms.errors import ERRORS, error_row
-from transforms.fetch import FetchByHost, FetchPolicy, FetchRequest
+from transforms.fetch import ROBOTS, FetchByHost, FetchPolicy, FetchRequest
 
 FEED_STAGE = "feed"
 # Reason codes (stage "feed").
@@ -346,7 +346,7 @@ def read_feed_states(pipeline, output_dir: str):
 class ReadFeeds(beam.PTransform):
     """FeedSpecs -> {"requests": page FetchRequests of new entries, ERRORS: ErrorRows,
     NOT_MODIFIED: feed URLs that answered 304, ENTRIES_SEEN: keys of entries an earlier run
-    fetched, FEED_STATES: FeedIndexEntries to store}."""
+    fetched, FEED_STATES: FeedIndexEntries to store, ROBOTS: the robots.txt outcomes read}."""
 
     def __init__(self, specs: list[FeedSpec], policy: FetchPolicy, run_id: str,
                  fetched_at: dt.datetime, feed_states, indexed_entry_keys):
@@ -390,5 +390,5 @@ class ReadFeeds(beam.PTransform):
             | "FeedErrors" >> beam.Flatten())
         return {"requests": split.requests, ERRORS: feed_errors,
                 NOT_MODIFIED: remote[NOT_MODIFIED], ENTRIES_SEEN: split[ENTRIES_SEEN],
-                FEED_STATES: parsed[FEED_STATES]}
+                FEED_STATES: parsed[FEED_STATES], ROBOTS: fetched[ROBOTS]}
 

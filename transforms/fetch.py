@@ -417,16 +417,24 @@ class HttpClient:
 
 class HostSession:
     """The requests to one host, made one after another: robots.txt first (once), then each
-    URL no sooner than the crawl delay after the one before."""
+    URL no sooner than the crawl delay after the one before.
+
+    `robots_outcome` is what robots.txt came to, as plain values an earlier fetch step can hand
+    to a later one (`known_robots`), so that a run reads each host's robots.txt once:
+    ("rules", text), ("missing",) or ("unreachable", reason, message)."""
 
     def __init__(self, client: HttpClient, origin: str, sleep: Callable = time.sleep,
-                 clock: Callable = time.monotonic):
+                 clock: Callable = time.monotonic, known_robots: tuple | None = None):
         self._client = client
         self._origin = origin
         self._sleep, self._clock = sleep, clock
         self._robots: RobotFileParser | None = None
         self._unreachable: FetchFailed | None = None
         self._last_request: float | None = None
+        self.robots_outcome: tuple | None = None
+        self.fetched_robots = False
+        if known_robots is not None:
+            self._apply_robots(known_robots)
 
     def _wait_turn(self):
         delay = crawl_delay(self._robots, self._client.policy)
@@ -441,16 +449,27 @@ class HostSession:
         had (5xx, network failure) disallows everything for now, so every request to the host
         fails with the robots.txt failure's reason (transient: a later run tries again)."""
         self._wait_turn()
+        self.fetched_robots = True
         try:
             response = self._client.get(self._origin + "/robots.txt",
                                         max_bytes=_ROBOTS_MAX_BYTES)
-            self._robots = robots_from_text(response.body.decode("utf-8", "replace"))
+            outcome = ("rules", response.body.decode("utf-8", "replace"))
         except FetchFailed as failure:
             if failure.reason in (HTTP_4XX, NOT_HTML, TOO_LARGE):
-                self._robots = robots_for_status(404)
+                outcome = ("missing",)
             else:
-                self._robots = robots_for_status(503)
-                self._unreachable = FetchFailed(failure.reason, f"robots.txt: {failure}")
+                outcome = ("unreachable", failure.reason, f"robots.txt: {failure}")
+        self._apply_robots(outcome)
+
+    def _apply_robots(self, outcome: tuple):
+        self.robots_outcome = outcome
+        if outcome[0] == "rules":
+            self._robots = robots_from_text(outcome[1])
+        elif outcome[0] == "missing":
+            self._robots = robots_for_status(404)
+        else:
+            self._robots = robots_for_status(503)
+            self._unreachable = FetchFailed(outcome[1], outcome[2])
 
     def fetch(self, request: FetchRequest) -> Response:
         if self._robots is None:
@@ -480,9 +499,13 @@ def origin_of(url: str) -> str | None:
 FETCH_STAGE = "fetch"
 
 
+ROBOTS = "robots"
+
+
 class FetchByHostFn(beam.DoFn):
-    """(host, FetchRequests) -> (FetchRequest, Response); failures -> ERRORS.
-    The requests of one host are made in URL order, one at a time."""
+    """(host, FetchRequests) -> (FetchRequest, Response); failures -> ERRORS; (origin, robots
+    outcome) of each robots.txt this step read -> ROBOTS. The requests of one host are made in
+    URL order, one at a time."""
 
     def __init__(self, policy: FetchPolicy, run_id: str):
         self._policy = policy
@@ -491,7 +514,7 @@ class FetchByHostFn(beam.DoFn):
     def setup(self):
         self._client = HttpClient(self._policy)
 
-    def process(self, keyed):
+    def process(self, keyed, known_robots):
         _, requests = keyed
         sessions: dict[str, HostSession] = {}
         for request in sorted(requests, key=lambda r: (r.url, r.source_uri)):
@@ -500,11 +523,16 @@ class FetchByHostFn(beam.DoFn):
                 if origin is None:
                     check_url(request.url)  # raises the reason why
                     raise FetchFailed(INVALID_URL, "not a valid URL")
-                session = sessions.setdefault(origin, HostSession(self._client, origin))
-                yield request, session.fetch(request)
+                if origin not in sessions:
+                    sessions[origin] = HostSession(self._client, origin,
+                                                   known_robots=known_robots.get(origin))
+                yield request, sessions[origin].fetch(request)
             except FetchFailed as failure:
                 yield beam.pvalue.TaggedOutput(ERRORS, (request, fetch_error(
                     request, failure.reason, str(failure), self._run_id)))
+        for origin, session in sorted(sessions.items()):
+            if session.fetched_robots:
+                yield beam.pvalue.TaggedOutput(ROBOTS, (origin, session.robots_outcome))
 
 
 def fetch_error(request: FetchRequest, reason: str, message: str, run_id: str):
@@ -513,22 +541,28 @@ def fetch_error(request: FetchRequest, reason: str, message: str, run_id: str):
 
 
 class FetchByHost(beam.PTransform):
-    """FetchRequests -> (FetchRequest, Response) pairs (main) and (FetchRequest, ErrorRow)
-    pairs (ERRORS). Requests are grouped by host so that each host is fetched politely from
-    one place, however many workers run."""
+    """FetchRequests -> (FetchRequest, Response) pairs (main), (FetchRequest, ErrorRow) pairs
+    (ERRORS) and the robots.txt outcomes read (ROBOTS). Requests are grouped by host so that
+    each host is fetched politely from one place, however many workers run. `known_robots`:
+    the ROBOTS of an earlier fetch step, whose hosts are not asked again."""
 
-    def __init__(self, policy: FetchPolicy, run_id: str):
+    def __init__(self, policy: FetchPolicy, run_id: str, known_robots=None):
         super().__init__()
         self._policy = policy
         self._run_id = run_id
+        self._known_robots = known_robots
 
     def expand(self, requests):
+        known = self._known_robots
+        if known is None:
+            known = requests.pipeline | "NoKnownRobots" >> beam.Create([])
         return (
             requests
             | "KeyByHost" >> beam.Map(lambda r: (host_key(r.url), r))
             | "GroupByHost" >> beam.GroupByKey()
-            | "Fetch" >> beam.ParDo(FetchByHostFn(self._policy, self._run_id)).with_outputs(
-                ERRORS, main="responses"))
+            | "Fetch" >> beam.ParDo(FetchByHostFn(self._policy, self._run_id),
+                                    known_robots=beam.pvalue.AsDict(known)).with_outputs(
+                ERRORS, ROBOTS, main="responses"))
 
 
 FINISHED = "finished"
@@ -564,15 +598,18 @@ def _final_failures(pair):
 
 class FetchPages(beam.PTransform):
     """FetchRequests whose payload is a Document template -> {"documents": Documents,
-    ERRORS: ErrorRows, FINISHED: the templates of pages fetched or failed for good}."""
+    ERRORS: ErrorRows, FINISHED: the templates of pages fetched or failed for good}.
+    `known_robots`: robots.txt outcomes an earlier step read (see FetchByHost)."""
 
-    def __init__(self, policy: FetchPolicy, run_id: str):
+    def __init__(self, policy: FetchPolicy, run_id: str, known_robots=None):
         super().__init__()
         self._policy = policy
         self._run_id = run_id
+        self._known_robots = known_robots
 
     def expand(self, requests):
-        fetched = requests | "FetchByHost" >> FetchByHost(self._policy, self._run_id)
+        fetched = requests | "FetchByHost" >> FetchByHost(self._policy, self._run_id,
+                                                          self._known_robots)
         pages = fetched.responses | "Decode" >> beam.ParDo(
             _PageDocumentFn(self._run_id)).with_outputs(ERRORS, FINISHED, main="documents")
         failed = fetched[ERRORS]

@@ -3,7 +3,8 @@
     feeds ──► fetch feeds (conditional GET) ──► entries not seen before ──┐
     URL lists ──────────────────────────────────────────────────────────────┴► fetch pages ──► Documents
 
-Pages of both kinds are fetched together, grouped by host (transforms/fetch.py).
+Pages of both kinds are fetched together, grouped by host (transforms/fetch.py); a host's
+robots.txt read while fetching feeds is handed on, so a run reads it once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from schemas.records import Document
 from transforms.errors import ERRORS
 from transforms.feeds import (ENTRIES_SEEN, FEED_STATES, NOT_MODIFIED, FeedSpec,
                               InvalidFeedList, ReadFeeds, entry_index_entry, parse_feed_list)
-from transforms.fetch import FINISHED, FetchPages, FetchPolicy, FetchRequest
+from transforms.fetch import FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest
 from transforms.sources import is_local
 from transforms.topics import TOPIC_SLUGS
 
@@ -104,7 +105,7 @@ class ReadWebSources(beam.PTransform):
         pages = (
             (feeds["requests"], listed)
             | "AllPageRequests" >> beam.Flatten()
-            | "FetchPages" >> FetchPages(self._policy, self._run_id))
+            | "FetchPages" >> FetchPages(self._policy, self._run_id, feeds[ROBOTS]))
         run_id = self._run_id
         finished = pages[FINISHED] | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
         entry_index = finished | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id))
