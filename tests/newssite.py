@@ -20,7 +20,8 @@ WORDS = ("council budget vote school roads harbour ferry museum river bridge lib
          "festival hospital farmers rail station mayor teachers nurses").split()
 
 
-def article_html(slug: str, title: str, published: str | None = None, extra: str = "") -> str:
+def article_html(slug: str, title: str, published: str | None = None, extra: str = "",
+                 canonical: str | None = None) -> str:
     """An article page whose text is made from its slug, so each page is distinct."""
     seed = sum(map(ord, slug))
     sentences = []
@@ -30,7 +31,8 @@ def article_html(slug: str, title: str, published: str | None = None, extra: str
     paragraphs = "".join(f"<p>{' '.join(sentences[k:k + 3])}</p>" for k in range(0, 12, 3))
     date_meta = f'<meta property="article:published_time" content="{published}">' \
         if published else ""
-    return (f"<!DOCTYPE html><html><head><title>{title}</title>{date_meta}</head><body>"
+    link = f'<link rel="canonical" href="{canonical}">' if canonical else ""
+    return (f"<!DOCTYPE html><html><head><title>{title}</title>{date_meta}{link}</head><body>"
             f"<article><h1>{title}</h1>{extra}{paragraphs}</article></body></html>")
 
 
@@ -123,6 +125,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/news/"):
             slug = path.rsplit("/", 1)[1].split(".")[0]
             self._send(200, article_html(slug, f"Story {slug}").encode())
+        elif path.startswith("/amp/"):  # the AMP variant names its canonical page
+            slug = path.rsplit("/", 1)[1].split(".")[0]
+            self._send(200, article_html(slug, f"Story {slug}",
+                                         canonical=f"{site.base}/news/{slug}.html").encode())
         elif path == "/private/secret.html":
             self._send(200, article_html("secret", "Secret").encode())
         elif path == "/slow.html":

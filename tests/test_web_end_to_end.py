@@ -106,6 +106,7 @@ def test_url_list_of_misbehaving_endpoints(capsys, tmp_path, site):
     endpoints = {
         "/slow.html": None, "/throttled.html": None, "/flaky.html": None,
         "/latin1.html": None, "/moved.html": None, "/news/plain.html": None,
+        "/amp/plain.html": "duplicate",
         "/hang.html": "timeout", "/trickle.html": "timeout", "/missing.html": "http_4xx",
         "/gone.html": "http_4xx", "/unavailable.html": "http_5xx", "/loop-a": "redirect_loop",
         "/to-metadata": "blocked_address", "/notes.txt": "not_html",
@@ -124,12 +125,14 @@ def test_url_list_of_misbehaving_endpoints(capsys, tmp_path, site):
     errors = {(r["url"], r["stage"], r["reason"]) for r in
               read_dataset(output / "errors").to_pylist()}
     expected_errors = {(site.base + p, "fetch", reason) for p, reason in endpoints.items()
-                       if reason} | {("file:///etc/passwd", "fetch", "unsupported_scheme"),
+                       if reason and reason != "duplicate"} | {("file:///etc/passwd", "fetch", "unsupported_scheme"),
                                      ("not a url", "fetch", "unsupported_scheme")}
     assert errors == expected_errors
     rows = {r[0]: r for r in _articles(output)}
-    assert set(rows) == {site.base + p for p, reason in endpoints.items() if reason is None
-                         and p != "/moved.html"} | {
+    plain_pair = {site.base + "/news/plain.html", site.base + "/amp/plain.html"}
+    assert set(rows) - plain_pair == {site.base + p for p, reason in endpoints.items()
+                                      if reason is None and p not in (
+                                          "/moved.html", "/news/plain.html")} | {
         f"{site.base}/news/moved-here.html?utm_source=rss"}
     assert rows[f"{site.base}/news/moved-here.html?utm_source=rss"][1] == \
         f"https://127.0.0.1:{site.port}/news/moved-here.html"
@@ -137,7 +140,12 @@ def test_url_list_of_misbehaving_endpoints(capsys, tmp_path, site):
     assert site.hits["/flaky.html"] == 2 and site.hits["/throttled.html"] == 2
     assert "/private/secret.html" not in site.hits
     accounting = manifests(output)[-1]["accounting"]
-    assert accounting == {"inputs": len(endpoints) + 2, "articles": 6, "duplicates": 0,
+    # The AMP page names the plain page as canonical: one article under two URLs is one article.
+    (kept,) = [r for url, r in rows.items() if url in plain_pair]
+    assert kept[1] == f"https://127.0.0.1:{site.port}/news/plain.html"
+    (duplicate,) = read_dataset(output / "duplicates").to_pylist()
+    assert {duplicate["url"], kept[0]} == plain_pair
+    assert accounting == {"inputs": len(endpoints) + 2, "articles": 6, "duplicates": 1,
                           "errors": len(expected_errors), "errors_recorded_before": 0,
                           "already_ingested": 0, "skipped_unchanged": 0, "balanced": True}
 
