@@ -37,6 +37,11 @@ from transforms import errors
 from transforms.errors import ERRORS, error_row
 from transforms.extract import DecodeError, decode_text
 
+FETCH_STAGE = "fetch"
+# Tagged outputs besides ERRORS: robots.txt outcomes, and requests done with for good.
+ROBOTS = "robots"
+FINISHED = "finished"
+
 USER_AGENT = "newsbeam/0.1 (news ingestion; +https://github.com/newsbeam/newsbeam)"
 ROBOTS_AGENT = "newsbeam"
 
@@ -55,6 +60,7 @@ REDIRECT_LOOP = "redirect_loop"
 BLOCKED_ADDRESS = "blocked_address"
 UNSUPPORTED_SCHEME = "unsupported_scheme"
 INVALID_URL = "invalid_url"
+UNSUPPORTED_ENCODING = "unsupported_encoding"
 UNDECODABLE = errors.UNDECODABLE
 # Failures worth another try in a later run: the entry index does not record them.
 TRANSIENT_REASONS = frozenset({DNS, CONNECT, TIMEOUT, TLS, HTTP_5XX})
@@ -109,9 +115,14 @@ class Response:
 
 
 class FetchFailed(Exception):
-    def __init__(self, reason: str, message: str, retry_after_s: float | None = None):
+    """Why a URL gave no usable response: a reason code and a message. `retryable` answers
+    (429, 5xx) are worth another try, after `retry_after_s` if the server said so."""
+
+    def __init__(self, reason: str, message: str, retryable: bool = False,
+                 retry_after_s: float | None = None):
         super().__init__(message)
         self.reason = reason
+        self.retryable = retryable
         self.retry_after_s = retry_after_s
 
 
@@ -127,6 +138,17 @@ def host_key(url: str) -> str:
         return ""
     host = (parts.hostname or "").lower()
     return f"{host}:{port}" if port else host
+
+
+def origin_of(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def blocked_ip(address: str, allow_loopback: bool) -> bool:
@@ -227,7 +249,8 @@ class _CappedDecoder:
         elif encoding in ("", "identity"):
             self._zlib = None
         else:
-            raise FetchFailed(NOT_HTML, f"unsupported Content-Encoding {encoding!r}")
+            raise FetchFailed(UNSUPPORTED_ENCODING, f"Content-Encoding {encoding!r}, which was "
+                              "not asked for (Accept-Encoding: gzip, deflate)")
         self._deflate_raw = encoding == "deflate"
 
     def feed(self, chunk: bytes) -> bytes:
@@ -266,6 +289,18 @@ def decode_html(body: bytes, content_type_header: str) -> str:
         return decode_text(body)
     except DecodeError as error:
         raise FetchFailed(UNDECODABLE, str(error)) from None
+
+
+def page_document(request: FetchRequest, response: Response) -> Document:
+    """The Document of a fetched page: the request's template (feed metadata, if any) with the
+    page's decoded text and its URL after redirects."""
+    text = decode_html(response.body, response.headers.get("content-type", ""))
+    return dataclasses.replace(request.payload, content=text, url=response.url)
+
+
+def fetch_error(request: FetchRequest, reason: str, message: str, run_id: str):
+    return error_row(FETCH_STAGE, reason, message, request.source_uri, run_id,
+                     url=request.url)
 
 
 # --- The client ----------------------------------------------------------------------------------
@@ -317,8 +352,8 @@ class HttpClient:
                 return response
             location = response.headers.get("location")
             if not location:
-                raise FetchFailed(HTTP_4XX if response.status < 400 else HTTP_5XX,
-                                  f"HTTP {response.status} without a Location")
+                raise FetchFailed(INVALID_URL, f"HTTP {response.status} redirect without a "
+                                  "Location")
             url = urljoin(url, location.strip())
             if url in seen:
                 raise FetchFailed(REDIRECT_LOOP, f"redirects come back to {url}")
@@ -334,11 +369,10 @@ class HttpClient:
             try:
                 return self.get(url, headers, html_only, max_bytes)
             except FetchFailed as failure:
-                retryable = failure.retry_after_s is not None
                 attempt += 1
-                if not retryable or attempt > self.policy.retries:
+                if not failure.retryable or attempt > self.policy.retries:
                     raise
-                if failure.retry_after_s > self.policy.max_retry_after_s:
+                if (failure.retry_after_s or 0) > self.policy.max_retry_after_s:
                     raise FetchFailed(failure.reason, f"{failure}; Retry-After asks for "
                                       f"{failure.retry_after_s:.0f} s, more than "
                                       f"{self.policy.max_retry_after_s:g} (--max_retry_after_s)")
@@ -386,11 +420,10 @@ class HttpClient:
             connection.close()
 
     def _raise_for_status(self, status: int, headers: dict):
-        retry_after = None
-        if status in RETRY_STATUSES:
-            retry_after = parse_retry_after(headers.get("retry-after"), time.time()) or 0.0
         reason = HTTP_4XX if status < 500 else HTTP_5XX
-        raise FetchFailed(reason, f"HTTP {status}", retry_after_s=retry_after)
+        raise FetchFailed(reason, f"HTTP {status}", retryable=status in RETRY_STATUSES,
+                          retry_after_s=parse_retry_after(headers.get("retry-after"),
+                                                          time.time()))
 
     def _read_body(self, raw, headers: dict, max_bytes: int, deadline: float) -> bytes:
         announced = headers.get("content-length", "")
@@ -483,24 +516,7 @@ class HostSession:
                                              request.accept_html_only)
 
 
-def origin_of(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        parts.port
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
-
-
 # --- DoFn and composite --------------------------------------------------------------------------
-
-FETCH_STAGE = "fetch"
-
-
-ROBOTS = "robots"
-
 
 class FetchByHostFn(beam.DoFn):
     """(host, FetchRequests) -> (FetchRequest, Response); failures -> ERRORS; (origin, robots
@@ -535,11 +551,6 @@ class FetchByHostFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(ROBOTS, (origin, session.robots_outcome))
 
 
-def fetch_error(request: FetchRequest, reason: str, message: str, run_id: str):
-    return error_row(FETCH_STAGE, reason, message, request.source_uri, run_id,
-                     url=request.url)
-
-
 class FetchByHost(beam.PTransform):
     """FetchRequests -> (FetchRequest, Response) pairs (main), (FetchRequest, ErrorRow) pairs
     (ERRORS) and the robots.txt outcomes read (ROBOTS). Requests are grouped by host so that
@@ -563,16 +574,6 @@ class FetchByHost(beam.PTransform):
             | "Fetch" >> beam.ParDo(FetchByHostFn(self._policy, self._run_id),
                                     known_robots=beam.pvalue.AsDict(known)).with_outputs(
                 ERRORS, ROBOTS, main="responses"))
-
-
-FINISHED = "finished"
-
-
-def page_document(request: FetchRequest, response: Response) -> Document:
-    """The Document of a fetched page: the request's template (feed metadata, if any) with the
-    page's decoded text and its URL after redirects."""
-    text = decode_html(response.body, response.headers.get("content-type", ""))
-    return dataclasses.replace(request.payload, content=text, url=response.url)
 
 
 class _PageDocumentFn(beam.DoFn):
