@@ -125,8 +125,9 @@ def test_url_list_of_misbehaving_endpoints(capsys, tmp_path, site):
     errors = {(r["url"], r["stage"], r["reason"]) for r in
               read_dataset(output / "errors").to_pylist()}
     expected_errors = {(site.base + p, "fetch", reason) for p, reason in endpoints.items()
-                       if reason and reason != "duplicate"} | {("file:///etc/passwd", "fetch", "unsupported_scheme"),
-                                     ("not a url", "fetch", "unsupported_scheme")}
+                       if reason and reason != "duplicate"} | {
+        ("file:///etc/passwd", "fetch", "unsupported_scheme"),
+        ("not a url", "fetch", "unsupported_scheme")}
     assert errors == expected_errors
     rows = {r[0]: r for r in _articles(output)}
     plain_pair = {site.base + "/news/plain.html", site.base + "/amp/plain.html"}

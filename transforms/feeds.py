@@ -323,7 +323,7 @@ def entry_index_entry(document: Document, run_id: str) -> EntryIndexEntry:
                            feed_url=document.feed_url, run_id=run_id)
 
 
-# --- Reading the index at graph build --------------------------------------------------------------
+# --- Reading the index at graph build ------------------------------------------------------------
 
 
 def read_feed_states(pipeline, output_dir: str):

@@ -26,7 +26,7 @@ import socket
 import ssl
 import time
 import zlib
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 

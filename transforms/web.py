@@ -1,7 +1,8 @@
 """Web sources: feeds (--feed, --feeds) and URL lists (--urls), fetched into Documents.
 
     feeds ──► fetch feeds (conditional GET) ──► entries not seen before ──┐
-    URL lists ──────────────────────────────────────────────────────────────┴► fetch pages ──► Documents
+    URL lists ─────────────────────────────────────────────────────────────┴► fetch pages
+                                                                               ──► Documents
 
 Pages of both kinds are fetched together, grouped by host (transforms/fetch.py); a host's
 robots.txt read while fetching feeds is handed on, so a run reads it once.
