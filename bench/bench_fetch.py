@@ -6,12 +6,15 @@ safe HTTP client against a bare http.client loop.
    `newsbeam run --input x.warc.gz` uses), each in a fresh process. Reported: peak RSS, the
    growth over the process's RSS after imports, and time. Memory that does not grow with the
    archive shows as a growth ratio near 1 for 10x the records.
+   The same two archives (at --pipeline_records) also go through `newsbeam run` end to end, to
+   show what the whole local run (FnApiRunner) holds: peak RSS of its largest process.
 2. Fetch: the same pages served by a local server on 127.0.0.1, fetched by newsbeam's HttpClient
    (address check, pinned connection, capped reading, and decoding to text with charset
    detection where the declared charset is wrong) and by a bare http.client loop (bytes only),
    in rotation, --repeats times; medians and the ratio.
 
-    python bench/bench_fetch.py [--data ../shared/data] [--records 300] [--repeats 3]
+    python bench/bench_fetch.py [--data ../shared/data] [--records 300] [--pipeline_records 100]
+                                [--repeats 3]
 
 Writes bench/results/fetch.json. Never touches any address but 127.0.0.1.
 """
@@ -90,6 +93,26 @@ def bench_warc(pages: list[bytes], records: int, folder: Path) -> list[dict]:
     return rows
 
 
+def bench_pipeline(pages: list[bytes], records: int, folder: Path) -> list[dict]:
+    """`newsbeam run` over WARCs of `records` and 10x as many pages: time and the peak RSS of
+    its largest process (the extraction child included, as a waited-for descendant)."""
+    import resource
+    rows = []
+    for factor in (1, 10):
+        path = folder / f"run-{factor}x.warc.gz"
+        write_warc(path, pages, records * factor)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "newsbeam"), "run", "--quiet",
+                        "--input", str(path), "--output", str(folder / f"out-{factor}x")],
+                       check=True, capture_output=True, cwd=ROOT)
+        elapsed = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        rows.append({"records": records * factor, "seconds": round(elapsed, 1),
+                     "peak_rss_mib": round(peak / 1024, 1) if peak > before else None})
+    return rows
+
+
 def serve(pages: list[bytes]):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -158,6 +181,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--records", type=int, default=300)
+    parser.add_argument("--pipeline_records", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     if not (args.data / "html-dev").is_dir():
@@ -165,8 +189,9 @@ def main(argv=None):
     pages = load_pages(args.data)
     with tempfile.TemporaryDirectory() as folder:
         warc = bench_warc(pages, args.records, Path(folder))
+        pipeline = bench_pipeline(pages, args.pipeline_records, Path(folder))
     client = bench_client(pages, min(len(pages), 990), args.repeats)
-    results = {"warc": warc, "client": client,
+    results = {"warc": warc, "pipeline": pipeline, "client": client,
                "warc_growth_ratio_10x": round(warc[1]["growth_mib"] / max(warc[0]["growth_mib"],
                                                                             0.1), 2)}
     print("WARC reading (fresh process each):")
@@ -175,6 +200,10 @@ def main(argv=None):
     for row in warc:
         print(f"  {row['records']:>8} {row['archive_mib']:>12} {row['peak_rss_mib']:>13} "
               f"{row['growth_mib']:>11} {row['seconds']:>6}")
+    print("newsbeam run over a WARC (largest process; None: no new peak over the 1x run):")
+    for row in pipeline:
+        print(f"  {row['records']:>8} records {row['seconds']:>7} s  peak RSS "
+              f"{row['peak_rss_mib']} MiB")
     print(f"HTTP client over {client['pages']} local pages, median of {client['repeats']}:")
     for name, seconds in client["median_s"].items():
         print(f"  {name:<22} {seconds:>7.2f} s  {client['pages_per_s'][name]:>7} pages/s")

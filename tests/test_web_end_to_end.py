@@ -127,7 +127,7 @@ def test_url_list_of_misbehaving_endpoints(capsys, tmp_path, site):
     expected_errors = {(site.base + p, "fetch", reason) for p, reason in endpoints.items()
                        if reason and reason != "duplicate"} | {
         ("file:///etc/passwd", "fetch", "unsupported_scheme"),
-        ("not a url", "fetch", "unsupported_scheme")}
+        ("not a url", "fetch", "invalid_url")}
     assert errors == expected_errors
     rows = {r[0]: r for r in _articles(output)}
     plain_pair = {site.base + "/news/plain.html", site.base + "/amp/plain.html"}

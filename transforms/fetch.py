@@ -171,6 +171,8 @@ def check_url(url: str) -> tuple[str, str, int]:
     except ValueError as error:
         raise FetchFailed(INVALID_URL, f"not a valid URL: {error}") from None
     scheme = parts.scheme.lower()
+    if not scheme:
+        raise FetchFailed(INVALID_URL, "not an absolute URL")
     if scheme not in ("http", "https"):
         raise FetchFailed(UNSUPPORTED_SCHEME, f"only http and https are fetched, not {scheme!r}")
     if not parts.hostname:
