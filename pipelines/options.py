@@ -79,7 +79,8 @@ class NewsOptions(PipelineOptions):
             help="What to ingest; repeatable. A file, a folder (read recursively, dot-files "
                  "skipped) or a glob, local or on cloud storage (gs://...). By extension: "
                  ".txt/.md plain text, .html/.htm pages, .jsonl one article per line; any of "
-                 "them optionally .gz. Default: the bundled seeds/.")
+                 "them optionally .gz; .warc/.warc.gz web archives. Default: the bundled "
+                 "seeds/ (none when --feed, --feeds or --urls is given).")
         group.add_argument(
             "--output", default=DEFAULT_OUTPUT, metavar="DIR",
             help="The dataset folder, local or gs://...; later runs add to it. "

@@ -243,7 +243,8 @@ def build_manifest(run: dict, counts: dict, error_counts: list, written: list,
     """The run manifest: what ran (run: id, options, versions, start time), what came of every
     input (counts, errors by stage and reason) and which files it wrote, by dataset and
     partition. `accounting.balanced` is the check that nothing was lost: every input is an
-    article, a duplicate, an error or already ingested, and every error met for the first time
+    article, a duplicate, an error, already ingested or skipped unchanged (a feed that answered
+    "not modified", an entry fetched by an earlier run), and every error met for the first time
     is a row of errors/ (one met by an earlier run already has its row)."""
     # Feeds answering "not modified" and entries fetched by an earlier run are inputs too:
     # skipped because nothing changed.
