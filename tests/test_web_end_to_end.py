@@ -253,3 +253,49 @@ def test_two_worker_processes_give_the_same_articles(capsys, tmp_path, site):
                         json.dumps(manifests(output)[-1]["accounting"])))
     assert results[0] == results[1]
     assert len(results[0][0]) == 5 and len(results[0][1]) == 1
+
+
+def test_feed_files_json_feeds_and_bad_feeds(capsys, tmp_path, site):
+    site.add_entry("json-one", "JSON one", 14)
+    good = tmp_path / "saved.xml"
+    good.write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Saved</title>'
+        f"<item><title>From a file</title><link>{site.base}/news/file-one.html</link>"
+        "<guid isPermaLink=\"false\">file-1</guid>"
+        "<pubDate>Tue, 15 Feb 2022 08:00:00 GMT</pubDate></item>"
+        "<item><title>No link here</title><guid isPermaLink=\"false\">file-2</guid></item>"
+        "</channel></rss>")
+    (tmp_path / "broken.xml").write_bytes(b"\x00\x01 not a feed <<<")
+    (tmp_path / "empty.xml").write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Empty</title></channel></rss>')
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text(f"# saved feeds\nsaved.xml\nbroken.xml\nempty.xml\n{site.base}/feed.json\n")
+    output = tmp_path / "out"
+
+    status, printed = run_cli(capsys, "run", "--feeds", str(feeds), "--output", str(output),
+                              *FAST_FETCH)
+
+    assert status == 0, printed
+    rows = {r[0]: r for r in _articles(output)}
+    assert set(rows) == {f"{site.base}/news/file-one.html", f"{site.base}/news/json-one.html"}
+    from_file = rows[f"{site.base}/news/file-one.html"]
+    assert (from_file[2], from_file[7], from_file[8], from_file[9]) == (
+        "From a file", "feed", str(good), "file-1")
+    from_json = rows[f"{site.base}/news/json-one.html"]
+    assert (from_json[4], from_json[10]) == (["Business"], "economy-business-finance")
+    errors = {(r["source_uri"], r["stage"], r["reason"])
+              for r in read_dataset(output / "errors").to_pylist()}
+    assert errors == {(f"{good}#file-2", "feed", "entry_without_link"),
+                      (str(tmp_path / "broken.xml"), "feed", "unparseable_feed"),
+                      (str(tmp_path / "empty.xml"), "feed", "empty_feed")}
+    accounting = manifests(output)[-1]["accounting"]
+    assert (accounting["inputs"], accounting["articles"], accounting["errors"],
+            accounting["balanced"]) == (5, 2, 3, True)
+
+
+def test_a_missing_feeds_file_is_a_flag_problem(capsys, tmp_path):
+    from pipelines.cli import main
+    status = main(["run", "--feeds", str(tmp_path / "nope.yaml"), "--output",
+                   str(tmp_path / "out")])
+    assert status == 2
+    assert f"--feeds {tmp_path / 'nope.yaml'}: no such file" in capsys.readouterr().err

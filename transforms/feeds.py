@@ -267,7 +267,7 @@ class ParseFeedFn(beam.DoFn):
 
 
 class ReadFeedFileFn(beam.DoFn):
-    """A FeedSpec naming a file -> (spec, bytes, None, None); unreadable -> ERRORS."""
+    """A FeedSpec naming a file -> (spec, bytes, no URL, no validators); unreadable -> ERRORS."""
 
     def __init__(self, run_id: str, max_bytes: int):
         self._run_id = run_id
@@ -287,7 +287,7 @@ class ReadFeedFileFn(beam.DoFn):
                 errors.STAGE_READ, errors.TOO_LARGE, f"more than {self._max_bytes} bytes",
                 spec.location, self._run_id))
             return
-        yield spec, body, spec.location, None
+        yield spec, body, None, None  # no base URL: a file's relative links stay as written
 
 
 def _fetched_feed(pair):
