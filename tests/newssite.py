@@ -167,6 +167,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(302, headers={"Location": "/loop-b"})
         elif path == "/loop-b":
             self._send(302, headers={"Location": "/loop-a"})
+        elif path.startswith("/chain-"):  # /chain-N redirects N times before the page
+            hops = int(path.split("-", 1)[1])
+            if hops:
+                self._send(302, headers={"Location": f"/chain-{hops - 1}"})
+            else:
+                self._send(200, article_html("chain", "End of the chain").encode())
         elif path == "/to-metadata":
             self._send(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
         elif path == "/moved.html":

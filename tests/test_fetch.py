@@ -125,6 +125,13 @@ def test_500_then_success_and_429_waits_for_retry_after(site):
     assert second - first >= 0.95  # Retry-After: 1
 
 
+def test_redirects_are_followed_up_to_the_limit(site):
+    client = HttpClient(FAST)  # max_redirects 5
+    assert client.get(site.base + "/chain-5").url == site.base + "/chain-0"
+    failure = failure_of(lambda: client.get(site.base + "/chain-6"))
+    assert (failure.reason, str(failure)) == ("redirect_loop", "more than 5 redirects")
+
+
 def test_slow_response_within_the_limits_and_redirects_followed(site):
     client = HttpClient(FAST)
     assert b"Slow but fine" in client.get(site.base + "/slow.html").body
