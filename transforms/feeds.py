@@ -351,7 +351,9 @@ class ReadFeeds(beam.PTransform):
     def __init__(self, specs: list[FeedSpec], policy: FetchPolicy, run_id: str,
                  fetched_at: dt.datetime, feed_states, indexed_entry_keys):
         super().__init__()
-        self._specs = sorted(set(specs), key=lambda s: s.location)
+        # One spec per feed: the first given wins (a feed listed twice is read once).
+        firsts = {spec.location: spec for spec in reversed(specs)}
+        self._specs = sorted(firsts.values(), key=lambda s: s.location)
         self._policy = policy
         self._run_id = run_id
         self._fetched_at = fetched_at

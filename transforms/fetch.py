@@ -67,6 +67,9 @@ TRANSIENT_REASONS = frozenset({DNS, CONNECT, TIMEOUT, TLS, HTTP_5XX})
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_ACCEPT_HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
+_ACCEPT_ANY = ("application/rss+xml,application/atom+xml,application/feed+json,"
+               "application/xml;q=0.9,text/xml;q=0.9,*/*;q=0.8")
 _CHUNK = 64 * 1024
 _ROBOTS_MAX_BYTES = 512 * 1024
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
@@ -392,8 +395,7 @@ class HttpClient:
         try:
             connection.request("GET", target, headers={
                 "User-Agent": self.policy.user_agent, "Accept-Encoding": "gzip, deflate",
-                "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-                **headers})
+                "Accept": _ACCEPT_HTML if html_only else _ACCEPT_ANY, **headers})
             raw = connection.getresponse()
             response_headers = {k.lower(): v for k, v in raw.getheaders()}
             status = raw.status
