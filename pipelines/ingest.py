@@ -28,6 +28,7 @@ from schemas.records import (SCHEMA_VERSION, Article, Duplicate, ErrorIndexEntry
                              IndexEntry)
 from transforms import sinks
 from transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
+from transforms.entities import TagEntities
 from transforms.errors import ERRORS, DropRecordedErrors
 from transforms.extract import ExtractArticles
 from transforms.sinks import WriteDataset, WriteManifest
@@ -91,7 +92,10 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         options.progress_interval_s)
     resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
         read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"))
-    articles = resolved.articles | "AssignTopics" >> AssignTopics()
+    tagged = resolved.articles | "TagEntities" >> TagEntities(
+        options.spacy_model, options.ner_batch_size, options.ner_max_chars,
+        options.numeric_entities, options.ner_recase == "on")
+    articles = tagged | "AssignTopics" >> AssignTopics()
     errors = (read[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(
         read_indexed_ids(pipeline, output, ERROR_INDEX_DATASET, "error_id", "ErrorIndex"))

