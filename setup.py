@@ -21,6 +21,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=["pipelines", "transforms", "schemas"],
+    # The shipped topic classifier (pipelines/train_topics.py writes it).
+    package_data={"transforms": ["models/*.npz"]},
     data_files=[("share/newsbeam/seeds", SEEDS)],
     install_requires=[
         # The SDK version must match between the launcher and Dataflow workers: pinned exactly.
@@ -39,5 +41,6 @@ setup(
     extras_require={
         "test": ["pytest>=8", "duckdb>=1.1"],
     },
-    entry_points={"console_scripts": ["newsbeam = pipelines.cli:main"]},
+    entry_points={"console_scripts": ["newsbeam = pipelines.cli:main",
+                                      "newsbeam-train-topics = pipelines.train_topics:main"]},
 )

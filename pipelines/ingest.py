@@ -95,7 +95,8 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     tagged = resolved.articles | "TagEntities" >> TagEntities(
         options.spacy_model, options.ner_batch_size, options.ner_max_chars,
         options.numeric_entities, options.ner_recase == "on")
-    articles = tagged | "AssignTopics" >> AssignTopics()
+    articles = tagged | "AssignTopics" >> AssignTopics(options.topic_model,
+                                                       options.topic_threshold)
     errors = (read[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(
         read_indexed_ids(pipeline, output, ERROR_INDEX_DATASET, "error_id", "ErrorIndex"))

@@ -129,6 +129,15 @@ class NewsOptions(PipelineOptions):
             "--ner_recase", choices=("on", "off"), default="on",
             help="on (default): recase all-caps lines and dateline places before NER; off: run "
                  "NER on the text as written.")
+        group.add_argument(
+            "--topic_model", default="shipped", metavar="shipped|none|PATH",
+            help="Classifier for articles whose section names no topic: 'shipped' (default, "
+                 "the model in the package), 'none' (section only, else unclassified) or the "
+                 "path of a model written by newsbeam-train-topics.")
+        group.add_argument(
+            "--topic_threshold", type=float, default=0.3, metavar="SCORE",
+            help="Lowest classifier score (0-1) that sets the topic; below it the article is "
+                 "'unclassified' (its scores are kept). Default: 0.3.")
 
     def news_values(self) -> dict:
         """Every newsbeam flag with its value, defaults included."""
@@ -155,6 +164,11 @@ class NewsOptions(PipelineOptions):
             if is_local(path) and not has_wildcard(path) and \
                     not os.path.exists(os.path.expanduser(path)):
                 problems.append(f"--input {path}: no such file or folder")
+        if self.topic_model not in ("shipped", "none") and is_local(self.topic_model) and \
+                not os.path.isfile(os.path.expanduser(self.topic_model)):
+            problems.append(f"--topic_model {self.topic_model}: no such file")
+        if not 0.0 <= self.topic_threshold <= 1.0:
+            problems.append(f"--topic_threshold {self.topic_threshold}: use a score from 0 to 1")
         if is_local(self.output) and os.path.isfile(os.path.expanduser(self.output)):
             problems.append(f"--output {self.output}: is a file, not a folder")
         return problems
