@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     train_set, test_set = training_sets(folder)
     per_topic = Counter(c for _, _, c in train_set)
     info = {
+        "language": "en",
         "trained_on": {
             "huffpost-headlines-sample (CC BY 4.0)": sum(
                 1 for i, _, _ in train_set if i.startswith("http")),

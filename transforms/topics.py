@@ -6,6 +6,8 @@ the categories the page or record gives, then the sections in its URL path (/spo
 the head of the text decides: a softmax over the 17 topics, shipped in the package
 (transforms/models/, trained by pipelines/train_topics.py, numpy only at run time). When its
 best score is below the threshold, the topic is `unclassified`; the scores are kept either way.
+The classifier is English: articles in another language keep their section's topic or are
+`unclassified`.
 """
 
 from __future__ import annotations
@@ -165,6 +167,8 @@ class TopicModel:
         self.bias = bias.astype(np.float32)
         self.topics = list(topics)
         self.info = info
+        # The language of the training text: articles in other languages are not classified.
+        self.language = info.get("language", "en")
 
     @classmethod
     def load(cls, path: str | Path) -> "TopicModel":
@@ -216,10 +220,11 @@ def classify(model: TopicModel, article: Article, threshold: float) -> Article:
 def assign_topic(article: Article, model: Optional[TopicModel] = None,
                  threshold: float = DEFAULT_TOPIC_THRESHOLD) -> Article:
     """The article with its partition topic set from its source's section, else from the
-    classifier when one is given, else unclassified."""
+    classifier when one is given and the article is in its language (or of unknown language),
+    else unclassified."""
     topic = section_topic(article.categories, article.url)
     if topic is None:
-        if model is not None:
+        if model is not None and article.language in (None, "", model.language):
             return classify(model, article, threshold)
         return dataclasses.replace(article, topic=UNCLASSIFIED, topic_source=None,
                                    topic_confidence=None, topic_scores=[])
