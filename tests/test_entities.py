@@ -37,6 +37,10 @@ def nlp():
     ("the\nUnited   States", "United States"),
     ("“NATO", "NATO"),
     ("Reuters.", "Reuters"),
+    ("U.S.", "U.S."),
+    ("the U.S.’", "U.S."),
+    ("Ms Berryman", "Berryman"),
+    ("Dr. Mi Mi Sein", "Mi Mi Sein"),
 ])
 def test_clean_span(raw, expected):
     assert clean_span(raw) == expected

@@ -53,6 +53,11 @@ north south east west northern southern eastern western central national federal
 # Leading words a span may carry that are not part of the name.
 _LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _POSSESSIVE = re.compile(r"(?:['’]s?)$")
+# Titles before a name: 'Ms Berryman' is the Berryman the article names in full elsewhere.
+_LEADING_TITLE = re.compile(
+    r"^(?:Mr|Mrs|Ms|Miss|Dr|Prof|Rev|Fr|Sen|Rep|Gov|Sir|Dame|Lord|Lady|President|Chancellor)"
+    r"\.?\s+(?=[A-Z])")
+_ABBREVIATION = re.compile(r"(?:^|\s)(?:[A-Za-z]\.){2,}['’]?s?$")
 _EDGE_PUNCTUATION = "\"'“”‘’«»()[]{}<>,;:.!?-–—*•|/\\ \t\n"
 _WORD = re.compile(r"[^\W\d_](?:[\w'’.-]*\w)?")
 # A dateline at the start of a paragraph: a place in capitals, then a date, a comma, an agency
@@ -162,13 +167,19 @@ def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mentio
 
 
 def clean_span(text: str) -> str:
-    """A span's name: white space collapsed, a leading article, edge punctuation and a
-    possessive removed. 'the\\nUnited States’' -> 'United States'."""
+    """A span's name: white space collapsed, a leading article or title, edge punctuation and a
+    possessive removed; abbreviations keep their last dot. 'the\\nUnited States’' ->
+    'United States', 'Ms Berryman' -> 'Berryman', 'U.S.' stays."""
     name = " ".join(text.split())
     name = _LEADING_ARTICLE.sub("", name)
+    name = _LEADING_TITLE.sub("", name)
+    abbreviation = _ABBREVIATION.search(name)
     name = name.strip(_EDGE_PUNCTUATION)
     name = _POSSESSIVE.sub("", name)
-    return name.strip(_EDGE_PUNCTUATION)
+    name = name.strip(_EDGE_PUNCTUATION)
+    if abbreviation and name and not name.endswith("."):
+        name += "."
+    return name
 
 
 def is_junk(raw: str, name: str, label: str, quoted: bool = False) -> bool:
