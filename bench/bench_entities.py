@@ -12,11 +12,13 @@ numeric and date labels are left out of every variant (the gold set has none).
 Variants: `bare` is what a user writes first (spacy.load(model), every component, nlp.pipe,
 doc.ents); `bare-ner-only` the same with only the components NER needs; `newsbeam` the stage's
 functions (recasing, NER-only pipeline, span cleaning and merging); `newsbeam-no-recase`.
-Each on the texts as they are and with the headline (the first line, else the first 10 words)
-set in capitals, as wire copy and some sites print it.
+Each on the texts as they are, with the headline (the first line, else the first 10 words) set
+in capitals, as wire copy and some sites print it, and behind a dateline in capitals
+('NAIROBI (Reuters) - ' or 'NAIROBI 1996-08-30'; the place and the agency join the gold set).
 
 Speed: words per second over all 394 texts of story-pairs-dev.jsonl, each variant in rotation,
-`--rounds` times, median; model load time apart. Writes bench/results/entities.json.
+`--rounds` times, median; model load time apart; and the TagEntities composite in a Beam
+pipeline (FnApiRunner), start-up and model load included. Writes bench/results/entities.json.
 """
 
 from __future__ import annotations
@@ -56,6 +58,19 @@ def caps_headline(text: str) -> str:
     return head.upper() + rest
 
 
+DATELINE_PLACES = ("LONDON", "NEW DELHI", "WASHINGTON", "BRUSSELS", "JAKARTA", "NAIROBI")
+
+
+def with_dateline(index: int, text: str) -> tuple[str, list]:
+    """The text behind a dateline in capitals, alternately wire style ('NAIROBI (Reuters) - ')
+    and CoNLL style ('NAIROBI 1996-08-30'); and the gold entities the dateline adds."""
+    place = DATELINE_PLACES[index % len(DATELINE_PLACES)]
+    gold = [["LOC", place.title(), []]]
+    if index % 2 == 0:
+        return f"{place} (Reuters) - {text}", gold + [["ORG", "Reuters", []]]
+    return f"{place} 1996-08-30\n\n{text}", gold
+
+
 def bare_entities(doc) -> set[tuple[str, str]]:
     return {(ent.text, TYPE_OF[ent.label_]) for ent in doc.ents if ent.label_ in TYPE_OF}
 
@@ -73,6 +88,26 @@ def run_variant(name: str, models: dict, texts: list[str]) -> list[set[tuple[str
     recase = name == "newsbeam"
     prepared = [recase_for_ner(t) if recase else t for t in texts]
     return [newsbeam_entities(t, d) for t, d in zip(texts, models["ner"].pipe(prepared))]
+
+
+def beam_stage_seconds(texts: list[str], model: str) -> float:
+    """Wall time of the TagEntities composite in a Beam pipeline (FnApiRunner) over the texts as
+    English articles: pipeline start-up and the model's load in setup() included."""
+    import datetime as dt
+
+    import apache_beam as beam
+
+    from schemas.records import Article
+    from transforms.entities import TagEntities
+    now = dt.datetime.now(dt.timezone.utc)
+    articles = [Article(article_id=str(i), source_uri=f"bench/{i}", text=t,
+                        word_count=len(t.split()), content_hash=str(i), ingested_at=now,
+                        date_source="ingested", run_id="bench", language="en")
+                for i, t in enumerate(texts)]
+    started = time.perf_counter()
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        _ = p | beam.Create(articles) | TagEntities(model) | beam.combiners.Count.Globally()
+    return time.perf_counter() - started
 
 
 def score(gold: dict, predicted: dict) -> dict:
@@ -133,12 +168,25 @@ def main() -> int:
     variants = ("bare", "bare-ner-only", "newsbeam", "newsbeam-no-recase")
 
     quality = {}
-    for layout, transform in (("as-is", lambda t: t), ("caps-headline", caps_headline)):
-        texts = [transform(texts_by_id[i]) for i in ids]
+    layouts = {
+        "as-is": lambda n, t: (t, []),
+        "caps-headline": lambda n, t: (caps_headline(t), []),
+        "dateline": with_dateline,
+    }
+    for layout, transform in layouts.items():
+        prepared = [transform(n, texts_by_id[i]) for n, i in enumerate(ids)]
+        texts = [text for text, _ in prepared]
+        layout_gold = {i: gold[i] + [e for e in extra if e not in gold[i]]
+                       for i, (_, extra) in zip(ids, prepared)}
         quality[layout] = {}
         for variant in variants:
             predicted = dict(zip(ids, run_variant(variant, models, texts)))
-            quality[layout][variant] = score(gold, predicted)
+            quality[layout][variant] = score(layout_gold, predicted)
+            if layout == "dateline":
+                places = [(i, extra[0][1]) for i, (_, extra) in zip(ids, prepared)]
+                found = sum(any(normalise(text) == normalise(place) and etype == "LOC"
+                                for text, etype in predicted[i]) for i, place in places)
+                quality[layout][variant]["dateline_place_found"] = round(found / len(ids), 3)
 
     all_texts = list(texts_by_id.values())
     words = sum(len(t.split()) for t in all_texts)
@@ -148,6 +196,9 @@ def main() -> int:
             started = time.perf_counter()
             run_variant(variant, models, all_texts)
             timings[variant].append(time.perf_counter() - started)
+    beam_runs = [beam_stage_seconds(all_texts, args.model) for _ in range(args.rounds)]
+    if beam_runs:
+        timings["newsbeam-in-beam (start-up and load included)"] = beam_runs
     speed = {} if args.rounds < 1 else {v: {"median_s": round(statistics.median(t), 3),
                  "words_per_s": round(words / statistics.median(t)),
                  "vs_bare": round(statistics.median(timings["bare"]) / statistics.median(t), 2)}
@@ -171,10 +222,12 @@ def main() -> int:
         for variant, scores in by_variant.items():
             cells = "".join(f"{s['f1']:>8.3f} ({s['precision']:.2f}/{s['recall']:.2f})"
                             for s in (scores[t] for t in (*TYPES, "all")))
-            print(f"  {variant:20}{cells}")
+            place = scores.get("dateline_place_found")
+            print(f"  {variant:20}{cells}" + (f"   dateline place found {place:.2f}"
+                                               if place is not None else ""))
     print(f"\nspeed over {len(all_texts)} texts, {words} words, median of {args.rounds}:")
     for variant, s in speed.items():
-        print(f"  {variant:20} {s['median_s']:>7.2f} s {s['words_per_s']:>8} words/s "
+        print(f"  {variant:46} {s['median_s']:>7.2f} s {s['words_per_s']:>8} words/s "
               f"x{s['vs_bare']:.2f} vs bare")
     print(f"  load: full {load_full:.2f} s, ner only {load_ner_s:.2f} s")
     return 0

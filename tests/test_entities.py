@@ -157,3 +157,17 @@ def test_tag_entities_in_a_pipeline():
         tagged = (p | beam.Create([*seeds.values(), german])
                   | TagEntities(batch_size=2))
         assert_that(tagged, check)
+
+
+def test_table_rows_defer_to_the_prose_label(nlp):
+    text = ("Standings in the English premier league after Friday's matches:\n\n"
+            "Arsenal 3 2 1 0 7 3 7\nChelsea 3 2 0 1 5 4 6\nManchester United 3 1 2 0 6 3 5\n\n"
+            "Chelsea beat Arsenal on Saturday in London.")
+    mentions = mentions_in(text, [(e.start_char, e.end_char, e.label_) for e in nlp(text).ents])
+    assert any(m.in_table for m in mentions) and not all(m.in_table for m in mentions)
+    entities = merge_mentions(mentions)
+    assert all(any(c.isalpha() for c in e.text) for e in entities)  # no '3 2 1 0' PRODUCT
+    table = [Mention("Chelsea", "PERSON", 70, in_table=True),
+             Mention("Chelsea", "ORG", 120), Mention("Leeds", "GPE", 90, in_table=True)]
+    assert {(e.text, e.label, e.count) for e in merge_mentions(table)} == {
+        ("Chelsea", "ORG", 2), ("Leeds", "GPE", 1)}

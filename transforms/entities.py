@@ -9,9 +9,10 @@ collapsed, and junk spans are dropped (a span across a line break, a lone generi
 The small English models stumble on text in capitals. Before NER, all-caps lines (headlines,
 wire slugs) are recased to the casing the same article uses elsewhere (else lower case), and
 dateline places ("LONDON 1996-08-30", "WASHINGTON (Reuters) -") are capitalised; recasing never
-changes a
-character's position, so offsets stay those of `text`. Lines that are mostly numbers (sports
-tables, results lists) keep their casing but their spans are checked like any other.
+changes a character's position, so offsets stay those of `text`. On lines that are mostly
+numbers (sports tables, results lists) the model tags runs of numbers as products and teams as
+people: spans without a letter are dropped, and a name's label comes from the article's prose
+when the prose names it too.
 
 NER runs only on articles in the model's language (or of unknown language): an English model
 over German text tags capitalised nouns as names, which is worse than no entities.
@@ -152,6 +153,7 @@ class Mention:
     label: str
     start: int
     quoted: bool = False
+    in_table: bool = False
 
 
 def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mention]:
@@ -161,8 +163,11 @@ def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mentio
         before, after = text[start - 1:start], text[end:end + 2]
         quoted = bool(before) and before in _QUOTES and (
             after[:1] in _QUOTES if after[:1] not in ",." else after[1:2] in _QUOTES)
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", end)
+        line = text[line_start:line_end if line_end >= 0 else len(text)]
         mentions.append(Mention(text=text[start:end], label=label, start=start,
-                                quoted=quoted and bool(after)))
+                                quoted=quoted and bool(after), in_table=is_table_line(line)))
     return mentions
 
 
@@ -215,6 +220,7 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop") -> list[E
     'Antony Blinken'); a one-word name inside exactly one person's name is that person whatever
     its label ('Austin' tagged GPE beside 'Lloyd Austin')."""
     names: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    table_names: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     first: dict[str, int] = {}
     count: collections.Counter = collections.Counter()
     for mention in mentions:
@@ -223,9 +229,14 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop") -> list[E
         name = clean_span(mention.text)
         if is_junk(mention.text, name, mention.label, mention.quoted):
             continue
-        names[name][mention.label] += 1
+        (table_names if mention.in_table else names)[name][mention.label] += 1
         count[name] += 1
         first[name] = min(first.get(name, mention.start), mention.start)
+    # Rows of a sports table mislead the model ('Chelsea 3 2 0 1' as PERSON): the label a name
+    # gets in the article's prose wins; table rows decide only for names found nowhere else.
+    for name, labels in table_names.items():
+        if not names.get(name):
+            names[name] = labels
     label_of = {name: max(labels.items(), key=lambda kv: (kv[1], -_label_rank(kv[0])))[0]
                 for name, labels in names.items()}
     words = {name: tuple(name.casefold().split()) for name in names}
