@@ -25,3 +25,16 @@ bench: venv
 
 clean:
 	rm -rf output .pytest_cache build *.egg-info
+
+# Issue 5: entities and topics. NEWSBEAM_SHARED_DATA overrides ../shared/data.
+.PHONY: bench-entities bench-topics train-topics
+
+bench-entities: venv
+	nice -n 10 $(BIN)/python bench/bench_entities.py
+
+bench-topics: venv
+	nice -n 10 $(BIN)/python bench/bench_topics.py
+
+# Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
+train-topics: venv
+	nice -n 10 $(BIN)/python -m pipelines.train_topics
