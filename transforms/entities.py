@@ -346,6 +346,8 @@ class _TagEntitiesFn(beam.DoFn):
     def setup(self):
         self._nlp = self._shared.acquire(lambda: _SharedModel(load_ner(self._model_name)),
                                          tag=self._model_name).nlp
+        # spaCy's guard against parser memory; NER over max_chars is bounded by the option.
+        self._nlp.max_length = max(self._nlp.max_length, self._max_chars + 1)
         self._buffer: list[Article] = []
 
     def start_bundle(self):
