@@ -8,6 +8,7 @@ read one definition.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import re
 import secrets
@@ -66,6 +67,14 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise ValueError(f"{value} is negative")
     return value
+
+
+def _spacy_pipeline_exists(name: str) -> bool:
+    """An installed spaCy pipeline package of that name, or a pipeline folder."""
+    if os.path.isdir(os.path.expanduser(name)):
+        return True
+    module = name.replace("-", "_")
+    return module.isidentifier() and importlib.util.find_spec(module) is not None
 
 
 class NewsOptions(PipelineOptions):
@@ -164,6 +173,9 @@ class NewsOptions(PipelineOptions):
             if is_local(path) and not has_wildcard(path) and \
                     not os.path.exists(os.path.expanduser(path)):
                 problems.append(f"--input {path}: no such file or folder")
+        if not _spacy_pipeline_exists(self.spacy_model):
+            problems.append(f"--spacy_model {self.spacy_model}: no installed spaCy pipeline "
+                            "(package) or pipeline folder of that name")
         if self.topic_model not in ("shipped", "none") and is_local(self.topic_model) and \
                 not os.path.isfile(os.path.expanduser(self.topic_model)):
             problems.append(f"--topic_model {self.topic_model}: no such file")

@@ -5,7 +5,7 @@ import datetime as dt
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 
 from schemas.records import Article
@@ -153,7 +153,7 @@ def test_tag_entities_in_a_pipeline():
                 assert entity.count >= 1 and 0 <= entity.start < len(article.text)
                 assert "\n" not in entity.text and not entity.text.endswith("’s")
 
-    with TestPipeline(runner="FnApiRunner") as p:
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
         tagged = (p | beam.Create([*seeds.values(), german])
                   | TagEntities(batch_size=2))
         assert_that(tagged, check)

@@ -248,3 +248,12 @@ def test_never_seen_bbc_articles_are_mostly_right(shipped):
     right = sum(max(shipped.scores(classifier_text(r["title"], None, r["text"])).items(),
                     key=lambda kv: kv[1])[0] == r["iptc"] for r in bbc)
     assert right / len(bbc) >= 0.7
+
+
+def test_flags_are_checked_before_the_run(tmp_path):
+    from pipelines.options import NewsOptions
+    problems = NewsOptions(["--topic_threshold", "1.5", "--topic_model", str(tmp_path / "no.npz"),
+                            "--spacy_model", "./no/such/pipeline", "--output",
+                            str(tmp_path)]).validate_news()
+    assert len(problems) == 3
+    assert NewsOptions(["--output", str(tmp_path)]).validate_news() == []
