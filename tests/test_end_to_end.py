@@ -48,9 +48,21 @@ def test_seeds_become_two_articles(capsys, output_dir):
     for row in rows.values():
         assert row["language"] == "en"
         assert row["date_source"] == "ingested"
-        assert row["topic"] == "unclassified"
+        # No section names a topic: the shipped classifier decides, and its scores show the
+        # two readings of a story about troops and diplomacy.
+        assert row["topic_source"] == "classifier"
+        assert row["topic"] in ("conflict-war-peace", "politics")
+        top = [s["topic"] for s in row["topic_scores"]]
+        assert top[0] == row["topic"] and len(top) == 3
+        assert {"conflict-war-peace", "politics"} <= set(top)
+        assert row["topic_confidence"] == row["topic_scores"][0]["score"] >= 0.3
         assert row["word_count"] > 300
         assert len(row["article_id"]) == 24 and len(row["content_hash"]) == 64
+    entities = {(e["text"], e["label"]) for row in rows.values() for e in row["entities"]}
+    assert {("Antony Blinken", "PERSON"), ("Lloyd Austin", "PERSON"),
+            ("Vladimir Putin", "PERSON"), ("NATO", "ORG"), ("Russia", "GPE"),
+            ("Ukraine", "GPE"), ("Brussels", "GPE")} <= entities
+    assert not {text for text, _ in entities} & {"Blinken", "Austin", "Putin", "State"}
     manifest = manifests(output_dir)[-1]
     assert manifest["accounting"] == {
         "inputs": 2, "articles": 2, "duplicates": 0, "errors": 0, "errors_recorded_before": 0,
@@ -151,7 +163,12 @@ def test_output_reads_back_with_duckdb_and_prunes_partitions(capsys, mixed_input
             "hive_partitioning = true) LIMIT 1").fetchone()
 
     assert total == (MIXED_ARTICLES,)
-    assert per_topic == {"unclassified": 4, "sport": 1, "economy-business-finance": 1}
+    # Sections decide for the page (sport) and the business record; the classifier for the
+    # rest: the seeds, the council note, the rescue at sea.
+    assert per_topic["sport"] == 1 and per_topic["economy-business-finance"] == 1
+    assert per_topic.get("conflict-war-peace", 0) + per_topic.get("politics", 0) >= 2
+    assert per_topic.get("disaster-accident-emergency") == 1
+    assert sum(per_topic.values()) == MIXED_ARTICLES and set(per_topic) <= TOPIC_SLUGS
     assert len(sport_files) == 1 and "/date=2023-03-04/topic=sport/" in sport_files[0][0]
     assert entity_type[0].startswith("STRUCT(") and entity_type[1] == "VARCHAR[]"
 
@@ -235,7 +252,8 @@ def test_multiprocess_run_gives_the_same_articles(capsys, mixed_inputs, tmp_path
         return sorted(tuple(row.values()) for row in rows)
     for dataset, columns in (
             ("articles", ["article_id", "source_uri", "text", "title", "published_at", "topic",
-                          "date", "wire_sources", "duplicate_count"]),
+                          "date", "wire_sources", "duplicate_count", "entities",
+                          "topic_source", "topic_confidence", "topic_scores"]),
             ("duplicates", ["duplicate_of", "source_uri", "similarity", "date"]),
             ("errors", ["error_id", "stage", "reason", "source_uri", "message"])):
         assert content(multi, dataset, columns) == content(single, dataset, columns), dataset

@@ -147,3 +147,113 @@ def test_iptc_topics_are_unique_and_exclude_unclassified():
     assert len(set(IPTC_TOPICS)) == len(IPTC_TOPICS)
     assert UNCLASSIFIED not in IPTC_TOPICS
 
+
+
+# --- the shipped classifier ----------------------------------------------------------------------
+
+SHORT_NEWS = {
+    "sport": ("Arsenal beat Chelsea 2-1 in the Premier League on Saturday, with the winning goal "
+              "scored in the final minute after the striker collected a pass from midfield. The "
+              "coach praised the players and the fans after the match."),
+    "economy-business-finance": (
+        "Shares in the carmaker fell 8% after it cut its profit forecast for the year, blaming "
+        "higher costs and weaker sales in China. Investors also worried about rising interest "
+        "rates and the company's debt."),
+    "health": ("Doctors say the new vaccine cut hospital admissions among older patients by "
+               "half, according to a study of 20,000 people. The health ministry will offer a "
+               "booster dose to everyone over 65 this winter."),
+    "politics": ("The senator said she would vote against the bill, leaving the governing "
+                 "party short of a majority in the Senate ahead of next month's election. The "
+                 "opposition leader called on the prime minister to resign."),
+}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from transforms.topics import SHIPPED_MODEL, TopicModel
+    return TopicModel.load(SHIPPED_MODEL)
+
+
+def test_shipped_model_loads_and_covers_every_topic(shipped):
+    assert shipped.topics == list(IPTC_TOPICS)
+    assert shipped.weights.shape == (len(shipped.vocabulary), len(IPTC_TOPICS))
+    assert "huffpost-headlines-sample (CC BY 4.0)" in shipped.info["trained_on"]
+    assert not any("bbc" in source.casefold() for source in shipped.info["trained_on"])
+    scores = shipped.scores("anything at all")
+    assert abs(sum(scores.values()) - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("topic", sorted(SHORT_NEWS))
+def test_shipped_model_classifies_news_paragraphs(shipped, topic):
+    article = make_article(text=SHORT_NEWS[topic], word_count=40)
+    classified = assign_topic(article, shipped, threshold=0.3)
+    assert classified.topic == topic
+    assert classified.topic_source == "classifier"
+    assert classified.topic_scores[0] == TopicScore(topic=topic,
+                                                    score=classified.topic_confidence)
+    assert len(classified.topic_scores) == 3
+    assert [s.score for s in classified.topic_scores] == sorted(
+        (s.score for s in classified.topic_scores), reverse=True)
+
+
+def test_below_threshold_is_unclassified_with_scores_kept(shipped):
+    article = make_article(text=SHORT_NEWS["sport"])
+    unsure = assign_topic(article, shipped, threshold=0.999)
+    assert unsure.topic == UNCLASSIFIED and unsure.topic_source is None
+    assert unsure.topic_scores[0].topic == "sport" and unsure.topic_confidence < 0.999
+
+
+def test_other_languages_are_not_classified(shipped):
+    german = make_article(text="Der Verein gewann das Spiel am Samstag mit zwei zu eins.",
+                          language="de")
+    assert assign_topic(german, shipped).topic == UNCLASSIFIED
+    assert assign_topic(german, shipped).topic_scores == []
+
+
+def test_section_beats_the_classifier(shipped):
+    article = make_article(text=SHORT_NEWS["sport"], categories=["Business"])
+    assert assign_topic(article, shipped).topic == "economy-business-finance"
+    assert assign_topic(article, shipped).topic_source == "section"
+
+
+def test_model_file_round_trip(tmp_path, shipped):
+    from transforms.topics import TopicModel
+    path = tmp_path / "copy.npz"
+    shipped.save(path)
+    again = TopicModel.load(path)
+    text = SHORT_NEWS["health"]
+    assert again.vocabulary == shipped.vocabulary
+    assert max(abs(again.scores(text)[t] - shipped.scores(text)[t]) for t in IPTC_TOPICS) < 1e-3
+
+
+def test_training_is_deterministic():
+    from pipelines.train_topics import train
+    examples = [(f"{topic}-{i}", f"{text} variant {i}", topic)
+                for topic, text in SHORT_NEWS.items() for i in range(3)]
+    first, second = train(examples, {}), train(list(examples), {})
+    assert first.vocabulary == second.vocabulary
+    assert (first.weights == second.weights).all() and (first.bias == second.bias).all()
+    assert max(first.scores(SHORT_NEWS["sport"]).items(), key=lambda kv: kv[1])[0] == "sport"
+
+
+def test_never_seen_bbc_articles_are_mostly_right(shipped):
+    from tests.conftest import SHARED_DATA
+    path = SHARED_DATA / "topics-train" / "bbc-masakhane-train.jsonl"
+    if not path.is_file():
+        pytest.skip(f"no development data at {path}")
+    import json
+    from transforms.topics import classifier_text
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+    bbc = [r for r in rows if r["id"].startswith("bbc/")][::10]
+    right = sum(max(shipped.scores(classifier_text(r["title"], None, r["text"])).items(),
+                    key=lambda kv: kv[1])[0] == r["iptc"] for r in bbc)
+    assert right / len(bbc) >= 0.7
+
+
+def test_flags_are_checked_before_the_run(tmp_path):
+    from pipelines.options import NewsOptions
+    problems = NewsOptions(["--topic_threshold", "1.5", "--topic_model", str(tmp_path / "no.npz"),
+                            "--spacy_model", "./no/such/pipeline", "--output",
+                            str(tmp_path)]).validate_news()
+    assert len(problems) == 3
+    assert NewsOptions(["--output", str(tmp_path)]).validate_news() == []

@@ -1,17 +1,28 @@
 """Topics: the IPTC Media Topics top level as slugs, and the topic that partitions the dataset.
 
-Until a classifier lands (it has its own issue), an article's topic is its source's own section,
-mapped to an IPTC slug by SECTION_TOPICS: first the categories the page or record gives, then
-the sections in its URL path (/sport/, /business/...). Nothing recognised: `unclassified`.
+An article's topic is first its source's own section, mapped to an IPTC slug by SECTION_TOPICS:
+the categories the page or record gives, then the sections in its URL path (/sport/,
+/business/...). Without a section that maps, a linear classifier over the title, description and
+the head of the text decides: a softmax over the 17 topics, shipped in the package
+(transforms/models/, trained by pipelines/train_topics.py, numpy only at run time). When its
+best score is below the threshold, the topic is `unclassified`; the scores are kept either way.
+The classifier is English: articles in another language keep their section's topic or are
+`unclassified`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import re
+from pathlib import Path
+from typing import Optional
 from urllib.parse import urlsplit
 
 import apache_beam as beam
+import numpy as np
+from apache_beam.utils import shared
 
 from schemas.records import Article, TopicScore
 
@@ -64,6 +75,29 @@ SECTION_TOPICS = {
 
 _PATH_SEGMENTS_LOOKED_AT = 3
 
+SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "topics.npz"
+# Model choices by name: the shipped classifier (found beside this module on each worker), or
+# none (the section only); anything else is a path to an .npz written by train_topics.
+SHIPPED, SECTION_ONLY = "shipped", "none"
+# The classifier's best score must reach this for its topic to be used; measured on held-out
+# articles (bench/bench_topics.py, README "Topics").
+DEFAULT_TOPIC_THRESHOLD = 0.3
+TOP_SCORES = 3
+# Words of the text the classifier reads after title and description: the lead says what an
+# article is about, and the training headlines are short.
+CLASSIFIER_TEXT_WORDS = 300
+
+_TOKEN = re.compile(r"[^\W\d_]{2,}")
+STOPWORDS = frozenset("""
+a about after again against all also am an and any are as at be because been before being
+between both but by can could did do does doing down during each few for from further had has
+have having he her here hers herself him himself his how i if in into is it its itself just me
+more most my myself no nor not now of off on once only or other our ours ourselves out over own
+said same says she should so some such than that the their theirs them themselves then there
+these they this those through to too under until up very was we were what when where which while
+who whom why will with would you your yours yourself yourselves mr mrs ms one two new year years
+""".split())
+
 
 # --- Pure functions ------------------------------------------------------------------------------
 
@@ -104,8 +138,90 @@ def section_topic(categories: list[str], url: str | None) -> str | None:
     return None
 
 
-def assign_topic(article: Article) -> Article:
-    """The article with its partition topic set from its source's section, or unclassified."""
+def tokens(text: str) -> list[str]:
+    """Lower-case words of two or more letters, stop words removed."""
+    return [t for t in _TOKEN.findall(text.casefold()) if t not in STOPWORDS]
+
+
+def terms(text: str) -> list[str]:
+    """The classifier's features of a text: its words and adjacent word pairs."""
+    words = tokens(text)
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
+def classifier_text(title: Optional[str], description: Optional[str], text: str) -> str:
+    head = " ".join(text.split()[:CLASSIFIER_TEXT_WORDS])
+    return "\n".join(part for part in (title, description, head) if part)
+
+
+class TopicModel:
+    """A linear softmax classifier over TF-IDF weighted terms: term -> column, idf, weights
+    (terms x topics) and biases. Loaded from an .npz file; numpy only, no pickle."""
+
+    def __init__(self, vocabulary: list[str], idf: np.ndarray, weights: np.ndarray,
+                 bias: np.ndarray, topics: list[str], info: dict):
+        self.column = {term: i for i, term in enumerate(vocabulary)}
+        self.vocabulary = list(vocabulary)
+        self.idf = idf.astype(np.float32)
+        self.weights = weights.astype(np.float32)
+        self.bias = bias.astype(np.float32)
+        self.topics = list(topics)
+        self.info = info
+        # The language of the training text: articles in other languages are not classified.
+        self.language = info.get("language", "en")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TopicModel":
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["vocabulary"].tolist(), data["idf"], data["weights"], data["bias"],
+                       data["topics"].tolist(), json.loads(str(data["info"])))
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(path, vocabulary=np.array(self.vocabulary), idf=self.idf,
+                            weights=self.weights.astype(np.float16), bias=self.bias,
+                            topics=np.array(self.topics),
+                            info=np.array(json.dumps(self.info, sort_keys=True)))
+
+    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(columns, values) of the text's L2-normalised, sublinear TF-IDF vector."""
+        counts: dict[int, int] = {}
+        for term in terms(text):
+            column = self.column.get(term)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        values = np.array([1.0 + math.log(counts[c]) for c in columns], dtype=np.float32)
+        values *= self.idf[columns]
+        return columns, values / np.linalg.norm(values)
+
+    def scores(self, text: str) -> dict[str, float]:
+        """Topic -> probability (softmax over the topics)."""
+        columns, values = self.features(text)
+        logits = values @ self.weights[columns] + self.bias
+        exp = np.exp(logits - logits.max())
+        return dict(zip(self.topics, (exp / exp.sum()).tolist()))
+
+
+def classify(model: TopicModel, article: Article, threshold: float) -> Article:
+    """The article with the classifier's topic (or unclassified below `threshold`), its
+    confidence and the top scores."""
+    scores = model.scores(classifier_text(article.title, article.description, article.text))
+    top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_SCORES]
+    best_topic, best_score = top[0]
+    return dataclasses.replace(
+        article, topic=best_topic if best_score >= threshold else UNCLASSIFIED,
+        topic_source="classifier" if best_score >= threshold else None,
+        topic_confidence=round(best_score, 4),
+        topic_scores=[TopicScore(topic=t, score=round(s, 4)) for t, s in top])
+
+
+def assign_topic(article: Article, model: Optional[TopicModel] = None,
+                 threshold: float = DEFAULT_TOPIC_THRESHOLD) -> Article:
+    """The article with its partition topic set from its source's section, else from its feed's
+    default topic (the feeds file's `topic`), else from the classifier when one is given and the
+    article is in its language (or of unknown language), else unclassified."""
     topic = section_topic(article.categories, article.url)
     if topic is None and article.feed_topic in TOPIC_SLUGS:
         # The feeds list's topic for the article's feed: a default, below its own section.
@@ -113,6 +229,8 @@ def assign_topic(article: Article) -> Article:
                                    topic_confidence=1.0,
                                    topic_scores=[TopicScore(topic=article.feed_topic, score=1.0)])
     if topic is None:
+        if model is not None and article.language in (None, "", model.language):
+            return classify(model, article, threshold)
         return dataclasses.replace(article, topic=UNCLASSIFIED, topic_source=None,
                                    topic_confidence=None, topic_scores=[])
     return dataclasses.replace(article, topic=topic, topic_source="section",
@@ -123,8 +241,38 @@ def assign_topic(article: Article) -> Article:
 # --- Composite -----------------------------------------------------------------------------------
 
 
+class _SharedTopicModel:
+    def __init__(self, model: TopicModel):
+        self.model = model
+
+
+class _AssignTopicFn(beam.DoFn):
+    """Section first, then the classifier; the model loads once per worker process."""
+
+    def __init__(self, model_path: Optional[str], threshold: float):
+        self._model_path = model_path
+        self._threshold = threshold
+        self._shared = shared.Shared()
+
+    def setup(self):
+        self._model = None
+        if self._model_path != SECTION_ONLY:
+            path = str(SHIPPED_MODEL) if self._model_path == SHIPPED else self._model_path
+            self._model = self._shared.acquire(
+                lambda: _SharedTopicModel(TopicModel.load(path)), tag=path).model
+
+    def process(self, article: Article):
+        yield assign_topic(article, self._model, self._threshold)
+
+
 class AssignTopics(beam.PTransform):
-    """Articles -> Articles with `topic` (the partition key), its source and confidence."""
+    """Articles -> Articles with `topic` (the partition key), its source and confidence.
+    `model_path`: SHIPPED, SECTION_ONLY or the path of a trained model (.npz)."""
+
+    def __init__(self, model_path: str = SHIPPED,
+                 threshold: float = DEFAULT_TOPIC_THRESHOLD):
+        super().__init__()
+        self._fn = _AssignTopicFn(model_path, threshold)
 
     def expand(self, articles):
-        return articles | "SectionTopic" >> beam.Map(assign_topic)
+        return articles | "SectionThenClassifier" >> beam.ParDo(self._fn)

@@ -1,0 +1,56 @@
+"""Saved pages from ../shared/data/html-dev (German-heavy, many sites) through the pipeline:
+every article lands in one of the 18 topic partitions; entities and the classifier are for
+English articles only.
+Skips without the data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_DATA, manifests, read_dataset, run_cli
+from transforms.topics import TOPIC_SLUGS
+
+HTML_DEV = SHARED_DATA / "html-dev"
+SAMPLE_SIZE = 40
+
+pytestmark = pytest.mark.skipif(not (HTML_DEV / "evaldata.json").is_file(),
+                                reason=f"no development data at {HTML_DEV}")
+
+
+def test_every_article_has_a_topic_partition_and_entities_only_in_english(capsys, tmp_path):
+    evaldata = json.loads((HTML_DEV / "evaldata.json").read_text())
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    for key in sorted(evaldata)[7::23][:SAMPLE_SIZE]:
+        source = HTML_DEV / "html" / f"{evaldata[key]['file']}.gz"
+        if source.is_file():
+            (folder / source.name).symlink_to(source)
+    output = tmp_path / "out"
+    status, printed = run_cli(capsys, "run", "--input", str(folder), "--output", str(output))
+    assert status == 0, printed
+    assert manifests(output)[-1]["accounting"]["balanced"]
+
+    articles = read_dataset(output / "articles").to_pylist()
+    assert len(articles) >= SAMPLE_SIZE // 2
+    folders = {p.parent.name for p in (output / "articles").rglob("*.parquet")}
+    assert folders <= {f"topic={slug}" for slug in TOPIC_SLUGS}
+    sources = set()
+    for row in articles:
+        assert row["topic"] in TOPIC_SLUGS
+        sources.add(row["topic_source"])
+        if row["topic_source"] == "section":
+            assert row["topic_confidence"] == 1.0
+        elif row["topic_source"] == "classifier":
+            assert len(row["topic_scores"]) == 3 and row["topic_confidence"] >= 0.3
+        else:
+            assert row["topic"] == "unclassified"
+            assert row["topic_scores"] == [] or row["topic_confidence"] < 0.3
+        if row["language"] not in (None, "en"):
+            assert row["entities"] == []
+            assert row["topic_source"] in ("section", None)
+    english = [row for row in articles if row["language"] == "en"]
+    assert english and sum(bool(row["entities"]) for row in english) >= 0.8 * len(english)
+    assert "classifier" in sources
