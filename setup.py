@@ -22,10 +22,14 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=["pipelines", "transforms", "schemas"],
     data_files=[("share/newsbeam/seeds", SEEDS)],
+    # The story stage's background term statistics (bench/make_story_background.py).
+    package_data={"transforms": ["data/*.json.gz"]},
     install_requires=[
         # The SDK version must match between the launcher and Dataflow workers: pinned exactly.
         "apache-beam==2.77.0",
         "pyarrow==25.0.1",
+        # MinHash signatures (transforms/dedup.py); the version Beam 2.77 resolves to.
+        "numpy==2.4.6",
         "trafilatura==2.3.1",
         # trafilatura -> justext imports lxml.html.clean, which lxml >= 5.2 no longer carries.
         "lxml_html_clean==0.4.6",

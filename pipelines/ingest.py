@@ -1,11 +1,11 @@
 """The batch graph: inputs -> documents -> articles -> Parquet datasets and a run manifest.
 
-    read ──► extract ──► already ingested? / exact copies ──► topic ──► articles/ + index/
-      │          │                  └──► duplicates/
-      └──────────┴──► errors/                      (and _runs/<run_id>.json over all of it)
+    read ──► extract ──► already ingested? / exact copies ──► near copies ──► topic ──► story
+      │          │                  └──────────────────────────┴──► duplicates/      │
+      └──────────┴──► errors/           articles/ + stories/ + index/ ◄──────────────┘
+                                                   (and _runs/<run_id>.json over all of it)
 
-Near-duplicate clustering, entities and same-story linking slot in between the exact-copy step
-and the sink (see DESIGN.md): copies are dropped before any model runs.
+Copies are dropped before any model runs (see DESIGN.md).
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ from apache_beam.options.pipeline_options import StandardOptions
 from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, bundled_seeds,
                                new_run_id)
 from schemas.records import (SCHEMA_VERSION, Article, Duplicate, ErrorIndexEntry, ErrorRow,
-                             IndexEntry)
+                             IndexEntry, SignatureIndexEntry, Story, StoryIndexEntry)
 from transforms import sinks
-from transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
+from transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
+                              DropNearCopies)
 from transforms.errors import ERRORS, DropRecordedErrors
 from transforms.extract import ExtractArticles
 from transforms.sinks import WriteDataset, WriteManifest
 from transforms.sources import ReadInputs
+from transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition
 from transforms.topics import AssignTopics
 
 _LOG = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ _SECRET_OPTION = re.compile(
 
 INDEX_DATASET = "index/articles"
 ERROR_INDEX_DATASET = "index/errors"
+SIGNATURE_INDEX_DATASET = "index/signatures"
+STORY_INDEX_DATASET = "index/stories"
 _VERSIONED_PACKAGES = ("newsbeam", "apache-beam", "trafilatura", "pyarrow", "feedparser",
                        "spacy", "lxml")
 
@@ -76,6 +80,21 @@ def read_indexed_ids(pipeline, output_dir: str, dataset: str, column: str, label
         | f"{label}Ids" >> beam.Map(lambda row: row[column]))
 
 
+def read_index_rows(pipeline, output_dir: str, dataset: str, label: str, time_column: str,
+                    not_before: dt.datetime):
+    """The rows earlier runs wrote to OUTPUT/<dataset>/ whose `time_column` is not before
+    `not_before` (older entries have aged out), as dicts. Listed when the graph is built."""
+    pattern = posixpath.join(output_dir, dataset, "*.parquet")
+    files = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    if not files:
+        return pipeline | f"No{label}" >> beam.Create([])
+    return (
+        pipeline
+        | f"{label}Files" >> beam.Create(sorted(files))
+        | f"Read{label}" >> beam.io.ReadAllFromParquet()
+        | f"Recent{label}" >> beam.Filter(lambda row: row[time_column] >= not_before))
+
+
 def build(pipeline, options: NewsOptions, run: dict) -> dict:
     """Adds the ingest graph to `pipeline`; returns its main PCollections by name."""
     output, run_id = options.output, run["run_id"]
@@ -91,7 +110,18 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         options.progress_interval_s)
     resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
         read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"))
-    articles = resolved.articles | "AssignTopics" >> AssignTopics()
+    index_not_before = ingested_at - dt.timedelta(days=options.index_max_age_days)
+    distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
+        resolved[DUPLICATES], read_index_rows(pipeline, output, SIGNATURE_INDEX_DATASET,
+                                              "SignatureIndex", "ingested_at", index_not_before),
+        run_id, ingested_at)
+    topical = distinct["articles"] | "AssignTopics" >> AssignTopics()
+    storied = topical | "LinkStories" >> LinkStories(
+        read_index_rows(pipeline, output, STORY_INDEX_DATASET, "StoryIndex", "updated_at",
+                        index_not_before),
+        run_id, ingested_at, StoryParams(window_hours=options.story_window_hours,
+                                         link_threshold=options.story_link_threshold))
+    articles = storied["articles"]
     errors = (read[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(
         read_indexed_ids(pipeline, output, ERROR_INDEX_DATASET, "error_id", "ErrorIndex"))
@@ -99,9 +129,10 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     data = (
         articles | "WriteArticles" >> write("articles", Article, sinks.article_partition,
                                             ("topic",)),
-        resolved[DUPLICATES] | "WriteDuplicates" >> write("duplicates", Duplicate,
+        distinct[DUPLICATES] | "WriteDuplicates" >> write("duplicates", Duplicate,
                                                           sinks.duplicate_partition),
         new_errors | "WriteErrors" >> write("errors", ErrorRow, sinks.error_partition),
+        storied[STORIES] | "WriteStories" >> write("stories", Story, story_partition),
     )
     # The index commits after the data: a run that fails in between leaves articles that the
     # next run stores again, never index entries for articles that were not stored.
@@ -112,6 +143,10 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
             lambda e: ErrorIndexEntry(error_id=e.error_id, run_id=e.run_id))
         | "WriteErrorIndex" >> write(ERROR_INDEX_DATASET, ErrorIndexEntry, sinks.no_partition,
                                      after=data),
+        distinct[SIGNATURES] | "WriteSignatureIndex" >> write(
+            SIGNATURE_INDEX_DATASET, SignatureIndexEntry, sinks.no_partition, after=data),
+        storied[STORY_INDEX] | "WriteStoryIndex" >> write(
+            STORY_INDEX_DATASET, StoryIndexEntry, sinks.no_partition, after=data),
     )
     written = [*data, *indexes]
     counts = {
@@ -119,14 +154,14 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         "read_errors": read[ERRORS],
         "extracted": extracted.articles,
         "articles": articles,
-        "duplicates": resolved[DUPLICATES],
+        "duplicates": distinct[DUPLICATES],
         "already_ingested": resolved[ALREADY_INGESTED],
         "errors": errors,
         "errors_new": new_errors,
     }
     manifest = pipeline | "WriteManifest" >> WriteManifest(output, run, counts, errors, written)
-    return {"articles": articles, "duplicates": resolved[DUPLICATES], "errors": new_errors,
-            "manifest": manifest}
+    return {"articles": articles, "duplicates": distinct[DUPLICATES], "errors": new_errors,
+            "stories": storied[STORIES], "manifest": manifest}
 
 
 def prepare_options(argv: list[str] | None) -> NewsOptions:
