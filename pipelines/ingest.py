@@ -24,8 +24,9 @@ from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, bundled_seeds,
                                new_run_id)
-from schemas.records import (SCHEMA_VERSION, Article, Duplicate, ErrorIndexEntry, ErrorRow,
-                             IndexEntry, SignatureIndexEntry, Story, StoryIndexEntry)
+from schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
+                             ErrorIndexEntry, ErrorRow, IndexEntry, SignatureIndexEntry, Story,
+                             StoryIndexEntry)
 from transforms import sinks
 from transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
                               DropNearCopies)
@@ -45,6 +46,7 @@ _SECRET_OPTION = re.compile(
 INDEX_DATASET = "index/articles"
 ERROR_INDEX_DATASET = "index/errors"
 SIGNATURE_INDEX_DATASET = "index/signatures"
+DUPLICATE_INDEX_DATASET = "index/duplicates"
 STORY_INDEX_DATASET = "index/stories"
 _VERSIONED_PACKAGES = ("newsbeam", "apache-beam", "trafilatura", "pyarrow", "feedparser",
                        "spacy", "lxml")
@@ -108,8 +110,13 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     extracted = read["documents"] | "ExtractArticles" >> ExtractArticles(
         run_id, ingested_at, options.extraction_timeout_s, options.min_words,
         options.progress_interval_s)
+    # Copies recorded in duplicates/ by earlier runs count as ingested too.
+    known_ids = (
+        read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"),
+        read_indexed_ids(pipeline, output, DUPLICATE_INDEX_DATASET, "article_id",
+                         "DuplicateIndex")) | "KnownIds" >> beam.Flatten()
     resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
-        read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"))
+        known_ids)
     index_not_before = ingested_at - dt.timedelta(days=options.index_max_age_days)
     distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
         resolved[DUPLICATES], read_index_rows(pipeline, output, SIGNATURE_INDEX_DATASET,
@@ -143,6 +150,11 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
             lambda e: ErrorIndexEntry(error_id=e.error_id, run_id=e.run_id))
         | "WriteErrorIndex" >> write(ERROR_INDEX_DATASET, ErrorIndexEntry, sinks.no_partition,
                                      after=data),
+        distinct[DUPLICATES] | "DuplicateIndexEntries" >> beam.Map(
+            lambda d: DuplicateIndexEntry(article_id=d.article_id, duplicate_of=d.duplicate_of,
+                                          run_id=d.run_id))
+        | "WriteDuplicateIndex" >> write(DUPLICATE_INDEX_DATASET, DuplicateIndexEntry,
+                                         sinks.no_partition, after=data),
         distinct[SIGNATURES] | "WriteSignatureIndex" >> write(
             SIGNATURE_INDEX_DATASET, SignatureIndexEntry, sinks.no_partition, after=data),
         storied[STORY_INDEX] | "WriteStoryIndex" >> write(

@@ -104,6 +104,7 @@ class Duplicate:
     publisher: Optional[str] = None
     title: Optional[str] = None
     published_at: Optional[dt.datetime] = None
+    article_id: Optional[str] = None   # the copy's own id (a later run recognises it by this)
     schema_version: int = SCHEMA_VERSION
 
 
@@ -140,6 +141,14 @@ class IndexEntry:
     canonical_url: Optional[str] = None
     published_at: Optional[dt.datetime] = None
 
+
+
+@dataclasses.dataclass
+class DuplicateIndexEntry:
+    """A copy this dataset recorded as a duplicate: a later run skips it as already ingested."""
+    article_id: str
+    duplicate_of: str
+    run_id: str
 
 
 @dataclasses.dataclass

@@ -53,7 +53,7 @@ def duplicate_of(copy: Article, kept: Article, similarity: float, method: str) -
                      similarity=similarity, method=method, ingested_at=copy.ingested_at,
                      run_id=copy.run_id, source_id=copy.source_id, url=copy.url,
                      publisher=copy.publisher, title=copy.title,
-                     published_at=copy.published_at)
+                     published_at=copy.published_at, article_id=copy.article_id)
 
 
 def resolve_exact_copies(article_id: str, new: list[Article], already_indexed: bool):
