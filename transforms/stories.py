@@ -3,7 +3,8 @@
 Each article (title twice, then text; entity names when the entity stage filled them) becomes a
 TF-IDF vector over content words, with IDF from this run's articles plus the stories kept in
 OUTPUT/index/stories. Candidates are blocked by a time window and shared salient terms (an
-article's highest-weighted terms that at least two documents use); a candidate pair is an edge
+article's highest-weighted terms that at least two documents use; a pair must share
+`min_shared_terms` of them, which keeps the pairs per article bounded); a candidate pair is an edge
 when the cosine of their vectors reaches `link_threshold`. Edges make components
 (transforms/components.py), and inside a component articles join stories greedily in time
 order: an article joins the story whose lead (its earliest article) is most similar to it, if
@@ -45,11 +46,16 @@ class StoryParams:
     """How stories are formed. Defaults tuned on bench/bench_stories.py (story-pairs-dev)."""
     window_hours: float = 72.0
     link_threshold: float = 0.22
-    salient_terms: int = 12
+    salient_terms: int = 10
     # A term more than this share of the documents use is not salient (it blocks nothing).
     max_df_share: float = 0.05
-    max_bucket_members: int = 200
+    max_bucket_members: int = 100
+    # Two articles are a candidate pair when they share this many salient terms in the window.
+    min_shared_terms: int = 2
     index_terms: int = 200
+    # Terms of a vector compared when scoring candidate pairs: the highest-weighted ones carry
+    # nearly all of the cosine, and candidate pairs carry both vectors through a shuffle.
+    scored_terms: int = 100
     top_terms: int = 10
 
 
@@ -206,9 +212,14 @@ def candidate_pairs(members: list[tuple[str, dt.datetime, bool]], window: dt.tim
     return sorted(pairs)
 
 
+def top_vector(vector: tuple, terms: int) -> tuple:
+    """The `terms` highest-weighted (term, weight) pairs of a vector."""
+    return tuple(sorted(vector, key=lambda tw: (-tw[1], tw[0]))[:terms])
+
+
 def link_edge(threshold: float):
-    def score(id_a: str, a: StoryVector, id_b: str, b: StoryVector):
-        similarity = cosine(a.as_dict(), b.as_dict())
+    def score(id_a: str, a: tuple, id_b: str, b: tuple):
+        similarity = cosine(dict(a), dict(b))
         return (id_a, id_b, similarity) if similarity >= threshold else None
     return score
 
@@ -381,7 +392,7 @@ class LinkStories(beam.PTransform):
         df = (docs
               | "Terms" >> beam.FlatMap(_document_terms)
               | "DocumentFrequency" >> beam.combiners.Count.PerElement()
-              | "SharedTerms" >> beam.Filter(lambda kv: kv[1] >= 2))
+              | "TermsOfTwoOrMore" >> beam.Filter(lambda kv: kv[1] >= 2))
         documents = docs | "CountDocs" >> beam.combiners.Count.Globally()
         vectors = docs | "Vectors" >> beam.ParDo(
             _VectorFn(params, self._background_path), run_df=beam.pvalue.AsDict(df),
@@ -394,10 +405,16 @@ class LinkStories(beam.PTransform):
                 for bucket in (time_bucket(kv[1].doc.moment, params.window_hours),
                                time_bucket(kv[1].doc.moment, params.window_hours) + 1)])
             | "Blocks" >> beam.GroupByKey()
-            | "CandidatePairs" >> beam.FlatMap(
-                lambda kv: candidate_pairs(list(kv[1]), window, params.max_bucket_members))
-            | "DistinctPairs" >> beam.Distinct())
-        edges = pairs | "Score" >> ScorePairs(vectors, link_edge(params.link_threshold))
+            | "PairsByTerm" >> beam.FlatMap(
+                lambda kv: [(pair, kv[0][0]) for pair in candidate_pairs(
+                    list(kv[1]), window, params.max_bucket_members)])
+            | "DistinctPairTerms" >> beam.Distinct()
+            | "SharedTermCount" >> beam.combiners.Count.PerKey()
+            | "EnoughShared" >> beam.Filter(lambda kv: kv[1] >= params.min_shared_terms)
+            | "CandidatePairs" >> beam.Map(lambda kv: kv[0]))
+        scored = vectors | "TopTerms" >> beam.MapTuple(
+            lambda article_id, v: (article_id, top_vector(v.vector, params.scored_terms)))
+        edges = pairs | "Score" >> ScorePairs(scored, link_edge(params.link_threshold))
         labels = (edges | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
                   | "Components" >> ConnectedComponents())
         clustered = (
