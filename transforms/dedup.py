@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import re
 import unicodedata
@@ -206,6 +207,7 @@ def word_hashes(words: list[str]) -> np.ndarray:
                        count=len(words))
 
 
+@functools.lru_cache(maxsize=16)
 def _odd_constants(seed: int, count: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(1, 2**63, size=count, dtype=np.uint64) * np.uint64(2) + np.uint64(1)

@@ -55,7 +55,7 @@ class StoryParams:
     index_terms: int = 200
     # Terms of a vector compared when scoring candidate pairs: the highest-weighted ones carry
     # nearly all of the cosine, and candidate pairs carry both vectors through a shuffle.
-    scored_terms: int = 100
+    scored_terms: int = 200
     top_terms: int = 10
 
 
@@ -126,7 +126,7 @@ def salient_terms(vector: dict[str, float], df: dict[str, int], documents: int,
                   params: StoryParams) -> list[str]:
     """The blocking terms of an article: its highest-weighted terms that another document also
     uses and that are not common across the corpus."""
-    max_df = max(2, int(params.max_df_share * documents))
+    max_df = max(params.max_bucket_members, int(params.max_df_share * documents))
     usable = [(w, t) for t, w in vector.items() if 2 <= df.get(t, 1) <= max_df]
     return [t for _, t in sorted(usable, key=lambda x: (-x[0], x[1]))[:params.salient_terms]]
 
@@ -308,8 +308,26 @@ def story_partition(story: Story) -> tuple[tuple[str, str], ...]:
 # --- DoFns and composite -------------------------------------------------------------------------
 
 
-def _document_terms(doc: StoryDoc):
-    return [term for term, _ in doc.counts]
+class DocumentFrequencyFn(beam.CombineFn):
+    """StoryDocs -> {term: number of documents using it} for terms at least two use. Counts
+    per bundle in a Counter (C speed), so no per-term element is shuffled; what is merged is
+    the vocabulary, not the corpus."""
+
+    def create_accumulator(self):
+        return Counter()
+
+    def add_input(self, counter, doc: StoryDoc):
+        counter.update(term for term, _ in doc.counts)
+        return counter
+
+    def merge_accumulators(self, counters):
+        merged = Counter()
+        for counter in counters:
+            merged.update(counter)
+        return merged
+
+    def extract_output(self, counter):
+        return {term: count for term, count in counter.items() if count >= 2}
 
 
 class _VectorFn(beam.DoFn):
@@ -389,13 +407,10 @@ class LinkStories(beam.PTransform):
             | "StoryDocs" >> beam.Map(doc_of_story))
         docs = ((articles | "ArticleDocs" >> beam.Map(doc_of), stories_before)
                 | "AllDocs" >> beam.Flatten())
-        df = (docs
-              | "Terms" >> beam.FlatMap(_document_terms)
-              | "DocumentFrequency" >> beam.combiners.Count.PerElement()
-              | "TermsOfTwoOrMore" >> beam.Filter(lambda kv: kv[1] >= 2))
+        df = docs | "DocumentFrequency" >> beam.CombineGlobally(DocumentFrequencyFn())
         documents = docs | "CountDocs" >> beam.combiners.Count.Globally()
         vectors = docs | "Vectors" >> beam.ParDo(
-            _VectorFn(params, self._background_path), run_df=beam.pvalue.AsDict(df),
+            _VectorFn(params, self._background_path), run_df=beam.pvalue.AsSingleton(df),
             documents=beam.pvalue.AsSingleton(documents))
         pairs = (
             vectors
