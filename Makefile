@@ -23,5 +23,16 @@ test: venv
 bench: venv
 	$(BIN)/python bench/bench_extract.py
 
+.PHONY: bench-reprints bench-stories bench-dedup-scale
+
+bench-reprints: venv
+	nice -n 10 $(BIN)/python bench/bench_reprints.py
+
+bench-stories: venv
+	nice -n 10 $(BIN)/python bench/bench_stories.py
+
+bench-dedup-scale: venv
+	nice -n 10 $(BIN)/python bench/bench_dedup_scale.py
+
 clean:
 	rm -rf output .pytest_cache build *.egg-info

@@ -163,6 +163,7 @@ class Story:
     with the same story_id: the row with the latest `updated_at` is the current one."""
     story_id: str
     lead_article_id: str
+    lead_published_at: dt.datetime   # the story's date partition: fixed for its lifetime
     member_count: int
     first_published: dt.datetime
     last_published: dt.datetime
@@ -192,6 +193,7 @@ class StoryIndexEntry:
     entry with the latest `updated_at` per story_id is current."""
     story_id: str
     lead_article_id: str
+    lead_published_at: dt.datetime   # the story's date partition: fixed for its lifetime
     member_count: int
     first_published: dt.datetime
     last_published: dt.datetime

@@ -189,7 +189,7 @@ def doc_of_story(entry) -> StoryDoc:
     row = entry if isinstance(entry, dict) else dataclasses.asdict(entry)
     story = StoryIndexEntry(**{**row, "terms": [
         TermWeight(**t) if isinstance(t, dict) else t for t in row["terms"]]})
-    return StoryDoc(article_id=story.lead_article_id, moment=story.first_published,
+    return StoryDoc(article_id=story.lead_article_id, moment=story.lead_published_at,
                     counts=tuple((t.term, t.weight) for t in story.terms), title=story.title,
                     story=story)
 
@@ -277,7 +277,8 @@ def story_rows(cluster: _Cluster, params: StoryParams, run_id: str,
             entities[text] += 20 - rank
     lead = cluster.lead.doc
     top_counts = sorted(lead.counts, key=lambda tc: (-tc[1], tc[0]))[:params.index_terms]
-    story = Story(story_id=cluster.story_id, lead_article_id=lead.article_id, member_count=count,
+    story = Story(story_id=cluster.story_id, lead_article_id=lead.article_id,
+                  lead_published_at=lead.moment, member_count=count,
                   first_published=first, last_published=last, updated_at=updated_at,
                   run_id=run_id, title=lead.title, publishers=sorted(publishers),
                   top_terms=[t for t, _ in sorted(centroid.items(),
@@ -285,7 +286,7 @@ def story_rows(cluster: _Cluster, params: StoryParams, run_id: str,
                   top_entities=[e for e, _ in sorted(entities.items(),
                                                      key=lambda ec: (-ec[1], ec[0]))][:10])
     entry = StoryIndexEntry(story_id=story.story_id, lead_article_id=lead.article_id,
-                            member_count=count, first_published=first, last_published=last,
+                            lead_published_at=lead.moment, member_count=count, first_published=first, last_published=last,
                             updated_at=updated_at, run_id=run_id, title=lead.title,
                             publishers=story.publishers,
                             terms=[TermWeight(term=t, weight=float(c)) for t, c in top_counts])
@@ -302,7 +303,7 @@ def latest_story(entries) -> StoryIndexEntry | dict:
 
 def story_partition(story: Story) -> tuple[tuple[str, str], ...]:
     from transforms.sinks import date_value
-    return (("date", date_value(story.first_published)),)
+    return (("date", date_value(story.lead_published_at)),)
 
 
 # --- DoFns and composite -------------------------------------------------------------------------
