@@ -42,7 +42,8 @@ def similarity(a: str, b: str) -> tuple[float, float]:
 
 
 def test_normalisation_undoes_reprint_edits():
-    original = "The U.S. said inflation rose 5 per cent.\n\nOfficials said \u201cno\u201d \u2014 twice."
+    original = ("The U.S. said inflation rose 5 per cent.\n\n"
+                "Officials said \u201cno\u201d \u2014 twice.")
     reprint = ("WASHINGTON (Reuters) - The US said inflation rose 5 percent.\n\nBy Jane Miller\n\n"
                "Officials said \"no\" - twice.\n\nAlso Read | Markets fall on rate fears\n\n"
                "Copyright 2022 Example Media. All rights reserved.\n\n"

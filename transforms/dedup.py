@@ -148,7 +148,8 @@ _AGENCY_NAMES = "|".join(sorted((re.escape(alias) for aliases in WIRE_AGENCIES.v
 # "WASHINGTON (Reuters) -", "ANKARA (AA) –", "Moscow, Feb 16 (AFP):", "LONDON —", "(AP) -".
 _DATELINE = re.compile(
     rf"^(?:[A-Z][\w.'/-]*(?:[ ,]+[\w.'/-]+){{0,5}}\s*)?\((?:{_AGENCY_NAMES})\)\s*[-–—:]\s*"
-    rf"|^[A-Z][A-Z.'-]{{2,}}(?:[ ,]+[A-Z][A-Za-z.'-]*){{0,3}}(?:,\s*\w+\.?\s+\d{{1,2}})?\s*[-–—:]\s+")
+    rf"|^[A-Z][A-Z.'-]{{2,}}(?:[ ,]+[A-Z][A-Za-z.'-]*){{0,3}}(?:,\s*\w+\.?\s+\d{{1,2}})?"
+    rf"\s*[-–—:]\s+")
 _BYLINE = re.compile(r"^(?:by|von|par|por)\s+[\w.' -]{2,60}(?:,\s*[\w.' -]{2,60})?$",
                      re.IGNORECASE)
 _SIGNOFF = re.compile(r"^\(?(?:(?:additional\s+)?reporting|writing|editing|compiled|"
@@ -243,8 +244,11 @@ def minhash(shingles: np.ndarray, num_perm: int, seed: int = NearDupParams.seed)
 
 def band_keys(signature: np.ndarray, bands: int, rows: int) -> list[str]:
     """One LSH bucket key per band: the band number and a hash of its rows."""
-    return [f"{band}:{hashlib.blake2b(signature[band * rows:(band + 1) * rows].tobytes(), digest_size=8).hexdigest()}"
-            for band in range(bands)]
+    keys = []
+    for band in range(bands):
+        rows_bytes = signature[band * rows:(band + 1) * rows].tobytes()
+        keys.append(f"{band}:{hashlib.blake2b(rows_bytes, digest_size=8).hexdigest()}")
+    return keys
 
 
 def estimate_similarity(signature_a: np.ndarray, count_a: int, signature_b: np.ndarray,

@@ -236,9 +236,9 @@ def cluster_component(members: list[StoryVector], params: StoryParams) -> list[_
     order joins the story whose lead is most similar to it (at least `link_threshold`, within
     the window), or leads a new one."""
     window = dt.timedelta(hours=params.window_hours)
-    old = sorted((m for m in members if m.doc.story), key=lambda m: (m.doc.moment, m.doc.article_id))
-    new = sorted((m for m in members if not m.doc.story),
-                 key=lambda m: (m.doc.moment, m.doc.article_id))
+    in_time_order = sorted(members, key=lambda m: (m.doc.moment, m.doc.article_id))
+    old = [m for m in in_time_order if m.doc.story]
+    new = [m for m in in_time_order if not m.doc.story]
     clusters = [_Cluster(m, m.doc.story.story_id, []) for m in old]
     for member in new:
         vector = member.as_dict()
@@ -254,6 +254,10 @@ def cluster_component(members: list[StoryVector], params: StoryParams) -> list[_
         else:
             best.members.append(member)
     return [c for c in clusters if c.members]
+
+
+def _heaviest(weights: Counter, count: int) -> list[str]:
+    return [key for key, _ in sorted(weights.items(), key=lambda kw: (-kw[1], kw[0]))[:count]]
 
 
 def story_rows(cluster: _Cluster, params: StoryParams, run_id: str,
@@ -281,12 +285,11 @@ def story_rows(cluster: _Cluster, params: StoryParams, run_id: str,
                   lead_published_at=lead.moment, member_count=count,
                   first_published=first, last_published=last, updated_at=updated_at,
                   run_id=run_id, title=lead.title, publishers=sorted(publishers),
-                  top_terms=[t for t, _ in sorted(centroid.items(),
-                                                  key=lambda tw: (-tw[1], tw[0]))][:params.top_terms],
-                  top_entities=[e for e, _ in sorted(entities.items(),
-                                                     key=lambda ec: (-ec[1], ec[0]))][:10])
+                  top_terms=_heaviest(centroid, params.top_terms),
+                  top_entities=_heaviest(entities, 10))
     entry = StoryIndexEntry(story_id=story.story_id, lead_article_id=lead.article_id,
-                            lead_published_at=lead.moment, member_count=count, first_published=first, last_published=last,
+                            lead_published_at=lead.moment, member_count=count,
+                            first_published=first, last_published=last,
                             updated_at=updated_at, run_id=run_id, title=lead.title,
                             publishers=story.publishers,
                             terms=[TermWeight(term=t, weight=float(c)) for t, c in top_counts])
