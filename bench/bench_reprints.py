@@ -143,13 +143,18 @@ def build_corpus(texts: list[str], pairs_data: list[dict], originals: int, varia
     rng = random.Random(seed)
     usable = [t for t in texts if len(t.split()) >= 150 and len(paragraphs(t)) >= 4]
     rng.shuffle(usable)
-    sources, donors, shorts = usable[:originals], usable[originals:], usable[originals:]
+    # Each family draws new paragraphs from a donor text of its own, and the short notes come
+    # from other texts again: text shared across families would make real near copies.
+    sources, donors = usable[:originals], usable[originals:2 * originals]
+    shorts = usable[2 * originals:]
+    if len(donors) < originals or len(shorts) < 30:
+        raise SystemExit(f"only {len(usable)} usable texts: ask for fewer --originals")
     articles, family, number = [], {}, 0
     for index, text in enumerate(sources):
         paras = paragraphs(text)
         versions = [("\n\n".join(paras), "Original headline")]
+        donor = paragraphs(donors[index])
         for _ in range(variants):
-            donor = paragraphs(rng.choice(donors))
             edited = paras
             for edit in rng.sample(EDITS, rng.randint(2, 3)):
                 edited = edit(edited, rng, donor)
