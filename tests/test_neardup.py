@@ -121,6 +121,11 @@ def test_kept_copy_is_the_agency_original_then_earliest_then_longest():
     agency = signed("z", publisher="Reuters", wire_sources=["Reuters"], published_at=later)
     outlet = signed("a", publisher="Daily Example", wire_sources=["Reuters"], published_at=NOW)
     assert resolve_cluster([outlet, agency])[0] == "z"
+    # The agency's own copy need not credit itself: the other copies' credits count.
+    own_site = signed("y", domain="reuters.com", published_at=later)
+    assert resolve_cluster([outlet, own_site])[0] == "y"
+    # An agency nobody credits is not preferred: the earliest copy is kept.
+    assert resolve_cluster([signed("a", published_at=NOW), own_site])[0] == "a"
     early, late = signed("b", published_at=NOW), signed("a", published_at=later)
     assert resolve_cluster([late, early])[0] == "b"
     short = signed("a", text="\n\n".join(REUTERS.split("\n\n")[:3]))

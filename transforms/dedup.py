@@ -294,7 +294,7 @@ class Signed:
     source_uri: str = ""
     source_id: str = ""
     wire_sources: tuple = ()
-    from_agency_of: tuple = ()   # the credited agencies this article's publisher is
+    from_agency_of: tuple = ()   # the agencies this article's publisher or domain is
     duplicate_count: int = 0     # exact copies dropped already
 
     def values(self) -> np.ndarray:
@@ -305,7 +305,6 @@ def sign_article(article: Article, params: NearDupParams,
                  footer_keys: frozenset = frozenset()) -> Signed:
     words = normalise_for_shingles(article.text, footer_keys)
     shingles = shingle_hashes(words, params.shingle_words, params.seed)
-    credited = set(article.wire_sources)
     return Signed(
         article_id=article.article_id,
         signature=minhash(shingles, params.num_perm, params.seed).tobytes(),
@@ -315,7 +314,7 @@ def sign_article(article: Article, params: NearDupParams,
         indexed=False, published_at=article.published_at, word_count=article.word_count,
         source_uri=article.source_uri, source_id=article.source_id or "",
         wire_sources=tuple(article.wire_sources), duplicate_count=article.duplicate_count,
-        from_agency_of=tuple(sorted(a for a in credited if is_from_agency(article, {a}))))
+        from_agency_of=tuple(sorted(a for a in WIRE_AGENCIES if is_from_agency(article, {a}))))
 
 
 def signed_from_index(entry) -> Signed:
