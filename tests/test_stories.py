@@ -1,0 +1,121 @@
+"""Same-story linking: terms, TF-IDF, blocking, the anti-chaining clustering, and LinkStories
+(FnApiRunner) with and without earlier runs' stories."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import pickle
+
+import apache_beam as beam
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from schemas.records import Article, Entity
+from tests.conftest import SEEDS
+from transforms import stories
+from transforms.stories import (STORIES, STORY_INDEX, LinkStories, StoryParams, StoryVector,
+                                candidate_pairs, cluster_component, cosine, story_term_counts,
+                                tfidf_vector)
+from transforms.text import clean_plain_text
+
+NOW = dt.datetime(2022, 2, 17, 12, tzinfo=dt.timezone.utc)
+REUTERS = clean_plain_text((SEEDS / "000_dac305c5b36f0b2f.txt").read_text())
+ANADOLU = clean_plain_text((SEEDS / "004_732ed2892add5ac6.txt").read_text())
+FOOTBALL = ("Manchester United beat Liverpool two goals to one at Old Trafford on Sunday. Marcus "
+            "Rashford scored twice in the second half before Mohamed Salah pulled a goal back "
+            "for the visitors, whose title hopes suffered a heavy blow. The manager praised the "
+            "striker's finishing and the defence, which held firm during a late Liverpool push.")
+FOOTBALL_2 = ("Liverpool's title hopes took a blow at Old Trafford, where two second-half goals "
+              "from Marcus Rashford gave Manchester United victory. Salah scored late for "
+              "Liverpool but United's defence held on through a tense finish to the match.")
+
+
+def article(article_id: str, text: str, hours: float = 0, **fields) -> Article:
+    values = dict(article_id=article_id, source_uri=f"file:///{article_id}.txt", text=text,
+                  word_count=len(text.split()), content_hash="h" + article_id,
+                  ingested_at=NOW, date_source="ingested", run_id="run",
+                  published_at=NOW + dt.timedelta(hours=hours))
+    values.update(fields)
+    return Article(**values)
+
+
+def test_terms_drop_stopwords_fold_plurals_and_weigh_the_title():
+    counts = story_term_counts("Troops withdraw", "The troops said they would withdraw.",
+                               [Entity(text="Lloyd Austin", label="PERSON", count=2, start=0)])
+    assert counts["troop"] == 3 and counts["withdraw"] == 3
+    assert "the" not in counts and "said" not in counts
+    assert counts["lloyd"] == 1 and counts["austin"] == 1
+
+
+def test_tfidf_weighs_rare_terms_more_and_cosine_is_symmetric():
+    df = {"russia": 50, "blinken": 2}
+    vector = tfidf_vector({"russia": 1, "blinken": 1}, df, 100)
+    assert vector["blinken"] > vector["russia"]
+    assert abs(sum(w * w for w in vector.values()) - 1) < 1e-9
+    other = tfidf_vector({"blinken": 2, "moscow": 1}, df, 100)
+    assert cosine(vector, other) == cosine(other, vector) > 0
+
+
+def test_candidate_pairs_respect_the_window_and_skip_two_old_stories():
+    window = dt.timedelta(hours=72)
+    members = [("a", NOW, False), ("b", NOW + dt.timedelta(hours=71), False),
+               ("c", NOW + dt.timedelta(hours=200), False), ("x", NOW, True),
+               ("y", NOW, True)]
+    assert candidate_pairs(members, window, 200) == [("a", "b"), ("a", "x"), ("a", "y"),
+                                                     ("b", "x"), ("b", "y")]
+    assert candidate_pairs(members, window, 3) == []
+
+
+def vector(article_id: str, terms: dict, hours: float = 0, story=None) -> StoryVector:
+    doc = stories.StoryDoc(article_id, NOW + dt.timedelta(hours=hours),
+                           tuple(sorted(terms.items())), story=story)
+    return StoryVector(doc, tuple(sorted(tfidf_vector(terms, {}, 10).items())), ())
+
+
+def test_clustering_compares_with_the_lead_so_a_generic_article_does_not_chain():
+    params = StoryParams(link_threshold=0.4)
+    election = vector("a", {"election": 3, "ballot": 2, "vote": 2})
+    generic = vector("b", {"election": 2, "ballot": 1, "storm": 1, "flood": 2}, hours=1)
+    storm = vector("c", {"storm": 3, "flood": 3, "rain": 2}, hours=2)
+    assert cosine(generic.as_dict(), storm.as_dict()) >= 0.4      # a chain would form
+    clusters = cluster_component([storm, generic, election], params)
+    assert [[m.doc.article_id for m in c.members] for c in clusters] == [["a", "b"], ["c"]]
+
+
+def test_seeds_and_football_pair_up_in_the_composite():
+    articles = [article("reuters", REUTERS, title=None), article("anadolu", ANADOLU, hours=5),
+                article("football", FOOTBALL, hours=1), article("football2", FOOTBALL_2, hours=3),
+                article("later", REUTERS.replace("Ukraine", "Kyiv"), hours=24 * 10)]
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        linked = (p | beam.Create(articles)
+                  | LinkStories(p | "NoIndex" >> beam.Create([]), "run", NOW))
+        assert_that(linked["articles"] | beam.Map(
+            lambda a: (a.article_id, a.story_id == stories.story_id_for(
+                {"anadolu": "reuters", "football2": "football"}.get(a.article_id, a.article_id)),
+                a.is_story_lead)),
+            equal_to([("reuters", True, True), ("anadolu", True, False),
+                      ("football", True, True), ("football2", True, False),
+                      ("later", True, True)]))
+        assert_that(linked[STORIES] | beam.Map(lambda s: (s.lead_article_id, s.member_count)),
+                    equal_to([("reuters", 2), ("football", 2), ("later", 1)]), label="stories")
+
+
+def test_a_later_run_joins_an_earlier_story_and_counts_on(tmp_path):
+    saved = tmp_path / "index.pickle"
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        linked = (p | beam.Create([article("reuters", REUTERS), article("football", FOOTBALL)])
+                  | LinkStories(p | "NoIndex" >> beam.Create([]), "run0", NOW))
+        (linked[STORY_INDEX] | beam.Map(dataclasses.asdict) | beam.combiners.ToList()
+         | beam.Map(lambda rows: saved.write_bytes(pickle.dumps(rows))))
+    first = {row["lead_article_id"]: row for row in pickle.loads(saved.read_bytes())}
+    assert set(first) == {"reuters", "football"}
+    later = NOW + dt.timedelta(hours=6)
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        linked = (p | beam.Create([article("anadolu", ANADOLU, hours=6)])
+                  | LinkStories(p | "Index" >> beam.Create(list(first.values())), "run1", later))
+        assert_that(linked["articles"] | beam.Map(lambda a: (a.story_id, a.is_story_lead)),
+                    equal_to([(first["reuters"]["story_id"], False)]))
+        assert_that(linked[STORIES] | beam.Map(lambda s: (s.story_id, s.member_count,
+                                                          s.updated_at == later)),
+                    equal_to([(first["reuters"]["story_id"], 2, True)]), label="stories")
