@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv run test bench clean train-topics $(BENCHES)
+.PHONY: venv run test bench clean train-topics
 
 venv: $(INSTALLED)
 
@@ -24,6 +24,8 @@ test: venv
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
 BENCHES := bench-extract bench-fetch bench-reprints bench-stories bench-dedup-scale \
            bench-entities bench-topics
+
+.PHONY: $(BENCHES)
 
 bench: $(BENCHES)
 
@@ -50,7 +52,7 @@ bench-topics: venv
 
 # Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
 train-topics: venv
-	nice -n 10 $(BIN)/python -m pipelines.train_topics
+	nice -n 10 $(BIN)/python -m pipelines.train_topics --output transforms/models/topics.npz
 
 clean:
 	rm -rf output .pytest_cache build *.egg-info

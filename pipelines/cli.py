@@ -87,7 +87,8 @@ def format_summary(manifest: dict) -> str:
             lines.append(f"    ... {len(partitions) - SUMMARY_PARTITIONS} more partitions "
                          "(all in the run manifest)")
     verdict = "every input accounted for" if accounting["balanced"] else \
-        "ACCOUNTING MISMATCH: inputs != articles + duplicates + errors + already ingested"
+        "ACCOUNTING MISMATCH: inputs != articles + duplicates + errors + already ingested " \
+        "+ unchanged"
     lines.append(f"  {verdict}; output in {manifest['options']['output']}")
     return "\n".join(lines)
 

@@ -55,16 +55,19 @@ ERROR_INDEX_DATASET = "index/errors"
 SIGNATURE_INDEX_DATASET = "index/signatures"
 DUPLICATE_INDEX_DATASET = "index/duplicates"
 STORY_INDEX_DATASET = "index/stories"
+# Every package whose version can change what a run writes.
 _VERSIONED_PACKAGES = ("newsbeam", "apache-beam", "trafilatura", "pyarrow", "feedparser",
-                       "spacy", "lxml")
+                       "spacy", "lxml", "numpy", "warcio", "PyYAML", "py3langid")
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(spacy_model: str | None = None) -> dict[str, str | None]:
+    """Versions of the packages that shape the output, and of the spaCy pipeline when it is an
+    installed package (a pipeline folder has none)."""
     versions = {"python": platform.python_version()}
-    for name in _VERSIONED_PACKAGES:
+    for name in _VERSIONED_PACKAGES + ((spacy_model,) if spacy_model else ()):
         try:
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
+        except (metadata.PackageNotFoundError, ValueError):
             versions[name] = None
     return versions
 
@@ -231,7 +234,7 @@ def new_run(options: NewsOptions) -> dict:
     recorded.update(options.news_values())
     return {"run_id": run_id, "started_at": started_at.isoformat(), "schema_version":
             SCHEMA_VERSION, "options": json.loads(json.dumps(recorded, default=str)),
-            "versions": package_versions()}
+            "versions": package_versions(options.spacy_model)}
 
 
 def run_pipeline(options: NewsOptions) -> dict:

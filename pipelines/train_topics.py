@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transforms.topics import (IPTC_TOPICS, SHIPPED_MODEL, TopicModel, classifier_text, terms)
+from transforms.topics import IPTC_TOPICS, TopicModel, classifier_text, terms
 
 DEFAULT_DATA = Path(os.environ.get("NEWSBEAM_SHARED_DATA",
                                    Path(__file__).resolve().parent.parent.parent / "shared" /
@@ -247,8 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="newsbeam-train-topics", description="Train the shipped IPTC topic classifier.")
     parser.add_argument("--data", default=str(DEFAULT_DATA),
                         help="the topics-train folder (default: ../shared/data/topics-train)")
-    parser.add_argument("--output", default=str(SHIPPED_MODEL),
-                        help="where to write the model (default: the shipped model file)")
+    parser.add_argument("--output", required=True,
+                        help="where to write the model (`make train-topics` rewrites the "
+                             "shipped transforms/models/topics.npz); use it with "
+                             "`newsbeam run --topic_model PATH`")
     args = parser.parse_args(argv)
     folder = Path(args.data)
     train_set, test_set = training_sets(folder)

@@ -156,6 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(429, b"slow down", headers={"Retry-After": "1"})
             else:
                 self._send(200, article_html("throttled", "After the wait").encode())
+        elif path == "/rate-limited.html":
+            self._send(429, b"slow down", headers={"Retry-After": "0"})
         elif path == "/unavailable.html":
             self._send(503, b"maintenance", headers={"Retry-After": "120"})
         elif path == "/flaky.html":

@@ -98,7 +98,8 @@ def test_charset_from_header_then_meta_then_detection():
 
 @pytest.mark.parametrize("path, reason", [
     ("/hang.html", "timeout"), ("/trickle.html", "timeout"), ("/missing.html", "http_4xx"),
-    ("/gone.html", "http_4xx"), ("/unavailable.html", "http_5xx"),
+    ("/gone.html", "http_4xx"), ("/rate-limited.html", "http_429"),
+    ("/unavailable.html", "http_5xx"),
     ("/loop-a", "redirect_loop"), ("/to-metadata", "blocked_address"),
     ("/notes.txt", "not_html"), ("/truncated.html", "truncated"), ("/huge.html", "too_large"),
     ("/bomb.html", "too_large")])

@@ -9,7 +9,6 @@ import textwrap
 
 import apache_beam as beam
 import numpy as np
-import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -196,3 +195,29 @@ def test_drop_near_copies_finds_copies_of_indexed_articles():
         assert_that(near["articles"] | beam.Map(lambda a: a.article_id), equal_to(["other"]))
         assert_that(near[DUPLICATES] | beam.Map(lambda d: d.duplicate_of), equal_to(["stored"]),
                     label="duplicates")
+
+
+def test_texts_that_are_all_footer_or_empty_never_match_each_other():
+    # A publisher that repeats each of its stories under three URLs makes every paragraph
+    # look like a footer; the footers are then ignored, not the whole text.
+    first = "The council approved the new budget for schools on Monday evening after debate."
+    second = "A storm closed the harbour and cancelled every ferry to the islands for two days."
+    footers = frozenset(dedup.paragraph_key(p) for p in (first, second))
+    signed_first = sign_article(article("a1", first), PARAMS, footers)
+    signed_second = sign_article(article("a2", second), PARAMS, footers)
+    assert signed_first.shingle_count > 0 and signed_second.shingle_count > 0
+    assert signed_first.normalised_hash != signed_second.normalised_hash
+    assert dedup.near_copy_edge(PARAMS)("a1", signed_first, "a2", signed_second) is None
+    # Texts with nothing left to compare (only boilerplate) have no buckets and no edges.
+    boilerplate = "Copyright 2022 Example Media. All rights reserved."
+    empty_a = sign_article(article("e1", boilerplate), PARAMS)
+    empty_b = sign_article(article("e2", boilerplate + "\n\nAll rights reserved."), PARAMS)
+    assert empty_a.shingle_count == 0 and empty_a.normalised_hash == ""
+    assert dedup.bucket_keys(empty_a, PARAMS) == []
+    assert dedup.near_copy_edge(PARAMS)("e1", empty_a, "e2", empty_b) is None
+
+
+def test_an_article_never_pairs_with_itself():
+    # Stored in index/signatures by a run that failed before index/articles, and new again.
+    assert bucket_pairs([("a", False), ("a", True), ("b", False)], 50) == \
+        [("a", "b")]

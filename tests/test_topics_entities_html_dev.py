@@ -6,7 +6,6 @@ Skips without the data."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

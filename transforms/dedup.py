@@ -304,13 +304,20 @@ class Signed:
 def sign_article(article: Article, params: NearDupParams,
                  footer_keys: frozenset = frozenset()) -> Signed:
     words = normalise_for_shingles(article.text, footer_keys)
+    if len(words) < params.shingle_words and footer_keys:
+        # Nothing but "footers" left: the publisher repeated the whole text under several URLs.
+        # Those are copies of one another, not articles that merely share a footer.
+        words = normalise_for_shingles(article.text)
     shingles = shingle_hashes(words, params.shingle_words, params.seed)
+    if shingles.size == 0:
+        # Too short to compare: an empty signature would match every other empty one.
+        words = []
     return Signed(
         article_id=article.article_id,
         signature=minhash(shingles, params.num_perm, params.seed).tobytes(),
         shingle_count=int(shingles.size),
         normalised_hash=hashlib.blake2b(" ".join(words).encode("utf-8"),
-                                        digest_size=16).hexdigest(),
+                                        digest_size=16).hexdigest() if words else "",
         indexed=False, published_at=article.published_at, word_count=article.word_count,
         source_uri=article.source_uri, source_id=article.source_id or "",
         wire_sources=tuple(article.wire_sources), duplicate_count=article.duplicate_count,
@@ -333,6 +340,17 @@ def signature_entry(signed: Signed, run_id: str, ingested_at: dt.datetime) -> Si
                                ingested_at=ingested_at, published_at=signed.published_at)
 
 
+def bucket_keys(signed: Signed, params: NearDupParams) -> list[str]:
+    """The LSH buckets of an article (one per band) and its normalised-text bucket. An article
+    too short to shingle is in none: its signature says nothing about its text."""
+    if signed.shingle_count == 0:
+        return []
+    keys = band_keys(signed.values(), params.bands, params.band_rows)
+    if signed.normalised_hash:
+        keys.append(f"n:{signed.normalised_hash}")
+    return keys
+
+
 def bucket_pairs(members: list[tuple[str, bool]], max_members: int) -> list[tuple[str, str]]:
     """Candidate pairs (smaller id first) of one LSH bucket of (article_id, indexed). Pairs of
     two stored articles are left out (both were kept already). A bucket of more than
@@ -346,12 +364,17 @@ def bucket_pairs(members: list[tuple[str, bool]], max_members: int) -> list[tupl
         anchors = members[:8]
         candidates = [(a, m) for a in anchors for m in members if a < m]
         candidates += list(zip(members, members[1:]))
-    return sorted({(a[0], b[0]) for a, b in candidates if not (a[1] and b[1])})
+    # An article both new and indexed (a run that committed its signatures but not its
+    # articles) must not pair with itself.
+    return sorted({(a[0], b[0]) for a, b in candidates
+                   if not (a[1] and b[1]) and a[0] != b[0]})
 
 
 def near_copy_edge(params: NearDupParams):
     """The scoring function of candidate pairs: (a, b, similarity) when they are near copies."""
     def score(id_a: str, a: Signed, id_b: str, b: Signed):
+        if a.shingle_count == 0 or b.shingle_count == 0:
+            return None
         if a.normalised_hash and a.normalised_hash == b.normalised_hash:
             return id_a, id_b, 1.0
         jaccard, containment = estimate_similarity(a.values(), a.shingle_count, b.values(),
@@ -496,9 +519,7 @@ class DropNearCopies(beam.PTransform):
         pairs = (
             signed
             | "BandKeys" >> beam.FlatMap(lambda s: [
-                (key, (s.article_id, s.indexed))
-                for key in band_keys(s.values(), params.bands, params.band_rows)
-                + ([f"n:{s.normalised_hash}"] if s.normalised_hash else [])])
+                (key, (s.article_id, s.indexed)) for key in bucket_keys(s, params)])
             | "Buckets" >> beam.GroupByKey()
             | "CandidatePairs" >> beam.FlatMap(
                 lambda kv: bucket_pairs(list(kv[1]), params.max_bucket_pairs_members))

@@ -51,6 +51,7 @@ CONNECT = "connect"
 TIMEOUT = "timeout"
 TLS = "tls"
 HTTP_4XX = "http_4xx"
+HTTP_429 = "http_429"   # still rate limited after the retries
 HTTP_5XX = "http_5xx"
 ROBOTS_DISALLOWED = "robots_disallowed"
 TOO_LARGE = errors.TOO_LARGE
@@ -63,7 +64,7 @@ INVALID_URL = "invalid_url"
 UNSUPPORTED_ENCODING = "unsupported_encoding"
 UNDECODABLE = errors.UNDECODABLE
 # Failures worth another try in a later run: the entry index does not record them.
-TRANSIENT_REASONS = frozenset({DNS, CONNECT, TIMEOUT, TLS, HTTP_5XX})
+TRANSIENT_REASONS = frozenset({DNS, CONNECT, TIMEOUT, TLS, HTTP_429, HTTP_5XX, TRUNCATED})
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -82,7 +83,7 @@ class FetchPolicy:
     delay_s: float = 1.0
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
-    total_timeout_s: float = 60.0
+    total_timeout_s: float = 120.0   # the --fetch_deadline_s default
     max_bytes: int = 10 * 2**20
     max_redirects: int = 5
     retries: int = 3
@@ -424,7 +425,7 @@ class HttpClient:
             connection.close()
 
     def _raise_for_status(self, status: int, headers: dict):
-        reason = HTTP_4XX if status < 500 else HTTP_5XX
+        reason = HTTP_429 if status == 429 else HTTP_4XX if status < 500 else HTTP_5XX
         raise FetchFailed(reason, f"HTTP {status}", retryable=status in RETRY_STATUSES,
                           retry_after_s=parse_retry_after(headers.get("retry-after"),
                                                           time.time()))

@@ -2,7 +2,8 @@
 
 An article's topic is first its source's own section, mapped to an IPTC slug by SECTION_TOPICS:
 the categories the page or record gives, then the sections in its URL path (/sport/,
-/business/...). Without a section that maps, a linear classifier over the title, description and
+/business/...). Then, for an article from a feeds file, that feed's default topic. Without
+either, a linear classifier over the title, description and
 the head of the text decides: a softmax over the 17 topics, shipped in the package
 (transforms/models/, trained by pipelines/train_topics.py, numpy only at run time). When its
 best score is below the threshold, the topic is `unclassified`; the scores are kept either way.
@@ -13,6 +14,7 @@ The classifier is English: articles in another language keep their section's top
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import re
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
 
 from schemas.records import Article, TopicScore
@@ -172,7 +175,11 @@ class TopicModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "TopicModel":
-        with np.load(path, allow_pickle=False) as data:
+        """The model at `path`: a local file or any Beam filesystem (gs://...), so a model
+        given by path reaches Dataflow workers."""
+        with FileSystems.open(str(path)) as stream:
+            payload = io.BytesIO(stream.read())
+        with np.load(payload, allow_pickle=False) as data:
             return cls(data["vocabulary"].tolist(), data["idf"], data["weights"], data["bias"],
                        data["topics"].tolist(), json.loads(str(data["info"])))
 
@@ -223,7 +230,7 @@ def assign_topic(article: Article, model: Optional[TopicModel] = None,
     default topic (the feeds file's `topic`), else from the classifier when one is given and the
     article is in its language (or of unknown language), else unclassified."""
     topic = section_topic(article.categories, article.url)
-    if topic is None and article.feed_topic in TOPIC_SLUGS:
+    if topic is None and article.feed_topic in IPTC_TOPICS:
         # The feeds list's topic for the article's feed: a default, below its own section.
         return dataclasses.replace(article, topic=article.feed_topic, topic_source="feed",
                                    topic_confidence=1.0,
@@ -247,7 +254,8 @@ class _SharedTopicModel:
 
 
 class _AssignTopicFn(beam.DoFn):
-    """Section first, then the classifier; the model loads once per worker process."""
+    """Section first, then the feed's topic, then the classifier; the model loads once per
+    worker process."""
 
     def __init__(self, model_path: Optional[str], threshold: float):
         self._model_path = model_path

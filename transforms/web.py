@@ -22,7 +22,7 @@ from transforms.feeds import (ENTRIES_SEEN, FEED_STATES, NOT_MODIFIED, FeedSpec,
                               InvalidFeedList, ReadFeeds, entry_index_entry, parse_feed_list)
 from transforms.fetch import FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest
 from transforms.sources import is_local
-from transforms.topics import TOPIC_SLUGS
+from transforms.topics import IPTC_TOPICS
 
 ENTRY_INDEX = "entry_index"
 
@@ -48,7 +48,7 @@ def feed_specs(feeds: list[str], feed_lists: list[str]) -> list[FeedSpec]:
         with FileSystems.open(_absolute(list_path)) as stream:
             text = stream.read().decode("utf-8")
         try:
-            listed = parse_feed_list(text, TOPIC_SLUGS)
+            listed = parse_feed_list(text, frozenset(IPTC_TOPICS))
         except InvalidFeedList as error:
             raise InvalidFeedList(f"{list_path}: {error}") from None
         folder = os.path.dirname(_absolute(list_path)) if is_local(list_path) else None
