@@ -120,9 +120,10 @@ class NewsOptions(PipelineOptions):
             "--story_window_hours", type=_positive_float, default=72.0, metavar="HOURS",
             help="Articles published further apart than this are never one story. Default: 72.")
         group.add_argument(
-            "--story_link_threshold", type=_positive_float, default=0.22, metavar="COSINE",
-            help="TF-IDF cosine an article needs with a story's lead to join the story. "
-                 "Default: 0.22 (tuned on bench/bench_stories.py).")
+            "--story_link_threshold", type=_positive_float, default=0.24, metavar="COSINE",
+            help="Similarity an article needs with a story's lead to join the story: TF-IDF "
+                 "cosine of their words and of their entity names, half each. "
+                 "Default: 0.24 (tuned on bench/bench_stories.py).")
         group.add_argument(
             "--index_max_age_days", type=_positive_float, default=30.0, metavar="DAYS",
             help="Signatures and story leads stored longer ago than this are not compared with "

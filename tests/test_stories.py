@@ -45,7 +45,27 @@ def test_terms_drop_stopwords_fold_plurals_and_weigh_the_title():
                                [Entity(text="Lloyd Austin", label="PERSON", count=2, start=0)])
     assert counts["troop"] == 3 and counts["withdraw"] == 3
     assert "the" not in counts and "said" not in counts
-    assert counts["lloyd"] == 1 and counts["austin"] == 1
+    assert counts["@lloyd"] == 2 and counts["@austin"] == 2     # apart, once per mention
+    assert "lloyd" not in counts
+    numeric = story_term_counts(None, "x", [Entity(text="Three", label="CARDINAL", count=1,
+                                                   start=0)])
+    assert not [term for term in numeric if term.startswith("@")]
+
+
+def test_the_cosine_mixes_words_and_entities_only_when_both_articles_have_entities():
+    df = {"ceasefire": 3, "talk": 5, "@blinken": 2, "@kyiv": 2}
+    a = tfidf_vector({"ceasefire": 2, "talk": 1, "@blinken": 3}, df, 100, entity_share=0.5)
+    b = tfidf_vector({"ceasefire": 1, "talk": 2, "@blinken": 1, "@kyiv": 2}, df, 100,
+                     entity_share=0.5)
+    a_words = tfidf_vector({"ceasefire": 2, "talk": 1}, df, 100)
+    b_words = tfidf_vector({"ceasefire": 1, "talk": 2}, df, 100)
+    a_names = tfidf_vector({"@blinken": 3}, df, 100)
+    b_names = tfidf_vector({"@blinken": 1, "@kyiv": 2}, df, 100)
+    assert abs(cosine(a, b) - (0.5 * cosine(a_words, b_words)
+                               + 0.5 * cosine(a_names, b_names))) < 1e-9
+    # Without entities on one side, it is the word cosine scaled by the other's word share.
+    assert abs(cosine(a_words, b) - 0.5 ** 0.5 * cosine(a_words, b_words)) < 1e-9
+    assert abs(sum(w * w for w in a_words.values()) - 1) < 1e-9
 
 
 def test_tfidf_weighs_rare_terms_more_and_cosine_is_symmetric():

@@ -1,8 +1,11 @@
 """Same-story linking: articles about one event, written independently, share a story_id.
 
-Each article (title twice, then text; entity names when the entity stage filled them) becomes a
-TF-IDF vector over content words, with IDF from this run's articles plus the stories kept in
-OUTPUT/index/stories. Candidates are blocked by a time window and shared salient terms (an
+Each article (title twice, then text) becomes a TF-IDF vector over content words, with IDF from
+this run's articles plus the stories kept in OUTPUT/index/stories. When the entity stage found
+names (people, places, organisations, events), their words form a second TF-IDF part, normalised
+apart: two articles with entities are compared half by their words and half by their names
+(on story-pairs-dev this cuts false positives that share topic words but not actors, where
+adding the names to the words did not). Candidates are blocked by a time window and shared salient terms (an
 article's highest-weighted terms that at least two documents use; a pair must share
 `min_shared_terms` of them, which keeps the pairs per article bounded); a candidate pair is an edge
 when the cosine of their vectors reaches `link_threshold`. Edges make components
@@ -45,7 +48,7 @@ BACKGROUND_PATH = Path(__file__).resolve().parent / "data" / "story_background.j
 class StoryParams:
     """How stories are formed. Defaults tuned on bench/bench_stories.py (story-pairs-dev)."""
     window_hours: float = 72.0
-    link_threshold: float = 0.22
+    link_threshold: float = 0.24
     salient_terms: int = 10
     # A term more than this share of the documents use is not salient (it blocks nothing).
     max_df_share: float = 0.05
@@ -57,6 +60,9 @@ class StoryParams:
     # nearly all of the cosine, and candidate pairs carry both vectors through a shuffle.
     scored_terms: int = 200
     top_terms: int = 10
+    # Share of the similarity that comes from the entity names two articles have in common
+    # (when both have entities); the rest is the cosine of their words.
+    entity_share: float = 0.5
 
 
 _STOPWORDS = frozenset("""
@@ -75,6 +81,11 @@ including include includes according added adding around another however since t
 whether within without across among told tell reported reporting report reports news
 """.split())
 _WORD = re.compile(r"[^\W\d_]{3,}")
+# Entity labels that name what a story is about (numeric ones, kept on request, do not).
+STORY_ENTITY_LABELS = frozenset({"PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT"})
+# Marks a term that comes from an entity name: it is counted, weighed and normalised apart from
+# the article's words.
+ENTITY_MARK = "@"
 
 
 # --- Pure functions ------------------------------------------------------------------------------
@@ -93,14 +104,25 @@ def content_terms(text: str) -> list[str]:
 
 def story_term_counts(title: str | None, text: str, entities=()) -> Counter:
     """The term counts an article is compared by: the title counts twice (it names the event),
-    then the text, then the names of its entities, when the entity stage found any."""
+    then the text; and apart from those (marked terms), the words of the names of its people,
+    places, organisations and events, once per mention, when the entity stage found any."""
     counts = Counter(content_terms(text))
     for term in content_terms(title or ""):
         counts[term] += 2
     for entity in entities:
-        for term in content_terms(entity.text):
-            counts[term] += 1
+        if entity.label in STORY_ENTITY_LABELS:
+            for term in content_terms(entity.text):
+                counts[ENTITY_MARK + term] += entity.count
     return counts
+
+
+def is_entity_term(term: str) -> bool:
+    return term.startswith(ENTITY_MARK)
+
+
+def word_of(term: str) -> str:
+    """The word a (possibly entity-marked) term stands for."""
+    return term[len(ENTITY_MARK):] if is_entity_term(term) else term
 
 
 def idf(document_frequency: int, documents: int) -> float:
@@ -108,12 +130,27 @@ def idf(document_frequency: int, documents: int) -> float:
     return math.log((1 + documents) / (1 + document_frequency)) + 1.0
 
 
-def tfidf_vector(counts: dict[str, float], df: dict[str, int], documents: int) -> dict[str, float]:
-    """Sublinear TF times IDF, L2-normalised. A term absent from `df` is in one document."""
-    weights = {term: (1.0 + math.log(count)) * idf(df.get(term, 1), documents)
-               for term, count in counts.items() if count > 0}
-    norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
-    return {term: w / norm for term, w in weights.items()}
+def tfidf_vector(counts: dict[str, float], df: dict[str, int], documents: int,
+                 entity_share: float = 0.5) -> dict[str, float]:
+    """Sublinear TF times IDF, L2-normalised. A term absent from `df` is in one document.
+
+    Words and entity terms are normalised apart and scaled by the square roots of 1 -
+    `entity_share` and `entity_share`: the cosine of two articles that both have entities is
+    then that mix of their word cosine and their entity cosine. An article without entities
+    is its words alone, scaled back to length 1."""
+    parts: dict[bool, dict[str, float]] = {False: {}, True: {}}
+    for term, count in counts.items():
+        if count > 0:
+            parts[is_entity_term(term)][term] = ((1.0 + math.log(count))
+                                                 * idf(df.get(term, 1), documents))
+    share = {False: 1.0 - entity_share, True: entity_share} if all(parts.values()) else {
+        False: 1.0, True: 1.0}
+    vector = {}
+    for is_entity, weights in parts.items():
+        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+        scale = math.sqrt(share[is_entity]) / norm
+        vector.update((term, w * scale) for term, w in weights.items())
+    return vector
 
 
 def cosine(a: dict[str, float], b: dict[str, float]) -> float:
@@ -127,7 +164,8 @@ def salient_terms(vector: dict[str, float], df: dict[str, int], documents: int,
     """The blocking terms of an article: its highest-weighted terms that another document also
     uses and that are not common across the corpus."""
     max_df = max(params.max_bucket_members, int(params.max_df_share * documents))
-    usable = [(w, t) for t, w in vector.items() if 2 <= df.get(t, 1) <= max_df]
+    usable = [(w, t) for t, w in vector.items()
+              if not is_entity_term(t) and 2 <= df.get(t, 1) <= max_df]
     return [t for _, t in sorted(usable, key=lambda x: (-x[0], x[1]))[:params.salient_terms]]
 
 
@@ -274,7 +312,7 @@ def story_rows(cluster: _Cluster, params: StoryParams, run_id: str,
         count += previous.member_count
     centroid: Counter = Counter()
     for member in [cluster.lead, *cluster.members]:
-        centroid.update(dict(member.vector))
+        centroid.update({t: w for t, w in member.vector if not is_entity_term(t)})
     entities: Counter = Counter()
     for member in cluster.members:
         for rank, text in enumerate(member.doc.entities[:20]):
@@ -344,8 +382,10 @@ class _VectorFn(beam.DoFn):
 
     def process(self, doc: StoryDoc, run_df, documents):
         terms = dict(doc.counts)
-        df = {term: run_df.get(term, 1) + self._background.get(term, 0) for term in terms}
-        vector = tfidf_vector(terms, df, documents + self._background_documents)
+        df = {term: run_df.get(term, 1) + self._background.get(word_of(term), 0)
+              for term in terms}
+        vector = tfidf_vector(terms, df, documents + self._background_documents,
+                              self._params.entity_share)
         # Blocking looks at how many articles of the run share a term, not at the background.
         salient = salient_terms(vector, {t: run_df.get(t, 1) for t in terms}, documents,
                                 self._params)
