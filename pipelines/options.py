@@ -242,6 +242,9 @@ class NewsOptions(PipelineOptions):
             problems.append(f"--topic_model {self.topic_model}: no such file")
         if not 0.0 <= self.topic_threshold <= 1.0:
             problems.append(f"--topic_threshold {self.topic_threshold}: use a score from 0 to 1")
+        if not 0.0 < self.story_link_threshold <= 1.0:
+            problems.append(f"--story_link_threshold {self.story_link_threshold}: use a "
+                            "cosine above 0, at most 1")
         if is_local(self.output) and os.path.isfile(os.path.expanduser(self.output)):
             problems.append(f"--output {self.output}: is a file, not a folder")
         problems += self._web_problems()

@@ -139,3 +139,18 @@ def test_a_later_run_joins_an_earlier_story_and_counts_on(tmp_path):
         assert_that(linked[STORIES] | beam.Map(lambda s: (s.story_id, s.member_count,
                                                           s.updated_at == later)),
                     equal_to([(first["reuters"]["story_id"], 2, True)]), label="stories")
+
+
+def test_a_link_threshold_above_one_is_refused_before_the_run(tmp_path):
+    from pipelines.options import NewsOptions
+    problems = NewsOptions(["--story_link_threshold", "1.5", "--output",
+                            str(tmp_path)]).validate_news()
+    assert problems == ["--story_link_threshold 1.5: use a cosine above 0, at most 1"]
+
+
+def test_the_shipped_background_is_found_by_name_not_by_the_launcher_path():
+    # A graph carries the name; each worker resolves it against its own installed package.
+    from transforms.stories import SHIPPED_BACKGROUND, load_background
+    frequencies, documents = load_background(SHIPPED_BACKGROUND)
+    assert documents > 1000 and frequencies
+    assert load_background(None) == ({}, 0)

@@ -42,6 +42,9 @@ STORY_INDEX = "story_index"
 # Document frequencies of terms in general English news (bench/make_story_background.py): added
 # to the run's own, so that a run of a few articles still knows which words are common.
 BACKGROUND_PATH = Path(__file__).resolve().parent / "data" / "story_background.json.gz"
+# Names the shipped table in a graph: each worker resolves it against its own installed package
+# (the launcher's path need not exist on a Dataflow worker).
+SHIPPED_BACKGROUND = "shipped"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,17 +203,15 @@ class StoryVector:
 
 
 def load_background(path: str | Path | None) -> tuple[dict[str, int], int]:
-    """(document frequency by term, documents) of a background table; empty for None."""
+    """(document frequency by term, documents) of a background table: SHIPPED_BACKGROUND, a
+    path, or None for none."""
     if path is None:
         return {}, 0
+    if path == SHIPPED_BACKGROUND:
+        path = BACKGROUND_PATH
     with gzip.open(path, "rt", encoding="utf-8") as stream:
         table = json.load(stream)
     return table["df"], table["documents"]
-
-
-def with_background(counts: dict[str, int], background: dict[str, int]):
-    """A run's document frequency of one term plus the background's."""
-    return {term: count + background.get(term, 0) for term, count in counts.items()}
 
 
 def doc_of(article: Article) -> StoryDoc:
@@ -430,8 +431,9 @@ class LinkStories(beam.PTransform):
     created or added to."""
 
     def __init__(self, indexed_stories, run_id: str, updated_at: dt.datetime,
-                 params: StoryParams = StoryParams(), background_path=BACKGROUND_PATH):
-        """background_path: the background document-frequency table, None for none."""
+                 params: StoryParams = StoryParams(), background_path=SHIPPED_BACKGROUND):
+        """background_path: the background document-frequency table (SHIPPED_BACKGROUND, a
+        path every worker can read, or None for none)."""
         super().__init__()
         self._background_path = None if background_path is None else str(background_path)
         self._indexed = indexed_stories
