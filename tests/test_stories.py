@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import pickle
+import random
 
 import apache_beam as beam
 from apache_beam.testing import test_pipeline
@@ -101,6 +102,48 @@ def test_clustering_compares_with_the_lead_so_a_generic_article_does_not_chain()
     assert cosine(generic.as_dict(), storm.as_dict()) >= 0.4      # a chain would form
     clusters = cluster_component([storm, generic, election], params)
     assert [[m.doc.article_id for m in c.members] for c in clusters] == [["a", "b"], ["c"]]
+
+
+def scan_every_lead(members: list[StoryVector], params: StoryParams) -> list[list[str]]:
+    """The clustering rule stated plainly: each new article, in time order, against every
+    story's lead."""
+    window = dt.timedelta(hours=params.window_hours)
+    ordered = sorted(members, key=lambda m: (m.doc.moment, m.doc.article_id))
+    clusters = [(m, []) for m in ordered if m.doc.story]
+    for member in (m for m in ordered if not m.doc.story):
+        best, best_similarity = None, params.link_threshold
+        for cluster in clusters:
+            if abs(member.doc.moment - cluster[0].doc.moment) <= window:
+                similarity = cosine(member.as_dict(), cluster[0].as_dict())
+                if similarity >= best_similarity:
+                    best, best_similarity = cluster, similarity
+        if best is None:
+            clusters.append((member, [member]))
+        else:
+            best[1].append(member)
+    return [[m.doc.article_id for m in members] for _, members in clusters if members]
+
+
+def test_clustering_looks_only_at_leads_within_the_window_with_the_same_result():
+    rng = random.Random(3)
+    words = ["flood", "storm", "vote", "ballot", "court", "judge", "match", "goal", "oil", "gas"]
+    earlier_story = stories.StoryIndexEntry(
+        story_id="st-earlier", lead_article_id="old", lead_published_at=NOW,
+        member_count=3, first_published=NOW, last_published=NOW, updated_at=NOW, run_id="r0")
+    members = [vector(f"a{i:03d}", {w: rng.randint(1, 3) for w in rng.sample(words, 3)},
+                      hours=rng.choice([0, 0, 24, 71, 72, 73, 200, 400, 400.5]))
+               for i in range(300)]
+    members.append(vector("old", {"flood": 2, "storm": 1}, hours=72, story=earlier_story))
+    # A tie: "both" is as close to an earlier run's story led at 10 h as to a new one led at 0 h.
+    members += [vector("tie-old", {"xylophone": 1}, hours=10, story=dataclasses.replace(
+                    earlier_story, story_id="st-tie", lead_article_id="tie-old")),
+                vector("tie-new", {"zither": 1}, hours=0),
+                vector("both", {"xylophone": 1, "zither": 1}, hours=5)]
+    params = StoryParams(link_threshold=0.3)
+    clusters = cluster_component(members, params)
+    assert [[m.doc.article_id for m in c.members] for c in clusters] == \
+        scan_every_lead(members, params)
+    assert len(clusters) > 10 and any(c.story_id == "st-earlier" for c in clusters)
 
 
 def test_seeds_and_football_pair_up_in_the_composite():

@@ -22,6 +22,7 @@ joins such a story gets its story_id, and stories/ gets a new row for it (same s
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import gzip
@@ -270,29 +271,54 @@ class _Cluster:
     members: list
 
 
+class _LeadsByTime:
+    """The stories of one component, found by their lead's time: a long-running event's
+    component can hold tens of thousands of stories, and an article need only be compared with
+    the leads within the window, not with all of them."""
+
+    def __init__(self):
+        self.clusters: list[_Cluster] = []        # in creation order
+        self._lead_vectors: list[dict] = []
+        self._by_time: list[tuple] = []            # (lead moment, creation index), sorted
+
+    def add(self, cluster: _Cluster) -> None:
+        bisect.insort(self._by_time, (cluster.lead.doc.moment, len(self.clusters)))
+        self.clusters.append(cluster)
+        self._lead_vectors.append(cluster.lead.as_dict())
+
+    def within(self, moment: dt.datetime, window: dt.timedelta):
+        """(cluster, lead vector) of every lead within `window` of `moment`, in creation order
+        (so that ties resolve as a scan of all stories would)."""
+        low = bisect.bisect_left(self._by_time, (moment - window, -1))
+        high = bisect.bisect_right(self._by_time, (moment + window, len(self.clusters)))
+        for _, index in sorted(self._by_time[low:high], key=lambda entry: entry[1]):
+            yield self.clusters[index], self._lead_vectors[index]
+
+
 def cluster_component(members: list[StoryVector], params: StoryParams) -> list[_Cluster]:
     """Stories of one component: earlier runs' stories first, then each new article in time
     order joins the story whose lead is most similar to it (at least `link_threshold`, within
     the window), or leads a new one."""
     window = dt.timedelta(hours=params.window_hours)
     in_time_order = sorted(members, key=lambda m: (m.doc.moment, m.doc.article_id))
-    old = [m for m in in_time_order if m.doc.story]
-    new = [m for m in in_time_order if not m.doc.story]
-    clusters = [_Cluster(m, m.doc.story.story_id, []) for m in old]
-    for member in new:
+    leads = _LeadsByTime()
+    for member in in_time_order:
+        if member.doc.story:
+            leads.add(_Cluster(member, member.doc.story.story_id, []))
+    for member in in_time_order:
+        if member.doc.story:
+            continue
         vector = member.as_dict()
         best, best_similarity = None, params.link_threshold
-        for cluster in clusters:
-            if abs(member.doc.moment - cluster.lead.doc.moment) > window:
-                continue
-            similarity = cosine(vector, cluster.lead.as_dict())
+        for cluster, lead_vector in leads.within(member.doc.moment, window):
+            similarity = cosine(vector, lead_vector)
             if similarity >= best_similarity:
                 best, best_similarity = cluster, similarity
         if best is None:
-            clusters.append(_Cluster(member, story_id_for(member.doc.article_id), [member]))
+            leads.add(_Cluster(member, story_id_for(member.doc.article_id), [member]))
         else:
             best.members.append(member)
-    return [c for c in clusters if c.members]
+    return [c for c in leads.clusters if c.members]
 
 
 def _heaviest(weights: Counter, count: int) -> list[str]:
