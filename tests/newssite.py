@@ -9,6 +9,7 @@ import gzip
 import json
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -175,6 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(302, headers={"Location": f"/chain-{hops - 1}"})
             else:
                 self._send(200, article_html("chain", "End of the chain").encode())
+        elif path.startswith("/away?to="):  # a feed proxy or short link: hands over elsewhere
+            self._send(302, headers={"Location": urllib.parse.unquote(path.split("=", 1)[1])})
         elif path == "/to-metadata":
             self._send(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
         elif path == "/moved.html":

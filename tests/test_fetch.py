@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import gzip
 import socket
+import urllib.parse
 import zlib
 
 import pytest
 
-from transforms.fetch import (FetchFailed, FetchPolicy, FetchRequest, HostSession, HttpClient,
+from transforms.fetch import (FetchFailed, FetchPolicy, FetchRequest, HostSession, HostSessions,
+                              HttpClient,
                               _CappedDecoder, blocked_ip, check_url, crawl_delay, decode_html,
                               parse_retry_after, robots_for_status, robots_from_text)
 from tests.newssite import running_site
@@ -199,3 +201,35 @@ def test_host_session_reads_robots_once_and_keeps_its_distance(site):
     times = [t for t, path, _ in site.log if path.startswith("/news/p")]
     # Crawl-delay: 1 in robots.txt, capped at 0.2 s by the policy.
     assert all(b - a >= 0.19 for a, b in zip(times, times[1:]))
+
+
+def test_a_redirect_to_another_host_obeys_that_hosts_robots_and_delay(site):
+    policy = FetchPolicy(delay_s=0.0, max_crawl_delay_s=0.2, allow_loopback=True,
+                         read_timeout_s=2)
+    with running_site() as publisher:
+        def via_proxy(path: str) -> FetchRequest:
+            target = urllib.parse.quote(publisher.base + path, safe="")
+            return FetchRequest(url=f"{site.base}/away?to={target}", source_uri=path)
+
+        sessions = HostSessions(HttpClient(policy), known_robots={})
+        for slug in ("r1", "r2", "r3"):
+            assert b"Story " + slug.encode() in sessions.fetch(
+                via_proxy(f"/news/{slug}.html")).body
+        failure = failure_of(lambda: sessions.fetch(via_proxy("/private/secret.html")))
+        assert failure.reason == "robots_disallowed"
+        assert publisher.hits.get("/private/secret.html", 0) == 0
+        assert len(publisher.requests_to("/robots.txt")) == 1
+        assert [origin for origin, _ in sessions.robots_read()] == sorted([site.base,
+                                                                            publisher.base])
+        # The publisher's Crawl-delay (1 s, capped at 0.2 s), though the requests went to the
+        # proxy host.
+        times = [t for t, path, _ in publisher.log if path.startswith("/news/r")]
+        assert len(times) == 3 and all(b - a >= 0.19 for a, b in zip(times, times[1:]))
+
+
+def test_a_redirect_to_a_blocked_host_is_refused_before_its_robots_are_asked_for(site):
+    sessions = HostSessions(HttpClient(FAST), known_robots={})
+    failure = failure_of(lambda: sessions.fetch(FetchRequest(
+        url=site.base + "/to-metadata", source_uri="metadata")))
+    assert failure.reason == "blocked_address"
+    assert [origin for origin, _ in sessions.robots_read()] == [site.base]

@@ -349,8 +349,11 @@ class HttpClient:
         self._clock = clock
 
     def get(self, url: str, headers: dict | None = None, html_only: bool = False,
-            max_bytes: int | None = None) -> Response:
-        """The response at the end of the redirects; FetchFailed for anything else."""
+            max_bytes: int | None = None,
+            before_other_origin: Callable[[str], None] | None = None) -> Response:
+        """The response at the end of the redirects; FetchFailed for anything else.
+        `before_other_origin(url)` is called before a redirect to another origin is followed
+        (it may wait, or refuse by raising FetchFailed)."""
         seen = {url}
         for _ in range(self.policy.max_redirects + 1):
             response = self._get_once(url, headers or {}, html_only, max_bytes)
@@ -360,20 +363,23 @@ class HttpClient:
             if not location:
                 raise FetchFailed(INVALID_URL, f"HTTP {response.status} redirect without a "
                                   "Location")
-            url = urljoin(url, location.strip())
+            previous, url = url, urljoin(url, location.strip())
             if url in seen:
                 raise FetchFailed(REDIRECT_LOOP, f"redirects come back to {url}")
             seen.add(url)
+            if before_other_origin and origin_of(url) != origin_of(previous):
+                before_other_origin(url)
         raise FetchFailed(REDIRECT_LOOP, f"more than {self.policy.max_redirects} redirects")
 
     def get_with_retries(self, url: str, headers: dict | None = None, html_only: bool = False,
-                         max_bytes: int | None = None) -> Response:
+                         max_bytes: int | None = None,
+                         before_other_origin: Callable[[str], None] | None = None) -> Response:
         """get(), retried with backoff on 429 and 5xx (honouring Retry-After, when it asks
         for no more than max_retry_after_s)."""
         attempt = 0
         while True:
             try:
-                return self.get(url, headers, html_only, max_bytes)
+                return self.get(url, headers, html_only, max_bytes, before_other_origin)
             except FetchFailed as failure:
                 attempt += 1
                 if not failure.retryable or attempt > self.policy.retries:
@@ -509,16 +515,59 @@ class HostSession:
             self._robots = robots_for_status(503)
             self._unreachable = FetchFailed(outcome[1], outcome[2])
 
-    def fetch(self, request: FetchRequest) -> Response:
+    def admit(self, url: str):
+        """Returns when `url` may be requested now (robots.txt read, the delay waited);
+        FetchFailed when it may not."""
         if self._robots is None:
             self._load_robots()
         if self._unreachable is not None:
             raise self._unreachable
-        if not self._robots.can_fetch(ROBOTS_AGENT, request.url):
-            raise FetchFailed(ROBOTS_DISALLOWED, "robots.txt disallows this path")
+        if not self._robots.can_fetch(ROBOTS_AGENT, url):
+            raise FetchFailed(ROBOTS_DISALLOWED, f"robots.txt disallows {url}")
         self._wait_turn()
+
+    def fetch(self, request: FetchRequest,
+              before_other_origin: Callable[[str], None] | None = None) -> Response:
+        self.admit(request.url)
         return self._client.get_with_retries(request.url, request.headers,
-                                             request.accept_html_only)
+                                             request.accept_html_only,
+                                             before_other_origin=before_other_origin)
+
+
+class HostSessions:
+    """The HostSessions of one fetch step's group of requests, one per origin. A redirect to
+    another origin (a feed proxy or short link handing over to the publisher) is admitted by
+    that origin's session: its robots.txt and its delay apply, not the first host's. The delay
+    holds within this group only; the other origin's own requests may be fetched elsewhere at
+    the same time."""
+
+    def __init__(self, client: HttpClient, known_robots: dict):
+        self._client = client
+        self._known_robots = known_robots
+        self._sessions: dict[str, HostSession] = {}
+
+    def _session(self, origin: str) -> HostSession:
+        if origin not in self._sessions:
+            self._sessions[origin] = HostSession(self._client, origin,
+                                                 known_robots=self._known_robots.get(origin))
+        return self._sessions[origin]
+
+    def _admit_redirect(self, url: str):
+        _, host, port = check_url(url)
+        safe_address(host, port, self._client.policy)  # refuse before asking for robots.txt
+        self._session(origin_of(url)).admit(url)
+
+    def fetch(self, request: FetchRequest) -> Response:
+        origin = origin_of(request.url)
+        if origin is None:
+            check_url(request.url)  # raises the reason why
+            raise FetchFailed(INVALID_URL, "not a valid URL")
+        return self._session(origin).fetch(request, before_other_origin=self._admit_redirect)
+
+    def robots_read(self) -> list[tuple[str, tuple]]:
+        """(origin, robots outcome) of every robots.txt these sessions asked for."""
+        return [(origin, session.robots_outcome)
+                for origin, session in sorted(self._sessions.items()) if session.fetched_robots]
 
 
 # --- DoFn and composite --------------------------------------------------------------------------
@@ -537,23 +586,15 @@ class FetchByHostFn(beam.DoFn):
 
     def process(self, keyed, known_robots):
         _, requests = keyed
-        sessions: dict[str, HostSession] = {}
+        sessions = HostSessions(self._client, known_robots)
         for request in sorted(requests, key=lambda r: (r.url, r.source_uri)):
             try:
-                origin = origin_of(request.url)
-                if origin is None:
-                    check_url(request.url)  # raises the reason why
-                    raise FetchFailed(INVALID_URL, "not a valid URL")
-                if origin not in sessions:
-                    sessions[origin] = HostSession(self._client, origin,
-                                                   known_robots=known_robots.get(origin))
-                yield request, sessions[origin].fetch(request)
+                yield request, sessions.fetch(request)
             except FetchFailed as failure:
                 yield beam.pvalue.TaggedOutput(ERRORS, (request, fetch_error(
                     request, failure.reason, str(failure), self._run_id)))
-        for origin, session in sorted(sessions.items()):
-            if session.fetched_robots:
-                yield beam.pvalue.TaggedOutput(ROBOTS, (origin, session.robots_outcome))
+        for origin_and_outcome in sessions.robots_read():
+            yield beam.pvalue.TaggedOutput(ROBOTS, origin_and_outcome)
 
 
 class FetchByHost(beam.PTransform):
