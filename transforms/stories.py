@@ -301,13 +301,12 @@ def cluster_component(members: list[StoryVector], params: StoryParams) -> list[_
     the window), or leads a new one."""
     window = dt.timedelta(hours=params.window_hours)
     in_time_order = sorted(members, key=lambda m: (m.doc.moment, m.doc.article_id))
+    old = [m for m in in_time_order if m.doc.story]
+    new = [m for m in in_time_order if not m.doc.story]
     leads = _LeadsByTime()
-    for member in in_time_order:
-        if member.doc.story:
-            leads.add(_Cluster(member, member.doc.story.story_id, []))
-    for member in in_time_order:
-        if member.doc.story:
-            continue
+    for member in old:
+        leads.add(_Cluster(member, member.doc.story.story_id, []))
+    for member in new:
         vector = member.as_dict()
         best, best_similarity = None, params.link_threshold
         for cluster, lead_vector in leads.within(member.doc.moment, window):
