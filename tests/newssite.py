@@ -59,6 +59,7 @@ class NewsSite:
         self.hits: dict[str, int] = {}
         self.feed_entries: list[dict] = []
         self.feed_version = 1
+        self.robots = ROBOTS
         self._lock = threading.Lock()
 
     @property
@@ -108,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         hit = self.site.record(path, self.headers)
         site = self.site
         if path == "/robots.txt":
-            self._send(200, ROBOTS.encode(), "text/plain")
+            self._send(200, site.robots.encode(), "text/plain")
         elif path == "/feed.xml":
             etag = f'"v{site.feed_version}"'
             if self.headers.get("If-None-Match") == etag:
