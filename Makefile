@@ -23,7 +23,7 @@ test: venv
 # Every benchmark, one after the other (each prints its medians and ratios and writes
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
 BENCHES := bench-extract bench-fetch bench-reprints bench-stories bench-dedup-scale \
-           bench-entities bench-topics
+           bench-story-component bench-entities bench-topics
 
 .PHONY: $(BENCHES)
 
@@ -43,6 +43,9 @@ bench-stories: venv
 
 bench-dedup-scale: venv
 	nice -n 10 $(BIN)/python bench/bench_dedup_scale.py
+
+bench-story-component: venv
+	nice -n 10 $(BIN)/python bench/bench_story_component.py
 
 bench-entities: venv
 	nice -n 10 $(BIN)/python bench/bench_entities.py
