@@ -34,8 +34,17 @@ READ_FAILED = "read_failed"
 EMPTY_EXTRACTION = "empty_extraction"
 EXTRACTION_TIMEOUT = "extraction_timeout"
 EXTRACTION_FAILED = "extraction_failed"
+# Any exception a stage did not foresee while handling one input: that input's error row, never
+# the end of the run. The message is the exception's last line (type and text).
+INTERNAL_ERROR = "internal_error"
 
 _MAX_MESSAGE_CHARS = 2000
+
+
+def exception_summary(exc: BaseException) -> str:
+    """'ValueError: bad thing' - the last line a traceback would print, with no traceback."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
 
 
 def make_error_id(stage: str, reason: str, source_uri: str) -> str:

@@ -16,6 +16,17 @@ _TRACKING_PARAMS = re.compile(
 _HOST = re.compile(r"[\w.-]+|\[[0-9a-f:.]+\]")  # names (IDN too) and IPv6 literals
 
 
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+
+
+def redact_url(text: str | None) -> str | None:
+    """`text` with the user:password@ part of every URL in it replaced by '***@': what errors/
+    rows, logs and the manifest may show of a URL that carries credentials."""
+    if not text:
+        return text
+    return _USERINFO.sub("***@", text)
+
+
 def canonicalize_url(url: str | None) -> str | None:
     """The form under which one article's URLs compare equal: http(s) only, lower-case scheme and
     host, no 'www.', no default port, no fragment, no tracking parameters, remaining parameters
