@@ -24,7 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, bundled_seeds,
-                               new_run_id)
+                               new_run_id, runner_problems)
 from schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                              EntryIndexEntry, ErrorIndexEntry, ErrorRow, FeedIndexEntry,
                              IndexEntry, SignatureIndexEntry, Story, StoryIndexEntry)
@@ -237,11 +237,18 @@ def new_run(options: NewsOptions) -> dict:
             "versions": package_versions(options.spacy_model)}
 
 
-def run_pipeline(options: NewsOptions) -> dict:
-    """Runs the batch pipeline to completion; returns the run manifest."""
-    problems = options.validate_news()
+def check_options(options: NewsOptions) -> None:
+    """Raises InvalidOptions when the options cannot make a run: newsbeam's flags, and a runner
+    Beam could not create."""
+    problems = options.validate_news() + runner_problems(options.view_as(StandardOptions).runner)
     if problems:
         raise InvalidOptions(problems)
+
+
+def run_pipeline(options: NewsOptions) -> dict:
+    """Runs the batch pipeline to completion; returns the run manifest. Raises InvalidOptions,
+    before anything is written, when the options cannot make a run."""
+    check_options(options)
     run_info = new_run(options)
     _LOG.info("run %s: %s -> %s", run_info["run_id"], options.input, options.output)
     with beam.Pipeline(options=options) as pipeline:
