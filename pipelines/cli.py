@@ -71,7 +71,7 @@ def version_text() -> str:
 
 def _add_run_command_flags(parser) -> None:
     """`newsbeam run`'s own flags: in its parser, and among the keys a config file may hold."""
-    group = parser.add_argument_group("newsbeam run")
+    group = parser.add_argument_group("the command")
     group.add_argument(
         "--config", default=None, metavar="FILE",
         help="A YAML file of options: `name: value` for any flag above or Beam's (runner, "
@@ -83,7 +83,8 @@ def _add_run_command_flags(parser) -> None:
         help=f"Exit {EXIT_INPUTS_FAILED} (instead of {EXIT_FINISHED}) when any input, or every "
              "input, became an error row, so that a scheduler can alert. Default: never (a "
              "run where every input failed still warns on stderr).")
-    group.add_argument("--quiet", action="store_true", help="print only the summary's last line")
+    group.add_argument("--quiet", action="store_true",
+                       help="Print only the summary's last line (warnings still go to stderr).")
 
 
 def run_options_parser() -> argparse.ArgumentParser:
@@ -122,7 +123,7 @@ def _add_inspect(commands) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsbeam", allow_abbrev=False,
-        description="News ingestion on Apache Beam: articles from files, feeds, URL lists and "
+        description="News ingestion on Apache Beam: articles from files, feeds, URL lists and\n"
                     "web archives into one clean, deduplicated, partitioned Parquet dataset.",
         epilog=EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=version_text(),

@@ -17,14 +17,15 @@ import logging
 import platform
 import posixpath
 import re
+import sys
 from importlib import metadata
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
-from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, bundled_seeds,
-                               new_run_id, runner_problems)
+from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, all_options_parser,
+                               bundled_seeds, new_run_id, runner_problems, unknown_flag_problems)
 from schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                              EntryIndexEntry, ErrorIndexEntry, ErrorRow, FeedIndexEntry,
                              IndexEntry, SignatureIndexEntry, Story, StoryIndexEntry)
@@ -257,7 +258,13 @@ def run_pipeline(options: NewsOptions) -> dict:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    """`run_pipeline` with options from command-line words."""
+    """`run_pipeline` with options from command-line words (sys.argv's by default). A word no
+    options class knows raises InvalidOptions, as `newsbeam run` refuses it (Beam alone would
+    drop it with a warning)."""
+    argv = sys.argv[1:] if argv is None else argv
+    problems = unknown_flag_problems(argv, all_options_parser("newsbeam"))
+    if problems:
+        raise InvalidOptions(problems)
     return run_pipeline(prepare_options(argv))
 
 

@@ -2,7 +2,9 @@
 
 Beam's own flags (--runner, --direct_num_workers, --project, --temp_location, ...) are parsed by
 Beam; newsbeam's live here so that `newsbeam run --help`, Dataflow templates and the pipeline
-read one definition.
+read one definition. So do the checks that refuse, before anything runs, what a run could not
+honour: a flag no options class knows (Beam would drop it with a warning), a runner Beam cannot
+create, a feed or path no filesystem opens.
 """
 
 from __future__ import annotations
@@ -333,7 +335,9 @@ class NewsOptions(PipelineOptions):
                     problems.append(f"{flag} {path}: no such file")
                 elif problem := filesystem_problem(flag, path):
                     problems.append(problem)
-        for path in self.feeds or [] if not problems else []:
+        if problems:
+            return problems
+        for path in self.feeds or []:
             try:
                 listed = feed_specs([], [path])
             except (InvalidFeedList, UnicodeDecodeError, OSError) as error:

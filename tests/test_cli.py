@@ -302,3 +302,13 @@ def test_invalid_options_name_every_problem(tmp_path):
     with pytest.raises(InvalidOptions) as refusal:
         parse_run(["--inputs", "x", "--runer", "y"])
     assert [p.split(":")[0] for p in refusal.value.problems[:2]] == ["--inputs", "--runer"]
+
+
+def test_ingest_run_refuses_unknown_words_too(tmp_path):
+    """The Python entry point (`pipelines.ingest.run(argv)`) checks its words as the command
+    does, before anything is written."""
+    from pipelines import ingest
+    with pytest.raises(InvalidOptions) as refusal:
+        ingest.run(["--inputs", str(SEEDS), "--output", str(tmp_path / "out")])
+    assert refusal.value.problems == ["--inputs: no such flag; did you mean --input?"]
+    assert not (tmp_path / "out").exists()
