@@ -1,7 +1,12 @@
 """The `newsbeam` command: run the pipeline, inspect a dataset.
 
-    newsbeam run [--input PATH|DIR|GLOB ...] [--output DIR] [newsbeam and Beam options]
+    newsbeam run [--config FILE] [--input PATH|DIR|GLOB ...] [--output DIR] [options]
     newsbeam inspect [--output DIR] [--run_id ID]
+    newsbeam --version
+
+Each subcommand is a function that adds its parser (`_add_<command>`) and one that runs it
+(`_<command>`), listed in COMMANDS. Whatever a command cannot honour (an unknown flag, a runner
+Beam cannot create, a path no filesystem can open) is refused before anything runs: exit 2.
 """
 
 from __future__ import annotations
@@ -9,47 +14,130 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import platform
 import sys
+from importlib import metadata
 
 # Beam is imported inside the functions, once logging is set up: it logs while it imports.
 
+EXIT_FINISHED = 0       # the run finished and every input is accounted for
+EXIT_FAILED = 1         # the run failed, or its accounting does not balance
+EXIT_REFUSED = 2        # bad flags or config: nothing ran, nothing was written
+EXIT_INPUTS_FAILED = 3  # finished and accounted, but --fail_on_errors any|all: inputs failed
+
+EXIT_STATUS_HELP = f"""\
+Exit status (scripts rely on it, and on the summary's last line):
+  {EXIT_FINISHED}  the run finished and every input is accounted for (an article, a duplicate,
+     an error row, already ingested or unchanged), even when inputs failed
+  {EXIT_FAILED}  the run failed, or the accounting does not balance
+  {EXIT_REFUSED}  refused before running: an unknown flag or config key, a bad value, a runner
+     or path that cannot be used; nothing was written
+  {EXIT_INPUTS_FAILED}  finished and accounted, but inputs failed: any of them with
+     --fail_on_errors any, every one with --fail_on_errors all
+"""
+
 RUN_EPILOG = """\
-Any other flag is passed to Apache Beam, for example:
+Apache Beam's options are taken too, for example:
   --runner RUNNER                  default {runner} (local, no network needed);
                                    DataflowRunner for Google Cloud Dataflow
   --direct_num_workers N --direct_running_mode multi_processing
                                    N local worker processes
   --project P --region R --temp_location gs://... --setup_file ./setup.py
                                    what DataflowRunner needs
-Output: OUTPUT/articles/date=YYYY-MM-DD/topic=<slug>/, duplicates/, errors/, index/ (Parquet)
-and OUTPUT/_runs/<run_id>.json (the run manifest). Exit status: 0 when the run finished and every
-input is accounted for, 1 when it failed, 2 for bad flags.
-"""
+A flag that neither newsbeam nor Beam knows is refused (exit 2), with the nearest known flag.
+Output: OUTPUT/articles/date=YYYY-MM-DD/topic=<slug>/, duplicates/, errors/, stories/, index/
+(Parquet) and OUTPUT/_runs/<run_id>.json (the run manifest).
+
+""" + EXIT_STATUS_HELP
+
+# The run command's own flags (not the pipeline's): they stay out of NewsOptions.
+_RUN_COMMAND_FLAGS = ("config", "quiet", "fail_on_errors")
+FAIL_ON_ERRORS = ("never", "any", "all")
 
 
-def _parser() -> argparse.ArgumentParser:
-    from pipelines.options import DEFAULT_OUTPUT, DEFAULT_RUNNER, NewsOptions
-    parser = argparse.ArgumentParser(
-        prog="newsbeam",
-        description="News ingestion on Apache Beam: articles from text, HTML and JSONL files "
-                    "into one clean, deduplicated, partitioned Parquet dataset.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def version_text() -> str:
+    """'newsbeam 0.1.0 (apache-beam 2.77.0, Python 3.11.9)', from the installed packages."""
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+    return (f"newsbeam {version('newsbeam')} (apache-beam {version('apache-beam')}, "
+            f"Python {platform.python_version()})")
+
+
+# --- Parsers -------------------------------------------------------------------------------------
+
+
+def _add_run_command_flags(parser) -> None:
+    """`newsbeam run`'s own flags: in its parser, and among the keys a config file may hold."""
+    group = parser.add_argument_group("the command")
+    group.add_argument(
+        "--config", default=None, metavar="FILE",
+        help="A YAML file of options: `name: value` for any flag above or Beam's (runner, "
+             "direct_num_workers, ...), a list for a repeatable flag, true/false for a flag "
+             "without a value. Relative paths in it are relative to the file. Flags on the "
+             "command line win over it. See newsbeam.example.yaml.")
+    group.add_argument(
+        "--fail_on_errors", choices=FAIL_ON_ERRORS, default="never",
+        help=f"Exit {EXIT_INPUTS_FAILED} (instead of {EXIT_FINISHED}) when any input, or every "
+             "input, became an error row, so that a scheduler can alert. Default: never (a "
+             "run where every input failed still warns on stderr).")
+    group.add_argument("--quiet", action="store_true",
+                       help="Print only the summary's last line (warnings still go to stderr).")
+
+
+def run_options_parser() -> argparse.ArgumentParser:
+    """Every flag `newsbeam run` takes: Beam's, newsbeam's and the command's own."""
+    from pipelines.options import all_options_parser
+    return all_options_parser("newsbeam run", _add_run_command_flags)
+
+
+def _add_run(commands) -> argparse.ArgumentParser:
+    from pipelines.options import DEFAULT_RUNNER, NewsOptions
     run = commands.add_parser(
         "run", help="run the batch pipeline", description="Run the batch pipeline once over "
         "the inputs, adding to the dataset in --output.",
         epilog=RUN_EPILOG.format(runner=DEFAULT_RUNNER),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     NewsOptions._add_argparse_args(run)
-    run.add_argument("--quiet", action="store_true", help="print only the summary's last line")
+    _add_run_command_flags(run)
+    run.set_defaults(handler=_run)
+    return run
+
+
+def _add_inspect(commands) -> argparse.ArgumentParser:
+    from pipelines.options import DEFAULT_OUTPUT
     inspect = commands.add_parser(
         "inspect", help="summarise a dataset and its runs",
         description="Print what a dataset holds: rows per dataset and partition, and the runs "
-                    "that wrote it (from OUTPUT/_runs/).")
+                    "that wrote it (from OUTPUT/_runs/).", allow_abbrev=False)
     inspect.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR",
                          help=f"the dataset folder (default: {DEFAULT_OUTPUT})")
     inspect.add_argument("--run_id", default=None,
                          help="show this run's manifest in full (JSON)")
+    inspect.set_defaults(handler=_inspect)
+    return inspect
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsbeam", allow_abbrev=False,
+        description="News ingestion on Apache Beam: articles from files, feeds, URL lists and\n"
+                    "web archives into one clean, deduplicated, partitioned Parquet dataset.",
+        epilog=EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print newsbeam's and Beam's versions")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_command in COMMANDS:
+        add_command(commands)
     return parser
+
+
+def _refuse(command: str, problems: list[str]) -> int:
+    for problem in problems:
+        print(f"newsbeam {command}: {problem}", file=sys.stderr)
+    return EXIT_REFUSED
 
 
 # --- Summary -------------------------------------------------------------------------------------
@@ -93,10 +181,52 @@ def format_summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+def parse_run(words: list[str]):
+    """`newsbeam run WORDS` -> (the pipeline's NewsOptions, the parsed command line). The config
+    file's options come first, so the command line's win. Raises InvalidOptions for a flag or
+    key that neither newsbeam nor Beam knows, and for a bad config file."""
+    from pipelines import ingest
+    from pipelines.config import config_words
+    from pipelines.options import InvalidOptions, unknown_flag_problems
+    args, rest = build_parser().parse_known_args(["run", *words])
+    if args.config:
+        from_file = config_words(args.config, run_options_parser, words)
+        args, rest = build_parser().parse_known_args(["run", *from_file, *words])
+    problems = unknown_flag_problems(rest, run_options_parser())
+    if problems:
+        raise InvalidOptions(problems + ["(newsbeam run --help lists newsbeam's flags)"])
+    return ingest.prepare_options(_news_argv(args) + rest), args
+
+
+def exit_status(accounting: dict, fail_on_errors: str) -> int:
+    if not accounting["balanced"]:
+        return EXIT_FAILED
+    failed, inputs = accounting["errors"], accounting["inputs"]
+    if (fail_on_errors == "any" and failed) or \
+            (fail_on_errors == "all" and inputs and failed == inputs):
+        return EXIT_INPUTS_FAILED
+    return EXIT_FINISHED
+
+
+def failure_warning(accounting: dict) -> str | None:
+    """A loud line for a run whose every input failed: it exits 0 ("accounted for"), which a
+    scheduler would otherwise take for success."""
+    failed, inputs = accounting["errors"], accounting["inputs"]
+    if inputs and failed == inputs:
+        return (f"newsbeam run: WARNING: every input failed ({failed} of {inputs}); no article "
+                "was added. The errors are listed above and in errors/; --fail_on_errors all "
+                f"makes this exit {EXIT_INPUTS_FAILED}.")
+    return None
+
+
+def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     from pipelines import ingest
     from pipelines.options import InvalidOptions
-    options = ingest.prepare_options(_news_argv(args) + beam_argv)
+    try:
+        options, args = parse_run(words)
+        ingest.check_options(options)
+    except InvalidOptions as refused:
+        return _refuse("run", refused.problems)
     if not args.quiet:
         sources = options.input + (options.feed or []) + (options.feeds or []) + \
             (options.urls or [])
@@ -104,30 +234,35 @@ def _run(args: argparse.Namespace, beam_argv: list[str]) -> int:
               file=sys.stderr)
     try:
         manifest = ingest.run_pipeline(options)
-    except InvalidOptions as invalid:
-        for problem in invalid.problems:
-            print(f"newsbeam run: {problem}", file=sys.stderr)
-        return 2
+    except InvalidOptions as invalid:  # the output changed since the check (a run id taken)
+        return _refuse("run", invalid.problems)
     summary = format_summary(manifest)
     print(summary.splitlines()[-1] if args.quiet else summary)
-    return 0 if manifest["accounting"]["balanced"] else 1
+    warning = failure_warning(manifest["accounting"])
+    if warning:
+        print(warning, file=sys.stderr)
+    return exit_status(manifest["accounting"], args.fail_on_errors)
 
 
 def _news_argv(args: argparse.Namespace) -> list[str]:
     """The newsbeam flags parsed by argparse, as command-line words for NewsOptions."""
     words = []
     for name, value in vars(args).items():
-        if name in ("command", "quiet") or value is None:
+        if name in ("command", "handler", *_RUN_COMMAND_FLAGS) or value is None:
             continue
         if isinstance(value, bool):
             words += [f"--{name}"] if value else []
             continue
         for item in (value if isinstance(value, list) else [value]):
-            words += [f"--{name}", str(item)]
+            words.append(f"--{name}={item}")  # one word: a value may start with '-'
     return words
 
 
-def _inspect(args: argparse.Namespace) -> int:
+def _inspect(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
+    from pipelines.options import unknown_flag_problems
+    if rest:
+        inspect_parser = _add_inspect(argparse.ArgumentParser().add_subparsers())
+        return _refuse("inspect", unknown_flag_problems(rest, inspect_parser))
     from apache_beam.io.filesystems import FileSystems
 
     from pipelines.ingest import read_manifest
@@ -175,14 +310,17 @@ def _configure_logging() -> None:
         logging.getLogger(ours).setLevel(logging.INFO)
 
 
+COMMANDS = (_add_run, _add_inspect)
+
+
 def main(argv: list[str] | None = None) -> int:
     _configure_logging()
-    args, rest = _parser().parse_known_args(argv)
-    if args.command == "run":
-        return _run(args, rest)
-    if rest:
-        _parser().error(f"unrecognized arguments: {' '.join(rest)}")
-    return _inspect(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    # The top-level parser takes no flag with a value, so the first word naming the command is
+    # the command; the words after it are its own.
+    words = argv[argv.index(args.command) + 1:]
+    return args.handler(args, rest, words)
 
 
 if __name__ == "__main__":

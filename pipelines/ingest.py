@@ -17,14 +17,15 @@ import logging
 import platform
 import posixpath
 import re
+import sys
 from importlib import metadata
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
-from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, bundled_seeds,
-                               new_run_id)
+from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, all_options_parser,
+                               bundled_seeds, new_run_id, runner_problems, unknown_flag_problems)
 from schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                              EntryIndexEntry, ErrorIndexEntry, ErrorRow, FeedIndexEntry,
                              IndexEntry, SignatureIndexEntry, Story, StoryIndexEntry)
@@ -237,11 +238,18 @@ def new_run(options: NewsOptions) -> dict:
             "versions": package_versions(options.spacy_model)}
 
 
-def run_pipeline(options: NewsOptions) -> dict:
-    """Runs the batch pipeline to completion; returns the run manifest."""
-    problems = options.validate_news()
+def check_options(options: NewsOptions) -> None:
+    """Raises InvalidOptions when the options cannot make a run: newsbeam's flags, and a runner
+    Beam could not create."""
+    problems = options.validate_news() + runner_problems(options.view_as(StandardOptions).runner)
     if problems:
         raise InvalidOptions(problems)
+
+
+def run_pipeline(options: NewsOptions) -> dict:
+    """Runs the batch pipeline to completion; returns the run manifest. Raises InvalidOptions,
+    before anything is written, when the options cannot make a run."""
+    check_options(options)
     run_info = new_run(options)
     _LOG.info("run %s: %s -> %s", run_info["run_id"], options.input, options.output)
     with beam.Pipeline(options=options) as pipeline:
@@ -250,7 +258,13 @@ def run_pipeline(options: NewsOptions) -> dict:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    """`run_pipeline` with options from command-line words."""
+    """`run_pipeline` with options from command-line words (sys.argv's by default). A word no
+    options class knows raises InvalidOptions, as `newsbeam run` refuses it (Beam alone would
+    drop it with a warning)."""
+    argv = sys.argv[1:] if argv is None else argv
+    problems = unknown_flag_problems(argv, all_options_parser("newsbeam"))
+    if problems:
+        raise InvalidOptions(problems)
     return run_pipeline(prepare_options(argv))
 
 

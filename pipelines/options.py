@@ -2,20 +2,26 @@
 
 Beam's own flags (--runner, --direct_num_workers, --project, --temp_location, ...) are parsed by
 Beam; newsbeam's live here so that `newsbeam run --help`, Dataflow templates and the pipeline
-read one definition.
+read one definition. So do the checks that refuse, before anything runs, what a run could not
+honour: a flag no options class knows (Beam would drop it with a warning), a runner Beam cannot
+create, a feed or path no filesystem opens.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import difflib
+import importlib
 import importlib.util
 import os
 import re
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 DEFAULT_OUTPUT = "./output"
 # The local runner that needs no network. Beam's DirectRunner first tries to download the Prism
@@ -24,6 +30,9 @@ DEFAULT_RUNNER = "FnApiRunner"
 
 
 RUN_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# "example.com/rss.xml", "www.bbc.co.uk": a URL whose scheme was left out, not a file name.
+_SCHEMELESS_URL = re.compile(r"(www\.[^/]+|[a-z0-9-]+(\.[a-z0-9-]+)+/.*)", re.IGNORECASE)
+WEB_SCHEMES = ("http", "https")
 
 
 class InvalidOptions(ValueError):
@@ -75,6 +84,65 @@ def _spacy_pipeline_exists(name: str) -> bool:
         return True
     module = name.replace("-", "_")
     return module.isidentifier() and importlib.util.find_spec(module) is not None
+
+
+def nearest(name: str, candidates) -> str | None:
+    """The candidate `name` most likely meant, for "did you mean" hints: the same name with '_'
+    for '-', else difflib's closest match (compared without leading dashes, which would make
+    any two flags look alike)."""
+    by_bare = {candidate.lstrip("-"): candidate for candidate in candidates}
+    bare = name.lstrip("-")
+    if bare.replace("-", "_") in by_bare:
+        return by_bare[bare.replace("-", "_")]
+    found = difflib.get_close_matches(bare, by_bare, n=1, cutoff=0.66)
+    return by_bare[found[0]] if found else None
+
+
+def did_you_mean(name: str, candidates) -> str:
+    hint = nearest(name, candidates)
+    return f"; did you mean {hint}?" if hint else ""
+
+
+def filesystem_problem(flag: str, path: str) -> str | None:
+    """A path with a scheme Beam has no filesystem for: a misspelt scheme, or cloud storage
+    whose client library is not installed (gs:// needs apache-beam[gcp])."""
+    from apache_beam.io.filesystems import FileSystems
+    scheme = FileSystems.get_scheme(path)
+    if scheme is None:
+        return None
+    try:
+        FileSystems.get_filesystem(path)
+        return None
+    except ValueError:
+        pass
+    if scheme.lower() in WEB_SCHEMES:
+        return (f"{flag} {path}: newsbeam reads {flag} from files; pages on the web are "
+                "fetched with --feed URL, --feeds FILE or --urls FILE")
+    hint = " (gs:// needs the GCP extras: pip install 'apache-beam[gcp]==2.77.0')" \
+        if scheme == "gs" else ""
+    return f"{flag} {path}: no filesystem for {scheme}://{hint}"
+
+
+def feed_problem(flag: str, location: str) -> str | None:
+    """A feed location that is neither an http(s) URL with a host nor a file Beam can open."""
+    from apache_beam.io.filesystems import FileSystems
+    scheme = FileSystems.get_scheme(location)
+    if scheme is not None and scheme.lower() in WEB_SCHEMES:
+        return None if urlsplit(location).hostname else f"{flag} {location}: no host in the URL"
+    if scheme is not None:
+        try:
+            FileSystems.get_filesystem(location)
+            return None  # a feed file on cloud storage
+        except ValueError:
+            return (f"{flag} {location}: {scheme}:// is not a scheme newsbeam can read; a feed "
+                    "is an http:// or https:// URL or a file" +
+                    did_you_mean(scheme.lower(), WEB_SCHEMES).replace("?", "://?"))
+    if os.path.isfile(os.path.expanduser(location)):
+        return None
+    if _SCHEMELESS_URL.fullmatch(location):
+        return (f"{flag} {location}: no such file; if it is a URL, give its scheme: "
+                f"https://{location}")
+    return f"{flag} {location}: no such file"
 
 
 class NewsOptions(PipelineOptions):
@@ -234,12 +302,17 @@ class NewsOptions(PipelineOptions):
             if is_local(path) and not has_wildcard(path) and \
                     not os.path.exists(os.path.expanduser(path)):
                 problems.append(f"--input {path}: no such file or folder")
+        problems += filter(None, [filesystem_problem("--input", path)
+                                  for path in self.input or []])
+        problems += filter(None, [filesystem_problem("--output", self.output)])
         if not _spacy_pipeline_exists(self.spacy_model):
             problems.append(f"--spacy_model {self.spacy_model}: no installed spaCy pipeline "
                             "(package) or pipeline folder of that name")
         if self.topic_model not in ("shipped", "none") and is_local(self.topic_model) and \
                 not os.path.isfile(os.path.expanduser(self.topic_model)):
             problems.append(f"--topic_model {self.topic_model}: no such file")
+        elif self.topic_model not in ("shipped", "none"):
+            problems += filter(None, [filesystem_problem("--topic_model", self.topic_model)])
         if not 0.0 <= self.topic_threshold <= 1.0:
             problems.append(f"--topic_threshold {self.topic_threshold}: use a score from 0 to 1")
         if not 0.0 < self.story_link_threshold <= 1.0:
@@ -254,15 +327,107 @@ class NewsOptions(PipelineOptions):
         from transforms.feeds import InvalidFeedList
         from transforms.sources import is_local
         from transforms.web import feed_specs
-        problems = []
-        for flag, paths in (("--feeds", self.feeds), ("--urls", self.urls),
-                            ("--feed", [f for f in self.feed or [] if "://" not in f])):
+        problems = [problem for feed in self.feed or []
+                    if (problem := feed_problem("--feed", feed))]
+        for flag, paths in (("--feeds", self.feeds), ("--urls", self.urls)):
             for path in paths or []:
                 if is_local(path) and not os.path.isfile(os.path.expanduser(path)):
                     problems.append(f"{flag} {path}: no such file")
-        if not problems:
+                elif problem := filesystem_problem(flag, path):
+                    problems.append(problem)
+        if problems:
+            return problems
+        for path in self.feeds or []:
             try:
-                feed_specs(self.feed or [], self.feeds or [])
+                listed = feed_specs([], [path])
             except (InvalidFeedList, UnicodeDecodeError, OSError) as error:
                 problems.append(f"--feeds {error}")
+                continue
+            # A feeds file is configuration, like --feed: a feed no filesystem can open is
+            # refused here (a file that is missing is an error row of the run).
+            problems += [f"--feeds {path}: {problem}" for spec in listed if not spec.is_url
+                         and (problem := filesystem_problem("feed", spec.location))]
         return problems
+
+
+# --- Every option a run takes, and the runner ----------------------------------------------------
+
+
+def option_classes() -> list[type[PipelineOptions]]:
+    """The options classes whose flags Beam parses: the direct subclasses of PipelineOptions
+    (NewsOptions among them), the first of each name, as PipelineOptions.get_all_options walks
+    them. Beam defines its GCP and Dataflow options whether or not apache-beam[gcp] is
+    installed."""
+    classes = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    return list(classes.values())
+
+
+def all_options_parser(prog: str, add_more=None) -> argparse.ArgumentParser:
+    """A parser of every flag a run takes (Beam's and newsbeam's, and `add_more`'s): to tell an
+    unknown flag from a known one. Beam's own parser class, as some options need it."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+    # No usage line on a bad value: it would list every one of Beam's 200 flags.
+    parser = _BeamArgumentParser(prog=prog, usage=argparse.SUPPRESS, allow_abbrev=False,
+                                 add_help=False)
+    for cls in option_classes():
+        cls._add_argparse_args(parser)
+    if add_more:
+        add_more(parser)
+    return parser
+
+
+def flag_names(parser: argparse.ArgumentParser) -> list[str]:
+    return [flag for action in parser._actions for flag in action.option_strings
+            if flag.startswith("--")]
+
+
+def unknown_flag_problems(words: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """A sentence for each word of `words` that is no flag of `parser` (with the nearest flag
+    as a hint), or a stray value; empty when every word is known. Beam would discard them with
+    a warning and run on the defaults instead."""
+    _, unknown = parser.parse_known_args(words)
+    known, problems, value_of_unknown_flag = flag_names(parser), [], False
+    for word in unknown:
+        if word.startswith("-") and word != "-":
+            flag = word.split("=", 1)[0]
+            problems.append(f"{flag}: no such flag{did_you_mean(flag, known)}")
+            value_of_unknown_flag = "=" not in word
+        elif value_of_unknown_flag:
+            value_of_unknown_flag = False
+        else:
+            problems.append(f"{word}: unexpected argument (options are --name value)")
+    return problems
+
+
+def runner_problems(runner: str | None) -> list[str]:
+    """Why Beam could not create `runner` (a name Beam knows, in any case and with or without
+    'Runner', or the full path of a PipelineRunner class); empty when it can. Checked before
+    the pipeline is built, which would otherwise end in a traceback."""
+    from apache_beam.runners.runner import PipelineRunner
+    name = runner or DEFAULT_RUNNER
+    known = {path.rsplit(".", 1)[-1]: path for path in StandardOptions.ALL_KNOWN_RUNNERS}
+    by_lower = {short.lower(): path for short, path in known.items()}
+    path = by_lower.get(name.lower()) or by_lower.get(name.lower() + "runner")
+    if path is None and "." not in name:
+        hint = nearest(name.lower(), by_lower)
+        return [f"--runner {name}: no such runner" +
+                (f"; did you mean {by_lower[hint].rsplit('.', 1)[-1]}?" if hint else "") +
+                f" (Beam's runners: {', '.join(known)}; or the full path of a PipelineRunner "
+                "class)"]
+    module_name, _, class_name = (path or name).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except AttributeError:
+        return [f"--runner {name}: {module_name} has no {class_name}"]
+    except Exception as error:  # the module's own import failed: what Beam would have raised
+        extra = " (pip install 'apache-beam[interactive]==2.77.0')" \
+            if "interactive" in module_name else ""
+        return [f"--runner {name}: cannot be loaded: {type(error).__name__}: {error}{extra}"]
+    if not (isinstance(found, type) and issubclass(found, PipelineRunner)):
+        return [f"--runner {name}: not a Beam PipelineRunner class"]
+    if "Dataflow" in class_name and importlib.util.find_spec("apitools") is None:
+        return [f"--runner {name}: needs Google Cloud's client libraries: "
+                "pip install 'apache-beam[gcp]==2.77.0'"]
+    return []
