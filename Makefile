@@ -23,7 +23,7 @@ test: venv
 # Every benchmark, one after the other (each prints its medians and ratios and writes
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
 BENCHES := bench-extract bench-fetch bench-fetch-concurrency bench-reprints bench-stories \
-           bench-dedup-scale            bench-story-component bench-entities bench-topics
+           bench-dedup-scale bench-story-component bench-entities bench-topics
 
 .PHONY: $(BENCHES)
 
