@@ -58,7 +58,8 @@ def test_blocked_addresses(address, allowed_with_loopback):
 
 @pytest.mark.parametrize("url, reason", [
     ("file:///etc/passwd", "unsupported_scheme"), ("ftp://example.test/x", "unsupported_scheme"),
-    ("gopher://127.0.0.1:70/", "unsupported_scheme"), ("http:///nohost", "invalid_url"), ("www.example.test/a", "invalid_url"),
+    ("gopher://127.0.0.1:70/", "unsupported_scheme"), ("http:///nohost", "invalid_url"),
+    ("www.example.test/a", "invalid_url"),
     ("http://example.test:99999/", "invalid_url")])
 def test_urls_that_are_never_fetched(url, reason):
     assert failure_of(lambda: check_url(url)).reason == reason

@@ -158,7 +158,8 @@ def test_date_from_url_none(url):
 @pytest.mark.parametrize("iri, uri", [
     ("http://example.test/news/a.html?id=3", "http://example.test/news/a.html?id=3"),
     ("http://127.0.0.1:8080/straße", "http://127.0.0.1:8080/stra%C3%9Fe"),
-    ("http://Bücher.example/b?q=ü#teil-ä", "http://xn--bcher-kva.example/b?q=%C3%BC#teil-%C3%A4"),
+    ("http://Bücher.example/b?q=ü#teil-ä",
+     "http://xn--bcher-kva.example/b?q=%C3%BC#teil-%C3%A4"),
     ("http://example.test/already%20escaped/ü", "http://example.test/already%20escaped/%C3%BC"),
     ("http://user:pässword@example.test/", "http://user:p%C3%A4ssword@example.test/"),
     ("http://[::1]:8080/ä", "http://[::1]:8080/%C3%A4"),
