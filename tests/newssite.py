@@ -116,8 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(site.robots_status, site.robots.encode(), "text/plain")
         elif path.startswith("/robots.txt?"):
             self._send(302, headers={"Location": f"/robots.txt?{hit}"})
-        elif urllib.parse.unquote(path) == "/straße":  # asked for as /stra%C3%9Fe
-            self._send(200, article_html("strasse", "Die Straße").encode())
+        elif urllib.parse.unquote(path).startswith("/straße"):  # asked for as /stra%C3%9Fe...
+            slug = urllib.parse.unquote(path)[1:]
+            self._send(200, article_html(slug, f"Die {slug.title()}").encode())
         elif path == "/to-iri-utf8":  # a Location as servers send it: the path's UTF-8 bytes
             self._send(302, headers={"Location": "/straße".encode().decode("latin-1")})
         elif path == "/to-iri-latin1":  # the same path in Latin-1 bytes

@@ -315,17 +315,21 @@ def test_iri_and_failing_requests_become_rows_and_the_run_goes_on(site):
                          "a control character in the URL")]), label="errors")
 
 
-def test_newsbeam_run_over_non_ascii_urls_writes_what_it_can(capsys, tmp_path, site):
-    urls = tmp_path / "urls.txt"
-    urls.write_text(f"{site.base}/straße\nhttp://☃.example/x\n{site.base}/to-space\n",
-                    encoding="utf-8")
-    output = tmp_path / "out"
-    status, printed = run_cli(capsys, "run", "--urls", str(urls), "--output", str(output),
-                              "--allow_loopback", "--fetch_delay_s", "0.01",
-                              "--max_crawl_delay_s", "0.01", "--fetch_concurrency", "4")
+def test_newsbeam_run_over_non_ascii_urls_writes_what_it_can(capsys, tmp_path):
+    """Non-ASCII URLs from a URL list and from a feed's links."""
+    with running_site() as site:
+        site.add_entry("im-feed", "Die Straße im Feed", 16, path="/straße-im-feed")
+        urls = tmp_path / "urls.txt"
+        urls.write_text(f"{site.base}/straße\nhttp://☃.example/x\n{site.base}/to-space\n",
+                        encoding="utf-8")
+        output = tmp_path / "out"
+        status, printed = run_cli(capsys, "run", "--urls", str(urls), "--feed",
+                                  f"{site.base}/feed.xml", "--output", str(output),
+                                  "--allow_loopback", "--fetch_delay_s", "0.01",
+                                  "--max_crawl_delay_s", "0.01", "--fetch_concurrency", "4")
     assert status == 0, printed
-    assert read_dataset(output / "articles").column("url").to_pylist() == [
-        f"{site.base}/stra%C3%9Fe"]
+    assert sorted(read_dataset(output / "articles").column("url").to_pylist()) == [
+        f"{site.base}/stra%C3%9Fe", f"{site.base}/stra%C3%9Fe-im-feed"]
     assert sorted(read_dataset(output / "errors").column("reason").to_pylist()) == [
         "invalid_url", "invalid_url"]
     assert manifests(output)[-1]["accounting"]["balanced"]
