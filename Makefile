@@ -22,8 +22,8 @@ test: venv
 
 # Every benchmark, one after the other (each prints its medians and ratios and writes
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
-BENCHES := bench-extract bench-fetch bench-reprints bench-stories bench-dedup-scale \
-           bench-story-component bench-entities bench-topics
+BENCHES := bench-extract bench-fetch bench-fetch-concurrency bench-reprints bench-stories \
+           bench-dedup-scale bench-story-component bench-entities bench-topics
 
 .PHONY: $(BENCHES)
 
@@ -34,6 +34,9 @@ bench-extract: venv
 
 bench-fetch: venv
 	nice -n 10 $(BIN)/python bench/bench_fetch.py
+
+bench-fetch-concurrency: venv
+	nice -n 10 $(BIN)/python bench/bench_fetch_concurrency.py
 
 bench-reprints: venv
 	nice -n 10 $(BIN)/python bench/bench_reprints.py

@@ -36,6 +36,11 @@ setup(
         # trafilatura -> justext imports lxml.html.clean, which lxml >= 5.2 no longer carries.
         "lxml_html_clean==0.4.6",
         "feedparser==6.0.14",
+        # robots.txt as RFC 9309 reads it (wildcards, '$', longest match): Scrapy's parser.
+        "protego==0.7.0",
+        # IDNA 2008 / UTS 46 host names for IRIs (transforms/urls.py); already required by
+        # requests, pinned at the version that resolves.
+        "idna==3.20",
         # WARC archives, read record by record; feeds lists in YAML.
         "warcio==1.8.1",
         "PyYAML==6.0.3",

@@ -100,7 +100,8 @@ def fetch_policy(options: NewsOptions) -> FetchPolicy:
         max_bytes=options.max_document_bytes, max_redirects=options.max_redirects,
         retries=options.fetch_retries, backoff_s=options.retry_backoff_s,
         max_retry_after_s=options.max_retry_after_s,
-        max_crawl_delay_s=options.max_crawl_delay_s, allow_loopback=options.allow_loopback)
+        max_crawl_delay_s=options.max_crawl_delay_s, allow_loopback=options.allow_loopback,
+        concurrency=options.fetch_concurrency)
 
 
 def read_index_rows(pipeline, output_dir: str, dataset: str, label: str, time_column: str,

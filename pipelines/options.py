@@ -250,6 +250,10 @@ class NewsOptions(PipelineOptions):
             help="Least time between two requests to one host (a robots.txt Crawl-delay may "
                  "ask for more). Default: 1.")
         web.add_argument(
+            "--fetch_concurrency", type=_positive_int, default=16, metavar="N",
+            help="Hosts fetched at the same time per worker; each host still gets one request "
+                 "at a time, --fetch_delay_s apart. Default: 16.")
+        web.add_argument(
             "--max_crawl_delay_s", type=float, default=30.0, metavar="SECONDS",
             help="Longest robots.txt Crawl-delay honoured. Default: 30.")
         web.add_argument(

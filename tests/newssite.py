@@ -60,6 +60,7 @@ class NewsSite:
         self.feed_entries: list[dict] = []
         self.feed_version = 1
         self.robots = ROBOTS
+        self.robots_status = 200
         self._lock = threading.Lock()
 
     @property
@@ -109,7 +110,43 @@ class _Handler(BaseHTTPRequestHandler):
         hit = self.site.record(path, self.headers)
         site = self.site
         if path == "/robots.txt":
-            self._send(200, site.robots.encode(), "text/plain")
+            if site.robots_status in (301, 302):  # robots.txt redirecting to itself, forever
+                self._send(site.robots_status, headers={"Location": "/robots.txt?again"})
+            else:
+                self._send(site.robots_status, site.robots.encode(), "text/plain")
+        elif path.startswith("/robots.txt?"):
+            self._send(302, headers={"Location": f"/robots.txt?{hit}"})
+        elif urllib.parse.unquote(path).startswith("/straße"):  # asked for as /stra%C3%9Fe...
+            slug = urllib.parse.unquote(path)[1:]
+            self._send(200, article_html(slug, f"Die {slug.title()}").encode())
+        elif path == "/to-iri-utf8":  # a Location as servers send it: the path's UTF-8 bytes
+            self._send(302, headers={"Location": "/straße".encode().decode("latin-1")})
+        elif path == "/to-iri-latin1":  # the same path in Latin-1 bytes
+            self._send(302, headers={"Location": "/straße"})
+        elif path == "/to-space":
+            self._send(302, headers={"Location": "/a page.html"})
+        elif path == "/trickle-headers.html":  # a header byte every 0.1 s, for 4 s
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for byte in b"X-Slow: " + b"a" * 40:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                body = article_html("trickle-headers", "Headers in a trickle").encode()
+                self.wfile.write(b"\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+                                 b"Connection: close\r\n\r\n%s" % (len(body), body))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+        elif path.startswith("/slow/"):  # a slow page of its own for each slug
+            time.sleep(0.5)
+            slug = path.rsplit("/", 1)[1].split(".")[0]
+            self._send(200, article_html(slug, f"Slow {slug}").encode())
+        elif path == "/request-timeout.html":
+            self._send(408, b"request timeout")
+        elif path == "/bad-status.html":
+            self.wfile.write(b"ICY 200 OK\r\n\r\nnot http")
+            self.close_connection = True
         elif path == "/feed.xml":
             etag = f'"v{site.feed_version}"'
             if self.headers.get("If-None-Match") == etag:

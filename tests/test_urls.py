@@ -1,10 +1,10 @@
-"""Unit tests for transforms/urls.py: canonical URLs, domains and dates written in paths."""
+"""Unit tests for transforms/urls.py: IRI to URI, canonical URLs, domains and dates in paths."""
 
 import datetime as dt
 
 import pytest
 
-from transforms.urls import canonicalize_url, date_from_url, domain_of
+from transforms.urls import canonicalize_url, date_from_url, domain_of, header_text, iri_to_uri
 
 CANONICAL = "https://example.com/news/story?a=1&b=2"
 
@@ -153,3 +153,29 @@ def test_date_from_url_leap_day():
 ])
 def test_date_from_url_none(url):
     assert date_from_url(url) is None
+
+
+@pytest.mark.parametrize("iri, uri", [
+    ("http://example.test/news/a.html?id=3", "http://example.test/news/a.html?id=3"),
+    ("http://127.0.0.1:8080/straße", "http://127.0.0.1:8080/stra%C3%9Fe"),
+    ("http://Bücher.example/b?q=ü#teil-ä",
+     "http://xn--bcher-kva.example/b?q=%C3%BC#teil-%C3%A4"),
+    ("http://example.test/already%20escaped/ü", "http://example.test/already%20escaped/%C3%BC"),
+    ("http://user:pässword@example.test/", "http://user:p%C3%A4ssword@example.test/"),
+    ("http://[::1]:8080/ä", "http://[::1]:8080/%C3%A4"),
+    ("http://example.test/a|b{c}", "http://example.test/a%7Cb%7Bc%7D")])
+def test_iri_to_uri(iri, uri):
+    assert iri_to_uri(iri) == uri
+
+
+@pytest.mark.parametrize("url", ["http://example.test/a b", "http://example.test/a\tb",
+                                 "http://☃.example/", "http://example.test:99999/",
+                                 "http://example.test/\ud800"])
+def test_what_cannot_be_a_uri(url):
+    with pytest.raises(ValueError):
+        iri_to_uri(url)
+
+
+def test_header_text_reads_utf8_bytes_as_utf8():
+    assert header_text("/straße".encode().decode("latin-1")) == "/straße"
+    assert header_text("/straße") == "/straße"   # Latin-1 bytes that are not UTF-8

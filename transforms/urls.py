@@ -1,10 +1,13 @@
-"""Pure URL helpers: canonical form, domain, and a publication date written into the path."""
+"""Pure URL helpers: IRI to URI, canonical form, domain, and a publication date written into the
+path."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import idna
 
 # Query parameters that only track the click, never choose the content.
 _TRACKING_PARAMS = re.compile(
@@ -17,6 +20,52 @@ _HOST = re.compile(r"[\w.-]+|\[[0-9a-f:.]+\]")  # names (IDN too) and IPv6 liter
 
 
 _USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+# Neither a URI nor an IRI (RFC 3987) may hold white space or control characters.
+_NOT_IN_AN_IRI = re.compile(r"[\x00-\x20\x7f-\x9f]")
+# What stays as it is in a path, query or fragment: RFC 3986's unreserved and reserved
+# characters, and "%" so that what is already escaped is not escaped twice.
+_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def _ascii_host(host: str) -> str:
+    """A host name as DNS and http.client take it: IDNA 2008 with UTS 46 mapping (the `idna`
+    package), so 'Bücher.example' is 'xn--bcher-kva.example'. IDNAError (a ValueError) when
+    the name cannot be one."""
+    if host.isascii():
+        return host
+    return idna.encode(host, uts46=True).decode("ascii")
+
+
+def iri_to_uri(url: str) -> str:
+    """The URI of an IRI (RFC 3987 section 3.1), what an HTTP request line can carry: the host
+    IDNA-encoded, the user info, path, query and fragment percent-encoded as UTF-8 (escapes
+    already there are kept). An ASCII URL comes back as it is, apart from the few printable
+    characters a URI may not hold ('"<>\\^`{|}'), which are escaped too. ValueError for what
+    cannot be a URI: white space or control characters, a bad port, a host IDNA refuses, lone
+    surrogates."""
+    if _NOT_IN_AN_IRI.search(url):
+        raise ValueError("white space or a control character in the URL")
+    parts = urlsplit(url)
+    parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if hostport.startswith("["):  # an IPv6 literal: ASCII already
+        netloc_host = hostport
+    else:
+        host, colon, port = hostport.partition(":")
+        netloc_host = _ascii_host(host) + colon + port
+    netloc = quote(userinfo, safe=_URI_SAFE) + at + netloc_host
+    return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=_URI_SAFE),
+                       quote(parts.query, safe=_URI_SAFE), quote(parts.fragment, safe=_URI_SAFE)))
+
+
+def header_text(value: str) -> str:
+    """A header value as its sender meant it: http.client reads header bytes as Latin-1, while
+    servers send a Location's non-ASCII path as UTF-8 bytes. UTF-8 when the bytes are UTF-8,
+    else the Latin-1 reading."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def redact_url(text: str | None) -> str | None:
