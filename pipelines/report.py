@@ -30,6 +30,7 @@ CHART_HEIGHT = 340
 DAY_BINS_UP_TO_DAYS = 92      # longer spans are shown per month,
 MONTH_BINS_UP_TO_DAYS = 3660  # and longer still per year
 _CONFIG = {"displaylogo": False, "responsive": True}
+UNCLASSIFIED_COLOUR = "#b0b0b0"
 
 
 # --- Pure functions ------------------------------------------------------------------------------
@@ -54,6 +55,21 @@ def time_bins(per_day_topic: list[dict]) -> tuple[str, dict[str, dict[str, int]]
             topic = series.setdefault(row["topic"], {})
             topic[period] = topic.get(period, 0) + row["articles"]
     return unit, dict(sorted(series.items(), key=lambda t: -sum(t[1].values())))
+
+
+def topic_colours(topics) -> dict[str, str]:
+    """A colour per topic, the same in every report: the IPTC topics in their fixed order over
+    a 24-colour palette (Plotly's default has 10, and 18 topics would repeat), unclassified
+    grey."""
+    from plotly.colors import qualitative
+
+    from transforms.topics import IPTC_TOPICS, UNCLASSIFIED
+    palette = qualitative.Dark24
+    known = {topic: palette[i % len(palette)] for i, topic in enumerate(IPTC_TOPICS)}
+    known[UNCLASSIFIED] = UNCLASSIFIED_COLOUR
+    others = sorted(t for t in topics if t not in known)   # a topic a custom model invented
+    known.update({t: palette[(len(IPTC_TOPICS) + i) % len(palette)] for i, t in enumerate(others)})
+    return {topic: known[topic] for topic in topics}
 
 
 def _is_date(value: str) -> bool:
@@ -92,15 +108,17 @@ def _layout(fig, **extra):
     return fig
 
 
-def _bars(counts: dict, horizontal: bool = False, name: str = "articles"):
+def _bars(counts: dict, horizontal: bool = False, name: str = "articles",
+          colours: dict | None = None):
     import plotly.graph_objects as go
     labels, values = [_label(k) for k in counts], list(counts.values())
+    marker = {"marker_color": [colours[k] for k in counts]} if colours else {}
     ticks = count_ticks(max(values, default=1))
     if horizontal:  # most at the top
         bar = go.Bar(y=labels[::-1], x=values[::-1], orientation="h", name=name)
         return _layout(go.Figure(bar), xaxis=ticks, yaxis=dict(automargin=True),
                        height=max(CHART_HEIGHT, 22 * len(labels) + 60))
-    return _layout(go.Figure(go.Bar(x=labels, y=values, name=name)),
+    return _layout(go.Figure(go.Bar(x=labels, y=values, name=name, **marker)),
                    xaxis=dict(type="category"), yaxis=ticks)
 
 
@@ -110,8 +128,10 @@ def articles_over_time(stats: dict):
     if not series:
         return unit, None
     period = {"day": None, "month": "M1", "year": "M12"}[unit]
+    colours = topic_colours(series)
     fig = go.Figure([go.Bar(x=list(points), y=list(points.values()), name=_label(topic),
-                            xperiod=period, xperiodalignment="middle" if period else None)
+                            marker_color=colours[topic], xperiod=period,
+                            xperiodalignment="middle" if period else None)
                      for topic, points in series.items()])
     return unit, _layout(fig, barmode="stack", xaxis=dict(type="date"),
                          legend=dict(font=dict(size=11)), height=CHART_HEIGHT + 60)
@@ -190,7 +210,8 @@ def sections(stats: dict) -> list[tuple[str, object, str, bool]]:
     languages = dict(list(a["languages"].items())[:TOP])
     return [
         (f"Articles per {unit}, by topic", over_time, "No articles.", True),
-        ("Topics", _bars(a["topics"]) if a["topics"] else None, "No articles.", False),
+        ("Topics", _bars(a["topics"], colours=topic_colours(a["topics"])) if a["topics"]
+         else None, "No articles.", False),
         ("Languages", _bars(languages) if languages else None, "No articles.", False),
         ("Date sources (where each article's date came from)",
          _bars(a["date_sources"]) if a["date_sources"] else None, "No articles.", False),

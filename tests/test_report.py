@@ -150,6 +150,15 @@ def test_time_bins_keep_the_chart_readable():
     assert report.time_bins([]) == ("day", {})
 
 
+def test_each_topic_keeps_its_colour():
+    some = report.topic_colours(["sport", "unclassified", "politics"])
+    assert some["unclassified"] == report.UNCLASSIFIED_COLOUR
+    assert some["sport"] == report.topic_colours(["sport"])["sport"] != some["politics"]
+    from transforms.topics import IPTC_TOPICS
+    every = report.topic_colours(list(IPTC_TOPICS))
+    assert len(set(every.values())) == len(IPTC_TOPICS)
+
+
 def test_count_axes_have_whole_number_ticks():
     assert [report.count_ticks(n)["dtick"] for n in (1, 3, 8, 9, 17, 40, 100, 2600)] == [
         1, 1, 1, 2, 5, 5, 20, 500]
