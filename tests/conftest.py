@@ -104,3 +104,25 @@ def manifests(output: Path) -> list[dict]:
 
 def all_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory) -> Path:
+    """A dataset of two real runs (tests/dataset.py says what they hold), built once per
+    session: the inspect, report and query-recipe tests read it and must not change it."""
+    import contextlib
+    import io
+
+    from pipelines.cli import main
+    from tests import dataset
+    folder = tmp_path_factory.mktemp("sample")
+    first, second = dataset.write_inputs(folder / "inputs", SEEDS)
+    output = folder / "output"
+    for inputs, run_id in ((first, dataset.FIRST_RUN), (second, dataset.SECOND_RUN)):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            status = main(["run", "--input", str(inputs), "--output", str(output),
+                           "--run_id", run_id, "--quiet", "--progress_interval_s", "0"])
+        assert status == 0, f"the sample dataset's run {run_id} failed"
+        (folder / f"printed-{run_id}.txt").write_text(printed.getvalue())  # for test_summary
+    return output

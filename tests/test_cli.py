@@ -183,7 +183,8 @@ def test_a_run_where_every_input_failed_warns_and_can_fail(capsys, tmp_path):
     status = main(["run", "--input", str(bad), "--output", str(output), "--quiet"])
     printed = capsys.readouterr()
     assert status == EXIT_FINISHED  # finished, and every input is accounted for
-    assert printed.out.splitlines()[-1].startswith("  every input accounted for")
+    assert printed.out.splitlines()[-1].startswith(
+        "  every input failed: 0 articles, 0 duplicates, 2 errors; every input accounted for")
     assert "WARNING: every input failed (2 of 2); no article was added" in printed.err
     # The same inputs again (now recorded errors): a scheduler asks for a non-zero exit.
     status = main(["run", "--input", str(bad), "--output", str(output), "--quiet",
@@ -216,7 +217,8 @@ job_name: nightly-news
     status = main(["run", "--config", str(config), "--output", str(output)])
     printed = capsys.readouterr()
     assert status == EXIT_INPUTS_FAILED, printed  # fail_on_errors any, and empty.txt failed
-    assert printed.out.strip().splitlines() == [f"every input accounted for; output in {output}"]
+    assert printed.out.strip().splitlines() == [
+        f"ok: 1 articles, 0 duplicates, 1 errors; every input accounted for; output in {output}"]
     assert not (conf / "from-config").exists()
     recorded = manifests(output)[0]["options"]
     assert recorded["input"] == [str(conf / "in" / "reuters.txt"), str(conf / "in" / "empty.txt")]
