@@ -6,13 +6,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import apache_beam as beam
 import pytest
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import SHARED_DATA
+from transforms import feeds
+from transforms.errors import ERRORS
 from transforms.extract import parse_datetime
-from transforms.feeds import (FeedSpec, InvalidFeedList, entry_document, entry_key,
-                              entry_source_uri, html_text, page_request, parse_feed,
-                              parse_feed_list)
+from transforms.feeds import (ENTRIES, FEED_STATES, FeedSpec, InvalidFeedList, ParseFeedFn,
+                              entry_document, entry_key, entry_source_uri, html_text,
+                              page_request, parse_feed, parse_feed_list)
 from transforms.topics import TOPIC_SLUGS
 
 FEEDS = SHARED_DATA / "feeds"
@@ -124,7 +129,8 @@ GHOST = b"""<?xml version="1.0" encoding="UTF-8"?>
 ATOM_CONTENT = b"""<?xml version="1.0" encoding="utf-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom"><title>Atom posts</title>
  <entry><id>urn:uuid:a1</id><title>HTML content</title><updated>2022-02-16T09:00:00Z</updated>
-  <content type="html">&lt;p&gt;Fish &amp;amp; chips&lt;/p&gt;&lt;p&gt;Two&lt;/p&gt;</content></entry>
+  <content type="html">&lt;p&gt;Fish &amp;amp; chips&lt;/p&gt;&lt;p&gt;Two&lt;/p&gt;
+  </content></entry>
  <entry><id>tag:atom.test,2022:a2</id><title>XHTML content</title>
   <content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><p>XHTML para</p></div>
   </content></entry>
@@ -135,10 +141,9 @@ ATOM_CONTENT = b"""<?xml version="1.0" encoding="utf-8"?>
 
 
 def test_html_text_keeps_paragraphs_and_drops_tags():
-    assert html_text("<h2>Head</h2><p>One <b>bold</b>&amp;more</p>tail<br>next"
+    assert html_text("<h2>Head</h2><p>One <b>bold</b> &amp;\n  more</p>tail<br>next"
                      "<script>x()</script><style>p{}</style><!-- note --><ul><li>a</li>"
-                     "<li>b</li></ul>") == "Head\n\nOne boldandmore\n\ntail\nnext\n\na\n\nb" \
-        .replace("boldandmore", "bold&more")
+                     "<li>b</li></ul>") == "Head\n\nOne bold & more\n\ntail\nnext\n\na\n\nb"
     assert html_text("plain words") == "plain words"
     assert html_text("   ") == html_text("") == ""
 
@@ -207,6 +212,35 @@ def test_entry_source_uris_name_the_feed_and_entry():
         "https://a.test/rss#entry=tag:a.test,2022:7"
     assert entry_source_uri("/feeds/a.xml", "an id with spaces#x") == \
         "/feeds/a.xml#entry=an%20id%20with%20spaces%23x"
+
+
+def test_an_entry_that_raises_is_its_error_row_and_its_feed_is_not_marked_read(monkeypatch):
+    real_html_text = feeds.html_text
+
+    def html_text_or_fail(fragment):
+        if "Cursed" in fragment:
+            raise KeyError("no such key")
+        return real_html_text(fragment)
+
+    monkeypatch.setattr(feeds, "html_text", html_text_or_fail)
+    cursed = GHOST.replace(b"</channel>", b"<item><guid isPermaLink='false'>c1</guid>"
+                           b"<description>Cursed entry</description></item></channel>")
+    fetched = [(FeedSpec("https://clean.test/rss"), GHOST, "https://clean.test/rss", ('"1"', None)),
+               (FeedSpec("https://cursed.test/rss"), cursed, "https://cursed.test/rss",
+                ('"2"', None))]
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        parsed = p | beam.Create(fetched) | beam.ParDo(ParseFeedFn(
+            "run", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), 5)).with_outputs(
+            ERRORS, FEED_STATES, main=ENTRIES)
+        assert_that(parsed[ENTRIES] | beam.Map(lambda pair: (pair[0].location, pair[1].entry_id)),
+                    equal_to([("https://clean.test/rss", "6203a1"),
+                              ("https://cursed.test/rss", "6203a1")]), label="entries")
+        assert_that(parsed[ERRORS] | beam.Map(lambda e: (e.source_uri, e.reason, e.message)),
+                    equal_to([("https://cursed.test/rss#entry=c1", "internal_error",
+                               "KeyError: 'no such key'")]), label="errors")
+        # Not marked as read: the next run reads it whole again, that entry included.
+        assert_that(parsed[FEED_STATES] | beam.Map(lambda s: s.feed_url),
+                    equal_to(["https://clean.test/rss"]), label="states")
 
 
 def test_feeds_files_yaml_and_plain():

@@ -268,6 +268,32 @@ def parse_json_feed(data: dict) -> ParsedFeed:
     return ParsedFeed(_unique_by_id(entries), False, title=title, failed=failed)
 
 
+def feedparser_entry(item, feed_title: str | None) -> FeedEntry:
+    """One entry as feedparser read it. Its link is the page to fetch; an id that feedparser
+    took for the link (an Atom id or RSS guid such as 'urn:uuid:...' or 'tag:...', when the
+    entry has no link of its own) counts only when it is an http(s) URL."""
+    link = _text(item.get("link"))
+    if link and link == _text(item.get("id")) \
+            and not link.lower().startswith(("http://", "https://")):
+        link = None
+    title = _text(item.get("title"))
+    summary_detail = item.get("summary_detail") or {}
+    summary = _detail_text(_text(item.get("summary")), summary_detail.get("type"))
+    contents = (_detail_text(_text(c.get("value")), c.get("type"))
+                for c in item.get("content") or [])
+    text = next((c for c in contents if c), None) or summary
+    authors = [a.get("name") for a in item.get("authors") or [] if _text(a.get("name"))]
+    if not authors and _text(item.get("author")):
+        authors = [item["author"].strip()]
+    published = (_struct_time_iso(item.get("published_parsed"))
+                 or _struct_time_iso(item.get("updated_parsed")))
+    return FeedEntry(
+        entry_id=_text(item.get("id")) or link or text_id(title, text), link=link, title=title,
+        summary=_one_line(summary), authors=authors, published=published,
+        categories=[t for t in (_text(tag.get("term")) for tag in item.get("tags") or []) if t],
+        text=text, feed_title=feed_title)
+
+
 def parse_feed(body: bytes, base_url: str | None = None) -> ParsedFeed:
     """The entries of a feed document. feedparser reads RSS, Atom and RDF even when they are
     not well-formed (then `ill_formed` is set); JSON Feed is read here. The body is passed as a
@@ -300,32 +326,6 @@ def parse_feed(body: bytes, base_url: str | None = None) -> ParsedFeed:
     if parsed.get("bozo"):
         problem = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}"
     return ParsedFeed(_unique_by_id(entries), bool(parsed.get("bozo")), problem, title, failed)
-
-
-def feedparser_entry(item, feed_title: str | None) -> FeedEntry:
-    """One entry as feedparser read it. Its link is the page to fetch; an id that feedparser
-    took for the link (an Atom id or RSS guid such as 'urn:uuid:...' or 'tag:...', when the
-    entry has no link of its own) counts only when it is an http(s) URL."""
-    link = _text(item.get("link"))
-    if link and link == _text(item.get("id")) \
-            and not link.lower().startswith(("http://", "https://")):
-        link = None
-    title = _text(item.get("title"))
-    summary_detail = item.get("summary_detail") or {}
-    summary = _detail_text(_text(item.get("summary")), summary_detail.get("type"))
-    contents = (_detail_text(_text(c.get("value")), c.get("type"))
-                for c in item.get("content") or [])
-    text = next((c for c in contents if c), None) or summary
-    authors = [a.get("name") for a in item.get("authors") or [] if _text(a.get("name"))]
-    if not authors and _text(item.get("author")):
-        authors = [item["author"].strip()]
-    published = (_struct_time_iso(item.get("published_parsed"))
-                 or _struct_time_iso(item.get("updated_parsed")))
-    return FeedEntry(
-        entry_id=_text(item.get("id")) or link or text_id(title, text), link=link, title=title,
-        summary=_one_line(summary), authors=authors, published=published,
-        categories=[t for t in (_text(tag.get("term")) for tag in item.get("tags") or []) if t],
-        text=text, feed_title=feed_title)
 
 
 def entry_key(feed_location: str, entry_id: str) -> str:
@@ -403,25 +403,31 @@ class ParseFeedFn(beam.DoFn):
             yield self._error(reason, parsed.problem or "the feed has no entries",
                               spec.location, url)
             return
-        if validators is not None:
+        outcomes = [self._error(errors.INTERNAL_ERROR, message,
+                                entry_source_uri(spec.location, entry_id))
+                    for entry_id, message in parsed.failed]
+        raised = bool(parsed.failed)
+        for entry in parsed.entries:
+            try:
+                outcomes.append(self._entry_outcome(spec, entry))
+            except Exception as error:
+                raised = True
+                outcomes.append(self._internal_error(
+                    error, entry_source_uri(spec.location, entry.entry_id)))
+        # A feed with entries that raised is not marked as read: the next run asks for it in
+        # full again (not "modified since?"), so that those entries are read again.
+        if validators is not None and not raised:
             yield beam.pvalue.TaggedOutput(FEED_STATES, FeedIndexEntry(
                 feed_url=spec.location, run_id=self._run_id, fetched_at=self._fetched_at,
                 etag=validators[0], last_modified=validators[1]))
-        for entry_id, message in parsed.failed:
-            yield self._error(errors.INTERNAL_ERROR, message,
-                              entry_source_uri(spec.location, entry_id))
-        for entry in parsed.entries:
-            try:
-                yield self._entry_outcome(spec, entry)
-            except Exception as error:
-                yield self._internal_error(error, entry_source_uri(spec.location, entry.entry_id))
+        yield from outcomes
 
     def _entry_outcome(self, spec: FeedSpec, entry: FeedEntry):
         """(spec, entry) for an entry to fetch or to take as it is, else its error row."""
         if entry.link is not None:
             return spec, entry
         words = word_count(entry.text or "")
-        if words >= self._min_words:
+        if words and words >= self._min_words:
             return spec, entry
         return self._error(
             ENTRY_WITHOUT_LINK, f"the entry has no link to fetch, and {words} words of text of "
