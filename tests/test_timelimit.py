@@ -94,6 +94,19 @@ def test_child_death_raises_child_failed_then_recovers(worker):
     assert child_pid(worker) != before
 
 
+def test_a_child_that_cannot_import_its_function_says_so_at_once():
+    def orphan():
+        return None
+
+    orphan.__module__ = "tests.no_such_module"   # the child's import of it fails
+    worker = TimeLimitedWorker(orphan, LIMIT_S)
+    start = time.monotonic()
+    with pytest.raises(ChildFailed, match="exited with code 1 before it was ready"):
+        worker.call()
+    assert time.monotonic() - start < 60        # not the 120 s start-up limit
+    worker.close()
+
+
 def test_close_stops_the_child():
     worker = TimeLimitedWorker(helpers.dispatch, LIMIT_S)
     pid = child_pid(worker)

@@ -100,7 +100,10 @@ class TimeLimitedWorker:
         except (EOFError, OSError):
             ready = None
         if not ready or ready[0] != "ready":
-            exit_code = self._process.poll()
+            try:  # a child that closed its end is exiting: say how
+                exit_code = self._process.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                exit_code = None
             self._kill()
             if exit_code is not None:
                 raise ChildFailed(f"worker process exited with code {exit_code} before it was "
