@@ -132,7 +132,8 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     web = pipeline | "ReadWebSources" >> ReadWebSources(
         feed_specs(options.feed or [], options.feeds or []), options.urls or [],
         fetch_policy(options), run_id, ingested_at, read_feed_states(pipeline, output),
-        read_indexed_ids(pipeline, output, ENTRY_INDEX_DATASET, "entry_key", "EntryIndex"))
+        read_indexed_ids(pipeline, output, ENTRY_INDEX_DATASET, "entry_key", "EntryIndex"),
+        min_words=options.min_words)
     documents = (read["documents"], web["documents"]) | "AllDocuments" >> beam.Flatten()
     extracted = documents | "ExtractArticles" >> ExtractArticles(
         run_id, ingested_at, options.extraction_timeout_s, options.min_words,

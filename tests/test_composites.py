@@ -124,6 +124,36 @@ def test_a_page_over_the_time_limit_is_an_error_and_the_next_page_still_extracts
                     equal_to(["page.html"]), label="articles")
 
 
+def test_a_page_past_the_parsers_depth_limit_is_unparseable_html_not_empty():
+    nest = "<div>" * 100_000
+    words = "Coast guards rescued twelve sailors from a cargo ship that ran aground. "
+    documents = [
+        # Nothing before the point where the parser stopped.
+        Document(source_uri="deep.html", kind="html",
+                 content=f"<html><body>{nest}{words * 5}</body></html>"),
+        # A few words before it: fewer than --min_words.
+        Document(source_uri="shallow-start.html", kind="html",
+                 content=f"<html><body><article><p>Breaking news.</p></article>{nest}"
+                         f"{words * 5}</body></html>"),
+        # The article's text comes before the deep part: kept.
+        Document(source_uri="text-first.html", kind="html",
+                 content=f"<html><body><article><p>{words * 5}</p></article>{nest}x"
+                         "</body></html>"),
+        Document(source_uri="menu.html", kind="html",
+                 content=b"<html><body><nav><a href='/'>Home</a></nav></body></html>"),
+    ]
+    with pipeline() as p:
+        extracted = p | beam.Create(documents) | ExtractArticles(
+            run_id="run", ingested_at=NOW, timeout_s=60, min_words=10, progress_interval_s=0)
+        assert_that(extracted[ERRORS] | beam.Map(
+            lambda e: (e.source_uri, e.stage, e.reason, "Excessive depth" in e.message)),
+            equal_to([("deep.html", "extract", "unparseable_html", True),
+                      ("shallow-start.html", "extract", "unparseable_html", True),
+                      ("menu.html", "extract", "empty_extraction", False)]), label="errors")
+        assert_that(extracted.articles | beam.Map(lambda a: a.source_uri),
+                    equal_to(["text-first.html"]), label="articles")
+
+
 def test_exact_copies_keep_one_and_known_articles_are_skipped():
     early = dt.datetime(2022, 2, 16, tzinfo=dt.timezone.utc)
     articles = [

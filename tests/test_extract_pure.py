@@ -222,6 +222,22 @@ def test_extract_page_without_main_text():
     assert page is None or not (page.get("text") or "").strip()
 
 
+# Elements nested far past libxml2's depth limit (256), around the only text of the page.
+DEEP_PAGE = ("<html><head><title>Deep</title></head><body>" + "<div>" * 100_000
+             + "The only words of this page sit under a hundred thousand nested elements. " * 5
+             + "</div>" * 100_000 + "</body></html>")
+
+
+def test_extract_page_reports_the_parser_stopping_at_its_depth_limit():
+    page = extract_page(DEEP_PAGE, None)
+    assert page is not None and not (page.get("text") or "").strip()
+    assert "Excessive depth" in page["parser_limit"]
+
+
+def test_extract_page_of_an_ordinary_page_reports_no_parser_limit(extracted):
+    assert extracted["parser_limit"] is None
+
+
 # --- build_article: whose date wins ----------------------------------------------------------
 
 _PAGE = {"date": "2023-03-04", "url": "https://example.test/news/2021/01/02/story"}

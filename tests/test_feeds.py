@@ -6,12 +6,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import apache_beam as beam
 import pytest
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import SHARED_DATA
+from transforms import feeds
+from transforms.errors import ERRORS
 from transforms.extract import parse_datetime
-from transforms.feeds import (FeedSpec, InvalidFeedList, entry_key, page_request, parse_feed,
-                              parse_feed_list)
+from transforms.feeds import (ENTRIES, FEED_STATES, FeedSpec, InvalidFeedList, ParseFeedFn,
+                              entry_document, entry_key, entry_source_uri, html_text,
+                              page_request, parse_feed, parse_feed_list)
 from transforms.topics import TOPIC_SLUGS
 
 FEEDS = SHARED_DATA / "feeds"
@@ -89,6 +95,152 @@ def test_feed_entries_become_page_requests_carrying_their_metadata():
         "feed", "https://wire.test/atom.xml", "urn:uuid:1", "politics", "Wire")
     assert entry_key(spec.location, entry.entry_id) != entry_key("https://other.test/",
                                                                  entry.entry_id)
+
+
+# --- Entries without a link ----------------------------------------------------------------------
+
+# Modelled on the RSS 0.92 specification's example: items with a description and no title, link
+# or guid; the description is escaped HTML.
+RSS_092 = b"""<?xml version="1.0"?>
+<rss version="0.92"><channel><title>Dave's Notes</title><link>http://notes.test/</link>
+<description>Notes</description>
+<item><description>It's been a big week in &lt;b&gt;Washington&lt;/b&gt;: the committee
+ approved the &lt;a href="http://notes.test/bill"&gt;transport bill&lt;/a&gt; after a long
+ night.&lt;p&gt;Its second paragraph.&lt;/p&gt;</description></item>
+<item><description>Another note, with other words.</description></item>
+<item><title>Short</title><description>Too short.</description>
+ <guid isPermaLink="false">note-3</guid></item>
+<item/>
+</channel></rss>"""
+
+# A Ghost-style feed: whole posts in content:encoded, guids that are not URLs, no links.
+GHOST = b"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"
+ xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Harbour Blog</title>
+<item><title>Ferry timetable changes</title><guid isPermaLink="false">6203a1</guid>
+ <dc:creator>Ann Lee</dc:creator><category>Transport</category>
+ <pubDate>Tue, 15 Feb 2022 08:00:00 GMT</pubDate>
+ <description>The ferry runs later from March.</description>
+ <content:encoded><![CDATA[<h2>New times</h2><p>The harbour ferry will run
+ <strong>an hour later</strong> from March.</p><script>track()</script><p>First line<br>second
+ line</p><ul><li>Weekdays</li><li>Weekends</li></ul>]]></content:encoded></item>
+</channel></rss>"""
+
+ATOM_CONTENT = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Atom posts</title>
+ <entry><id>urn:uuid:a1</id><title>HTML content</title><updated>2022-02-16T09:00:00Z</updated>
+  <content type="html">&lt;p&gt;Fish &amp;amp; chips&lt;/p&gt;&lt;p&gt;Two&lt;/p&gt;
+  </content></entry>
+ <entry><id>tag:atom.test,2022:a2</id><title>XHTML content</title>
+  <content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><p>XHTML para</p></div>
+  </content></entry>
+ <entry><id>urn:uuid:a3</id><title>Text content</title>
+  <content type="text">Plain &lt;not a tag&gt; text</content></entry>
+ <entry><id>https://atom.test/a4</id><title>An http id is the link</title></entry>
+</feed>"""
+
+
+def test_html_text_keeps_paragraphs_and_drops_tags():
+    assert html_text("<h2>Head</h2><p>One <b>bold</b> &amp;\n  more</p>tail<br>next"
+                     "<script>x()</script><style>p{}</style><!-- note --><ul><li>a</li>"
+                     "<li>b</li></ul>") == "Head\n\nOne bold & more\n\ntail\nnext\n\na\n\nb"
+    assert html_text("plain words") == "plain words"
+    assert html_text("   ") == html_text("") == ""
+
+
+def test_rss_092_items_without_title_link_or_guid_are_kept():
+    parsed = parse_feed(RSS_092)
+    assert not parsed.ill_formed
+    first, second, short, empty = parsed.entries
+    assert all(e.link is None for e in parsed.entries)
+    assert first.title is None
+    assert first.text == ("It's been a big week in Washington: the committee approved the "
+                          "transport bill after a long night.\n\nIts second paragraph.")
+    assert "<" not in first.summary and "\n" not in first.summary
+    # No guid: an id from what the item says, distinct per item and stable run to run.
+    assert first.entry_id != second.entry_id
+    assert first.entry_id == parse_feed(RSS_092).entries[0].entry_id
+    assert (short.entry_id, short.text) == ("note-3", "Too short.")
+    assert empty.text is None
+
+
+def test_content_encoded_is_the_text_and_the_summary_the_description():
+    (entry,) = parse_feed(GHOST).entries
+    assert (entry.entry_id, entry.link, entry.title, entry.authors, entry.categories,
+            entry.published) == ("6203a1", None, "Ferry timetable changes", ["Ann Lee"],
+                                 ["Transport"], "2022-02-15T08:00:00+00:00")
+    assert entry.text == ("New times\n\nThe harbour ferry will run an hour later from March."
+                          "\n\nFirst line\nsecond line\n\nWeekdays\n\nWeekends")
+    spec = FeedSpec("https://blog.test/rss", topic="economy-business-finance")
+    document = entry_document(spec, entry)
+    assert (document.source_uri, document.kind, document.content, document.url,
+            document.title, document.description, document.publisher, document.published_at,
+            document.published_at_kind, document.feed_url, document.feed_entry_id,
+            document.feed_topic) == (
+        "https://blog.test/rss#entry=6203a1", "text", entry.text, None,
+        "Ferry timetable changes", "The ferry runs later from March.", "Harbour Blog",
+        "2022-02-15T08:00:00+00:00", "feed", "https://blog.test/rss", "6203a1",
+        "economy-business-finance")
+    # The feeds file's publisher wins over the feed's title.
+    assert entry_document(FeedSpec("f.xml", publisher="HB"), entry).publisher == "HB"
+
+
+def test_atom_content_of_each_type_and_ids_that_are_not_links():
+    html, xhtml, text, http_id = parse_feed(ATOM_CONTENT).entries
+    assert (html.link, html.text) == (None, "Fish & chips\n\nTwo")
+    assert (xhtml.link, xhtml.text) == (None, "XHTML para")
+    assert (text.link, text.text) == (None, "Plain <not a tag> text")
+    assert http_id.link == "https://atom.test/a4"
+    # An entry without content: the summary, which feedparser fills from the content, is the
+    # description only when it says something else.
+    assert entry_document(FeedSpec("a.xml"), html).description is None
+
+
+def test_json_feed_items_without_url_keep_their_content():
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": "1", "content_html": "<p>Hello <i>there</i></p><p>again</p>", "summary": "Hi"},
+        {"id": "2", "content_text": "Plain <b> text"},
+        {"content_text": "No id at all"}]}).encode()
+    first, second, third = parse_feed(body).entries
+    assert (first.link, first.text, first.summary) == (None, "Hello there\n\nagain", "Hi")
+    assert second.text == "Plain <b> text"
+    assert third.text == "No id at all" and third.entry_id
+
+
+def test_entry_source_uris_name_the_feed_and_entry():
+    assert entry_source_uri("https://a.test/rss", "tag:a.test,2022:7") == \
+        "https://a.test/rss#entry=tag:a.test,2022:7"
+    assert entry_source_uri("/feeds/a.xml", "an id with spaces#x") == \
+        "/feeds/a.xml#entry=an%20id%20with%20spaces%23x"
+
+
+def test_an_entry_that_raises_is_its_error_row_and_its_feed_is_not_marked_read(monkeypatch):
+    real_html_text = feeds.html_text
+
+    def html_text_or_fail(fragment):
+        if "Cursed" in fragment:
+            raise KeyError("no such key")
+        return real_html_text(fragment)
+
+    monkeypatch.setattr(feeds, "html_text", html_text_or_fail)
+    cursed = GHOST.replace(b"</channel>", b"<item><guid isPermaLink='false'>c1</guid>"
+                           b"<description>Cursed entry</description></item></channel>")
+    fetched = [(FeedSpec("https://clean.test/rss"), GHOST, "https://clean.test/rss", ('"1"', None)),
+               (FeedSpec("https://cursed.test/rss"), cursed, "https://cursed.test/rss",
+                ('"2"', None))]
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        parsed = p | beam.Create(fetched) | beam.ParDo(ParseFeedFn(
+            "run", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), 5)).with_outputs(
+            ERRORS, FEED_STATES, main=ENTRIES)
+        assert_that(parsed[ENTRIES] | beam.Map(lambda pair: (pair[0].location, pair[1].entry_id)),
+                    equal_to([("https://clean.test/rss", "6203a1"),
+                              ("https://cursed.test/rss", "6203a1")]), label="entries")
+        assert_that(parsed[ERRORS] | beam.Map(lambda e: (e.source_uri, e.reason, e.message)),
+                    equal_to([("https://cursed.test/rss#entry=c1", "internal_error",
+                               "KeyError: 'no such key'")]), label="errors")
+        # Not marked as read: the next run reads it whole again, that entry included.
+        assert_that(parsed[FEED_STATES] | beam.Map(lambda s: s.feed_url),
+                    equal_to(["https://clean.test/rss"]), label="states")
 
 
 def test_feeds_files_yaml_and_plain():

@@ -285,7 +285,7 @@ def test_feed_files_json_feeds_and_bad_feeds(capsys, tmp_path, site):
     assert (from_json[4], from_json[10]) == (["Business"], "economy-business-finance")
     errors = {(r["source_uri"], r["stage"], r["reason"])
               for r in read_dataset(output / "errors").to_pylist()}
-    assert errors == {(f"{good}#file-2", "feed", "entry_without_link"),
+    assert errors == {(f"{good}#entry=file-2", "feed", "entry_without_link"),
                       (str(tmp_path / "broken.xml"), "feed", "unparseable_feed"),
                       (str(tmp_path / "empty.xml"), "feed", "empty_feed")}
     accounting = manifests(output)[-1]["accounting"]

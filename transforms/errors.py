@@ -34,6 +34,7 @@ READ_FAILED = "read_failed"
 EMPTY_EXTRACTION = "empty_extraction"
 EXTRACTION_TIMEOUT = "extraction_timeout"
 EXTRACTION_FAILED = "extraction_failed"
+UNPARSEABLE_HTML = "unparseable_html"  # the HTML parser stopped at a resource limit
 # Any exception a stage did not foresee while handling one input: that input's error row, never
 # the end of the run. The message is the exception's last line (type and text).
 INTERNAL_ERROR = "internal_error"

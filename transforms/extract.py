@@ -21,10 +21,10 @@ import apache_beam as beam
 from schemas.records import Article, Document
 from transforms import errors
 from transforms.bundles import in_global_window
-from transforms.errors import ERRORS, error_row
+from transforms.errors import ERRORS, error_row, exception_summary
 from transforms.text import (clean_plain_text, content_hash, drop_boilerplate, markdown_title,
                              normalize_text, wire_sources, word_count)
-from transforms.timelimit import TimeLimitedWorker, TimeLimitExceeded
+from transforms.timelimit import ChildFailed, TimeLimitedWorker, TimeLimitExceeded
 from transforms.trafilatura_page import extract_page
 from transforms.urls import canonicalize_url, date_from_url, domain_of
 
@@ -44,6 +44,10 @@ class DecodeError(ValueError):
 
 class NoMainText(ValueError):
     pass
+
+
+class UnparseableHtml(ValueError):
+    """The HTML parser stopped at one of its limits, before the page's text."""
 
 
 # --- Pure functions ------------------------------------------------------------------------------
@@ -248,10 +252,18 @@ class ExtractArticlesFn(beam.DoFn):
             yield self._outcome(document, lambda: self._text_article(document))
             return
         previous = self._collect_page()
-        self._html_worker.submit(document.content, document.url)
-        self._page_in_child = document
-        if previous is not None:
-            yield previous
+        failed = None
+        try:
+            self._html_worker.submit(document.content, document.url)
+            self._page_in_child = document
+        except ChildFailed as error:  # no child could be started for this page
+            failed = self._error(document, errors.EXTRACTION_FAILED, str(error))
+        except Exception as error:
+            failed = self._internal_error(document, error)
+        # Yielded after the submit, so that what follows downstream overlaps the child's work.
+        for outcome in (previous, failed):
+            if outcome is not None:
+                yield outcome
 
     def finish_bundle(self):
         last = self._collect_page()
@@ -263,8 +275,16 @@ class ExtractArticlesFn(beam.DoFn):
         document, self._page_in_child = self._page_in_child, None
         if document is None:
             return None
-        return self._outcome(document, lambda: self._page_article(
-            document, self._html_worker.collect()))
+        try:
+            page = self._html_worker.collect()
+        except TimeLimitExceeded as error:
+            return self._error(document, errors.EXTRACTION_TIMEOUT,
+                               f"{error} (--extraction_timeout_s)")
+        except ChildFailed as error:
+            return self._error(document, errors.EXTRACTION_FAILED, str(error))
+        except Exception as error:  # trafilatura raised on this page (re-raised from the child)
+            return self._error(document, errors.EXTRACTION_FAILED, exception_summary(error))
+        return self._outcome(document, lambda: self._page_article(document, page))
 
     def _outcome(self, document: Document, make_article):
         """make_article()'s Article, or the error row of why there is none."""
@@ -274,12 +294,10 @@ class ExtractArticlesFn(beam.DoFn):
             return self._error(document, errors.UNDECODABLE, str(error))
         except NoMainText as error:
             return self._error(document, errors.EMPTY_EXTRACTION, str(error))
-        except TimeLimitExceeded as error:
-            return self._error(document, errors.EXTRACTION_TIMEOUT,
-                               f"{error} (--extraction_timeout_s)")
-        except Exception as error:  # one bad document must not stop the run
-            return self._error(document, errors.EXTRACTION_FAILED,
-                               f"{type(error).__name__}: {error}")
+        except UnparseableHtml as error:
+            return self._error(document, errors.UNPARSEABLE_HTML, str(error))
+        except Exception as error:  # a fault of newsbeam's own on this input: its row, not the end
+            return self._internal_error(document, error)
         if article.word_count < self._min_words:
             return self._error(document, errors.EMPTY_EXTRACTION,
                                f"{article.word_count} words of text; at least "
@@ -291,12 +309,29 @@ class ExtractArticlesFn(beam.DoFn):
             errors.STAGE_EXTRACT, reason, message, document.source_uri, self._run_id,
             source_id=document.source_id, url=document.url))
 
+    def _internal_error(self, document: Document, error: Exception):
+        _LOG.error("extract: internal error on %s", document.source_uri, exc_info=error)
+        return self._error(document, errors.INTERNAL_ERROR, exception_summary(error))
+
     def _page_article(self, document: Document, page: dict | None) -> Article:
+        parser_limit = (page or {}).get("parser_limit")
         if page is None or not (page.get("text") or "").strip():
+            if parser_limit:
+                raise UnparseableHtml(f"the HTML parser stopped at its limit ({parser_limit}); "
+                                      "no main text before that point")
             raise NoMainText("trafilatura found no main text in the page")
         paragraphs = drop_boilerplate(_html_paragraphs(page["text"]))
-        return build_article(document, paragraphs, page["text"], page, self._run_id,
-                             self._ingested_at)
+        article = build_article(document, paragraphs, page["text"], page, self._run_id,
+                                self._ingested_at)
+        if parser_limit:
+            if article.word_count < self._min_words:
+                raise UnparseableHtml(
+                    f"the HTML parser stopped at its limit ({parser_limit}); "
+                    f"{article.word_count} words of text before that point, at least "
+                    f"{self._min_words} are needed (--min_words)")
+            _LOG.warning("extract: %s: the HTML parser stopped at its limit (%s); the text is "
+                         "what came before that point", document.source_uri, parser_limit)
+        return article
 
     def _text_article(self, document: Document) -> Article:
         raw = document.content if isinstance(document.content, str) \

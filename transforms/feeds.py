@@ -8,8 +8,15 @@ are skipped (counted as `entries_seen_before`). The others become FetchRequests 
 with a Document template holding the entry's title, summary, authors, date (kind "feed": the
 page's own date beats it), categories and guid.
 
+An entry with no link (RSS 0.92 items, feeds that carry whole posts) is an article of its own
+text, its content (content:encoded, Atom content, JSON Feed content_html/content_text) or else
+its summary, when that text has at least --min_words words; otherwise it is an
+`entry_without_link` row. Its source_uri is `<feed>#entry=<guid, else a hash of its text>`.
+Entry HTML becomes text through lxml (trafilatura wants a whole page and rejects fragments).
+
 Every feed ends as its entries, an errors/ row (unreachable, unparseable, no entries) or "not
-modified".
+modified"; every entry as a page request, a document, an error row or "seen before". An
+exception while parsing a feed or an entry is that input's `internal_error` row.
 """
 
 from __future__ import annotations
@@ -19,15 +26,21 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import posixpath
+import re
+import urllib.parse
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.records import Document, EntryIndexEntry, FeedIndexEntry
 from transforms import errors
-from transforms.errors import ERRORS, error_row
+from transforms.errors import ERRORS, error_row, exception_summary
 from transforms.fetch import ROBOTS, FetchByHost, FetchPolicy, FetchRequest
+from transforms.text import word_count
+
+_LOG = logging.getLogger(__name__)
 
 FEED_STAGE = "feed"
 # Reason codes (stage "feed").
@@ -36,6 +49,7 @@ EMPTY_FEED = "empty_feed"
 ENTRY_WITHOUT_LINK = "entry_without_link"
 
 ENTRIES = "entries"
+ENTRY_DOCUMENTS = "entry_documents"   # entries without a link, as Documents of their own text
 NOT_MODIFIED = "not_modified"
 ENTRIES_SEEN = "entries_seen_before"
 FEED_STATES = "feed_states"
@@ -44,6 +58,17 @@ FEED_INDEX_DATASET = "index/feeds"
 ENTRY_INDEX_DATASET = "index/entries"
 
 _MAX_FEED_LIST_BYTES = 10 * 2**20
+
+# Elements whose start and end break a paragraph in entry HTML, and those whose text is no text.
+_BLOCK_TAGS = frozenset({
+    "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure",
+    "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "ol", "p", "pre",
+    "section", "table", "td", "th", "tr", "ul"})
+_NON_TEXT_TAGS = ("script", "style", "noscript", "template", "iframe", "object")
+_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
+_SPACES = re.compile(r"\s+")
+# Safe in the entry part of a source_uri: what a guid usually holds stays readable.
+_ENTRY_ID_SAFE = "/:@!$&'()*+,;=?~"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +89,14 @@ class FeedEntry:
     entry_id: str
     link: str | None
     title: str | None = None
-    summary: str | None = None
+    summary: str | None = None       # plain text, one line
     authors: list[str] = dataclasses.field(default_factory=list)
     published: str | None = None     # ISO 8601, UTC
     categories: list[str] = dataclasses.field(default_factory=list)
+    # The entry's own text (its content, else its summary) as plain paragraphs: the article of
+    # an entry without a link.
+    text: str | None = None
+    feed_title: str | None = None
 
 
 @dataclasses.dataclass
@@ -76,6 +105,9 @@ class ParsedFeed:
     ill_formed: bool          # feedparser's "bozo": the XML is not well-formed (it still tries)
     problem: str | None = None
     title: str | None = None
+    # Entries that raised while being read: (the entry's id, link or position; the exception's
+    # summary). Each becomes an internal_error row; the feed's other entries are read.
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 class InvalidFeedList(ValueError):
@@ -137,24 +169,129 @@ def _unique_by_id(entries: list[FeedEntry]) -> list[FeedEntry]:
     return list({entry.entry_id: entry for entry in reversed(entries)}.values())[::-1]
 
 
+def html_text(fragment: str) -> str:
+    """The text of an HTML fragment (a feed entry's content or summary): paragraphs at block
+    elements, separated by blank lines; a <br> a line break; scripts and styles dropped.
+    Parsed by lxml (its HTML parser copes with tag soup); the walk over blocks is newsbeam's."""
+    import lxml.etree
+    import lxml.html
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except (lxml.etree.ParserError, ValueError):  # nothing to parse: empty or only white space
+        return ""
+    for element in list(root.iter(*_NON_TEXT_TAGS)):
+        element.drop_tree()
+    for node in root.iter():
+        # Line breaks in the source are spaces in HTML; only elements break lines.
+        if isinstance(node.tag, str) and node.text:
+            node.text = _SPACES.sub(" ", node.text)
+        if node.tail:
+            node.tail = _SPACES.sub(" ", node.tail)
+        if node.tag in _BLOCK_TAGS:
+            node.text = "\n\n" + (node.text or "")
+            node.tail = "\n\n" + (node.tail or "")
+        elif node.tag == "br":
+            node.tail = "\n" + (node.tail or "")
+    return _plain_paragraphs(root.text_content())
+
+
+def _plain_paragraphs(text: str) -> str:
+    """Text with its white space tidied: each line's runs of spaces one space, paragraphs (blank
+    line apart) kept, empty ones dropped."""
+    paragraphs = []
+    for block in _PARAGRAPH_BREAK.split(text):
+        lines = [" ".join(line.split()) for line in block.split("\n")]
+        paragraph = "\n".join(line for line in lines if line)
+        if paragraph:
+            paragraphs.append(paragraph)
+    return "\n\n".join(paragraphs)
+
+
+def _detail_text(value, content_type: str | None) -> str | None:
+    """Plain text of a feed text construct: HTML (and XHTML) read as HTML, the rest as text."""
+    if value is None:
+        return None
+    value = str(value)
+    text = html_text(value) if "html" in (content_type or "html") else _plain_paragraphs(value)
+    return text or None
+
+
+def _one_line(text: str | None) -> str | None:
+    joined = " ".join((text or "").split())
+    return joined or None
+
+
+def text_id(title: str | None, text: str | None) -> str:
+    """The id of an entry that has neither guid nor link: a hash of what it says."""
+    return hashlib.sha256(f"{title or ''}\n{text or ''}".encode()).hexdigest()[:16]
+
+
+def entry_source_uri(feed_location: str, entry_id: str) -> str:
+    """Where an entry without a page comes from: `<feed>#entry=<id>`."""
+    return f"{feed_location}#entry={urllib.parse.quote(entry_id, safe=_ENTRY_ID_SAFE)}"
+
+
+def _failed_item(item: dict, number: int, error: Exception) -> tuple[str, str]:
+    """(what names an entry that raised: its id, link or position; the exception's summary)."""
+    label = _text(item.get("id")) or _text(item.get("link")) or _text(item.get("url"))
+    return label or f"item-{number}", exception_summary(error)
+
+
+def json_feed_entry(item: dict, feed_title: str | None) -> FeedEntry:
+    """One JSON Feed item (its summary is plain text; content_html is HTML)."""
+    link = _text(item.get("url")) or _text(item.get("external_url"))
+    title = _text(item.get("title"))
+    summary = _detail_text(_text(item.get("summary")), "text/plain")
+    text = (_detail_text(_text(item.get("content_html")), "text/html")
+            or _detail_text(_text(item.get("content_text")), "text/plain") or summary)
+    authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
+    return FeedEntry(
+        entry_id=_text(item.get("id")) or link or text_id(title, text), link=link, title=title,
+        summary=_one_line(summary),
+        authors=[a["name"] for a in authors if isinstance(a, dict) and _text(a.get("name"))],
+        published=_text(item.get("date_published")) or _text(item.get("date_modified")),
+        categories=[t for t in map(_text, item.get("tags") or []) if t], text=text,
+        feed_title=feed_title)
+
+
 def parse_json_feed(data: dict) -> ParsedFeed:
     """A JSON Feed (https://jsonfeed.org, versions 1 and 1.1)."""
-    entries = []
-    for item in data.get("items") or []:
+    title = _text(data.get("title"))
+    entries, failed = [], []
+    for number, item in enumerate(data.get("items") or [], 1):
         if not isinstance(item, dict):
             continue
-        link = _text(item.get("url")) or _text(item.get("external_url"))
-        entry_id = _text(item.get("id")) or link
-        if entry_id is None:
-            continue
-        authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
-        entries.append(FeedEntry(
-            entry_id=entry_id, link=link, title=_text(item.get("title")),
-            summary=_text(item.get("summary")),
-            authors=[a["name"] for a in authors if isinstance(a, dict) and _text(a.get("name"))],
-            published=_text(item.get("date_published")) or _text(item.get("date_modified")),
-            categories=[t for t in map(_text, item.get("tags") or []) if t]))
-    return ParsedFeed(_unique_by_id(entries), False, title=_text(data.get("title")))
+        try:
+            entries.append(json_feed_entry(item, title))
+        except Exception as error:  # this item's error row; the others are read
+            failed.append(_failed_item(item, number, error))
+    return ParsedFeed(_unique_by_id(entries), False, title=title, failed=failed)
+
+
+def feedparser_entry(item, feed_title: str | None) -> FeedEntry:
+    """One entry as feedparser read it. Its link is the page to fetch; an id that feedparser
+    took for the link (an Atom id or RSS guid such as 'urn:uuid:...' or 'tag:...', when the
+    entry has no link of its own) counts only when it is an http(s) URL."""
+    link = _text(item.get("link"))
+    if link and link == _text(item.get("id")) \
+            and not link.lower().startswith(("http://", "https://")):
+        link = None
+    title = _text(item.get("title"))
+    summary_detail = item.get("summary_detail") or {}
+    summary = _detail_text(_text(item.get("summary")), summary_detail.get("type"))
+    contents = (_detail_text(_text(c.get("value")), c.get("type"))
+                for c in item.get("content") or [])
+    text = next((c for c in contents if c), None) or summary
+    authors = [a.get("name") for a in item.get("authors") or [] if _text(a.get("name"))]
+    if not authors and _text(item.get("author")):
+        authors = [item["author"].strip()]
+    published = (_struct_time_iso(item.get("published_parsed"))
+                 or _struct_time_iso(item.get("updated_parsed")))
+    return FeedEntry(
+        entry_id=_text(item.get("id")) or link or text_id(title, text), link=link, title=title,
+        summary=_one_line(summary), authors=authors, published=published,
+        categories=[t for t in (_text(tag.get("term")) for tag in item.get("tags") or []) if t],
+        text=text, feed_title=feed_title)
 
 
 def parse_feed(body: bytes, base_url: str | None = None) -> ParsedFeed:
@@ -178,27 +315,17 @@ def parse_feed(body: bytes, base_url: str | None = None) -> ParsedFeed:
     if base_url:
         headers["content-location"] = base_url
     parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
-    entries = []
-    for item in parsed.entries:
-        link = _text(item.get("link"))
-        entry_id = _text(item.get("id")) or link or _text(item.get("title"))
-        if entry_id is None:
-            continue
-        authors = [a.get("name") for a in item.get("authors") or [] if _text(a.get("name"))]
-        if not authors and _text(item.get("author")):
-            authors = [item["author"].strip()]
-        published = (_struct_time_iso(item.get("published_parsed"))
-                     or _struct_time_iso(item.get("updated_parsed")))
-        entries.append(FeedEntry(
-            entry_id=entry_id, link=link, title=_text(item.get("title")),
-            summary=_text(item.get("summary")), authors=authors, published=published,
-            categories=[t for t in (_text(tag.get("term")) for tag in item.get("tags") or [])
-                        if t]))
+    title = _text(parsed.feed.get("title"))
+    entries, failed = [], []
+    for number, item in enumerate(parsed.entries, 1):
+        try:
+            entries.append(feedparser_entry(item, title))
+        except Exception as error:  # this entry's error row; the others are read
+            failed.append(_failed_item(item, number, error))
     problem = None
     if parsed.get("bozo"):
         problem = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}"
-    return ParsedFeed(_unique_by_id(entries), bool(parsed.get("bozo")), problem,
-                      _text(parsed.feed.get("title")))
+    return ParsedFeed(_unique_by_id(entries), bool(parsed.get("bozo")), problem, title, failed)
 
 
 def entry_key(feed_location: str, entry_id: str) -> str:
@@ -213,6 +340,19 @@ def page_request(spec: FeedSpec, entry: FeedEntry) -> FetchRequest:
         published_at=entry.published, published_at_kind="feed", categories=entry.categories,
         feed_url=spec.location, feed_entry_id=entry.entry_id, feed_topic=spec.topic)
     return FetchRequest(url=entry.link, source_uri=entry.link, payload=template)
+
+
+def entry_document(spec: FeedSpec, entry: FeedEntry) -> Document:
+    """The Document of an entry without a link: its own text, with what the feed says about it
+    (the publisher, when the feeds file names none, is the feed's title)."""
+    summary_is_text = entry.summary == _one_line(entry.text)
+    return Document(
+        source_uri=entry_source_uri(spec.location, entry.entry_id), kind="text",
+        content=entry.text or "", title=entry.title,
+        description=None if summary_is_text else entry.summary, authors=entry.authors,
+        publisher=spec.publisher or entry.feed_title, published_at=entry.published,
+        published_at_kind="feed", categories=entry.categories, feed_url=spec.location,
+        feed_entry_id=entry.entry_id, feed_topic=spec.topic)
 
 
 def conditional_headers(state: FeedIndexEntry | None) -> dict:
@@ -235,35 +375,64 @@ def latest_state(states) -> FeedIndexEntry:
 
 class ParseFeedFn(beam.DoFn):
     """(FeedSpec, body bytes, final URL, validators) -> (FeedSpec, FeedEntry) for each entry
-    with a link; FEED_STATES for fetched feeds; ERRORS for feeds without entries and entries
-    without links."""
+    with a link or with enough text of its own; FEED_STATES for fetched feeds; ERRORS for feeds
+    without entries, entries with neither, and feeds or entries that raised."""
 
-    def __init__(self, run_id: str, fetched_at: dt.datetime):
+    def __init__(self, run_id: str, fetched_at: dt.datetime, min_words: int):
         self._run_id = run_id
         self._fetched_at = fetched_at
+        self._min_words = min_words
 
     def _error(self, reason: str, message: str, source_uri: str, url: str | None = None):
         return beam.pvalue.TaggedOutput(ERRORS, error_row(
             FEED_STAGE, reason, message, source_uri, self._run_id, url=url))
 
+    def _internal_error(self, error: Exception, source_uri: str, url: str | None = None):
+        _LOG.error("feed: internal error on %s", source_uri, exc_info=error)
+        return self._error(errors.INTERNAL_ERROR, exception_summary(error), source_uri, url)
+
     def process(self, fetched):
         spec, body, url, validators = fetched
-        parsed = parse_feed(body, url)
-        if not parsed.entries:
+        try:
+            parsed = parse_feed(body, url)
+        except Exception as error:  # the feed's error row, not the end of the run
+            yield self._internal_error(error, spec.location, url)
+            return
+        if not parsed.entries and not parsed.failed:
             reason = UNPARSEABLE_FEED if parsed.ill_formed else EMPTY_FEED
             yield self._error(reason, parsed.problem or "the feed has no entries",
                               spec.location, url)
             return
-        if validators is not None:
+        outcomes = [self._error(errors.INTERNAL_ERROR, message,
+                                entry_source_uri(spec.location, entry_id))
+                    for entry_id, message in parsed.failed]
+        raised = bool(parsed.failed)
+        for entry in parsed.entries:
+            try:
+                outcomes.append(self._entry_outcome(spec, entry))
+            except Exception as error:
+                raised = True
+                outcomes.append(self._internal_error(
+                    error, entry_source_uri(spec.location, entry.entry_id)))
+        # A feed with entries that raised is not marked as read: the next run asks for it in
+        # full again (not "modified since?"), so that those entries are read again.
+        if validators is not None and not raised:
             yield beam.pvalue.TaggedOutput(FEED_STATES, FeedIndexEntry(
                 feed_url=spec.location, run_id=self._run_id, fetched_at=self._fetched_at,
                 etag=validators[0], last_modified=validators[1]))
-        for entry in parsed.entries:
-            if entry.link is None:
-                yield self._error(ENTRY_WITHOUT_LINK, "the entry has no link to fetch",
-                                  f"{spec.location}#{entry.entry_id}")
-            else:
-                yield spec, entry
+        yield from outcomes
+
+    def _entry_outcome(self, spec: FeedSpec, entry: FeedEntry):
+        """(spec, entry) for an entry to fetch or to take as it is, else its error row."""
+        if entry.link is not None:
+            return spec, entry
+        words = word_count(entry.text or "")
+        if words and words >= self._min_words:
+            return spec, entry
+        return self._error(
+            ENTRY_WITHOUT_LINK, f"the entry has no link to fetch, and {words} words of text of "
+            f"its own; at least {self._min_words} are needed (--min_words)",
+            entry_source_uri(spec.location, entry.entry_id))
 
 
 class ReadFeedFileFn(beam.DoFn):
@@ -280,6 +449,12 @@ class ReadFeedFileFn(beam.DoFn):
         except (OSError, EOFError) as error:
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(
                 errors.STAGE_READ, errors.READ_FAILED, f"{type(error).__name__}: {error}",
+                spec.location, self._run_id))
+            return
+        except Exception as error:  # the file's error row, not the end of the run
+            _LOG.error("feed: internal error reading %s", spec.location, exc_info=error)
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(
+                errors.STAGE_READ, errors.INTERNAL_ERROR, exception_summary(error),
                 spec.location, self._run_id))
             return
         if len(body) > self._max_bytes:
@@ -306,7 +481,8 @@ def _feed_request(spec: FeedSpec, states: dict) -> FetchRequest:
 
 
 def _split_new_entries(keyed):
-    """(key, {"new": [(spec, entry)], "index": [...]}) -> the page request, or ENTRIES_SEEN."""
+    """(key, {"new": [(spec, entry)], "index": [...]}) -> the page request, the entry's own
+    Document (ENTRY_DOCUMENTS) when it has no link, or ENTRIES_SEEN."""
     key, grouped = keyed
     new, indexed = list(grouped["new"]), any(True for _ in grouped["index"])
     if not new:
@@ -315,7 +491,10 @@ def _split_new_entries(keyed):
         yield beam.pvalue.TaggedOutput(ENTRIES_SEEN, key)
         return
     spec, entry = min(new, key=lambda pair: pair[0].location)
-    yield page_request(spec, entry)
+    if entry.link is None:
+        yield beam.pvalue.TaggedOutput(ENTRY_DOCUMENTS, entry_document(spec, entry))
+    else:
+        yield page_request(spec, entry)
 
 
 def entry_index_entry(document: Document, run_id: str) -> EntryIndexEntry:
@@ -344,12 +523,14 @@ def read_feed_states(pipeline, output_dir: str):
 
 
 class ReadFeeds(beam.PTransform):
-    """FeedSpecs -> {"requests": page FetchRequests of new entries, ERRORS: ErrorRows,
-    NOT_MODIFIED: feed URLs that answered 304, ENTRIES_SEEN: keys of entries an earlier run
-    fetched, FEED_STATES: FeedIndexEntries to store, ROBOTS: the robots.txt outcomes read}."""
+    """FeedSpecs -> {"requests": page FetchRequests of new entries, ENTRY_DOCUMENTS: Documents of
+    new entries without a link, ERRORS: ErrorRows, NOT_MODIFIED: feed URLs that answered 304,
+    ENTRIES_SEEN: keys of entries an earlier run fetched, FEED_STATES: FeedIndexEntries to store,
+    ROBOTS: the robots.txt outcomes read}. `min_words`: the least an entry without a link must
+    say to be an article (--min_words)."""
 
     def __init__(self, specs: list[FeedSpec], policy: FetchPolicy, run_id: str,
-                 fetched_at: dt.datetime, feed_states, indexed_entry_keys):
+                 fetched_at: dt.datetime, feed_states, indexed_entry_keys, *, min_words: int):
         super().__init__()
         # One spec per feed: the first given wins (a feed listed twice is read once).
         firsts = {spec.location: spec for spec in reversed(specs)}
@@ -359,6 +540,7 @@ class ReadFeeds(beam.PTransform):
         self._fetched_at = fetched_at
         self._feed_states = feed_states
         self._indexed_entry_keys = indexed_entry_keys
+        self._min_words = min_words
 
     def expand(self, pipeline):
         specs = pipeline | "Specs" >> beam.Create(self._specs)
@@ -378,7 +560,8 @@ class ReadFeeds(beam.PTransform):
         parsed = (
             (remote.bodies, local.bodies)
             | "AllBodies" >> beam.Flatten()
-            | "Parse" >> beam.ParDo(ParseFeedFn(self._run_id, self._fetched_at)).with_outputs(
+            | "Parse" >> beam.ParDo(ParseFeedFn(
+                self._run_id, self._fetched_at, self._min_words)).with_outputs(
                 ERRORS, FEED_STATES, main=ENTRIES))
         split = (
             {"new": parsed[ENTRIES] | "KeyEntries" >> beam.Map(
@@ -386,11 +569,12 @@ class ReadFeeds(beam.PTransform):
              "index": self._indexed_entry_keys | "KeyIndex" >> beam.Map(lambda k: (k, None))}
             | "JoinIndex" >> beam.CoGroupByKey()
             | "NewEntries" >> beam.FlatMap(_split_new_entries).with_outputs(
-                ENTRIES_SEEN, main="requests"))
+                ENTRIES_SEEN, ENTRY_DOCUMENTS, main="requests"))
         feed_errors = (
             (fetched[ERRORS] | "ErrorRows" >> beam.Values(), local[ERRORS], parsed[ERRORS])
             | "FeedErrors" >> beam.Flatten())
-        return {"requests": split.requests, ERRORS: feed_errors,
+        return {"requests": split.requests, ENTRY_DOCUMENTS: split[ENTRY_DOCUMENTS],
+                ERRORS: feed_errors,
                 NOT_MODIFIED: remote[NOT_MODIFIED], ENTRIES_SEEN: split[ENTRIES_SEEN],
                 FEED_STATES: parsed[FEED_STATES], ROBOTS: fetched[ROBOTS]}
 

@@ -9,11 +9,19 @@ The child is a fresh interpreter (never a fork: the parent is a Beam worker with
 which a fork would copy in a broken state) that imports only the function's own module. It is
 started as a plain subprocess rather than by multiprocessing's 'spawn', which would also re-run
 the parent's main module (the Beam SDK worker, a notebook, a script) in the child.
+
+The child runs isolated (`python -I`): `python -c` alone would put the current directory first
+on its `sys.path`, so a stray `htmldate.py` or `concurrent.py` where the user runs newsbeam
+would be imported instead of the real module. `-I` also ignores PYTHON* variables and the user
+site, so the child is given the parent's own `sys.path` explicitly (the folders the parent
+imports from, never the implicit current directory); the site-packages `.pth` files still run,
+which is how an editable install finds newsbeam's packages.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import socket
 import subprocess
@@ -22,8 +30,10 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-_CHILD_MAIN = ("import sys; from transforms.timelimit import serve; "
-               "serve(sys.argv[1], int(sys.argv[2]))")
+# Runs under -I, so nothing here may come from the current directory: only the standard library
+# until sys.path is the parent's.
+_CHILD_MAIN = ("import sys, json; sys.path[:] = json.loads(sys.argv[3]); "
+               "from transforms.timelimit import serve; serve(sys.argv[1], int(sys.argv[2]))")
 
 
 class TimeLimitExceeded(Exception):
@@ -52,6 +62,16 @@ def serve(func_name: str, fd: int) -> None:
             connection.send(("error", error))
 
 
+def child_sys_path() -> list[str]:
+    """The folders a child imports from: the parent's `sys.path` without its empty entry (the
+    current directory, as `-c` and the REPL add it), then the folder holding newsbeam's own
+    packages, in case they are found through an import hook that `-I` skips (an editable install
+    into the user site)."""
+    import transforms
+    packages_root = os.path.dirname(os.path.dirname(os.path.abspath(transforms.__file__)))
+    return list(dict.fromkeys([*(p for p in sys.path if p), packages_root]))
+
+
 class TimeLimitedWorker:
     """Calls a module-level `func` in a child process, `timeout_s` at most a call. Arguments
     and results cross the process boundary pickled."""
@@ -67,11 +87,10 @@ class TimeLimitedWorker:
 
     def _start(self) -> None:
         parent_end, child_end = socket.socketpair()
-        # The child finds the modules the parent finds (tests, source checkouts, zip imports).
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_MAIN, self._func_name, str(child_end.fileno())],
-            pass_fds=[child_end.fileno()], env=env, stdin=subprocess.DEVNULL)
+            [sys.executable, "-I", "-c", _CHILD_MAIN, self._func_name, str(child_end.fileno()),
+             json.dumps(child_sys_path())],
+            pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL)
         child_end.close()
         self._connection = Connection(parent_end.detach())
         # The child's start-up (a fresh interpreter importing `func`'s module) is not charged
@@ -81,7 +100,14 @@ class TimeLimitedWorker:
         except (EOFError, OSError):
             ready = None
         if not ready or ready[0] != "ready":
+            try:  # a child that closed its end is exiting: say how
+                exit_code = self._process.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                exit_code = None
             self._kill()
+            if exit_code is not None:
+                raise ChildFailed(f"worker process exited with code {exit_code} before it was "
+                                  f"ready (importing {self._func_name})")
             raise ChildFailed(f"worker process did not start within {self._startup_timeout_s:g} s")
 
     def _alive(self) -> bool:

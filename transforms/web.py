@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas.records import Document
 from transforms.errors import ERRORS
-from transforms.feeds import (ENTRIES_SEEN, FEED_STATES, NOT_MODIFIED, FeedSpec,
+from transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES, NOT_MODIFIED, FeedSpec,
                               InvalidFeedList, ReadFeeds, entry_index_entry, parse_feed_list)
 from transforms.fetch import FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest
 from transforms.sources import is_local
@@ -81,10 +81,12 @@ def states_of_complete_feeds(keyed):
 class ReadWebSources(beam.PTransform):
     """Feeds and URL lists -> {"documents": Documents, ERRORS: ErrorRows, NOT_MODIFIED: feed
     URLs, ENTRIES_SEEN: entry keys skipped, FEED_STATES and ENTRY_INDEX: index records to
-    store}."""
+    store}. Feed entries without a link are documents of their own text (at least `min_words`
+    words of it)."""
 
     def __init__(self, specs: list[FeedSpec], url_lists: list[str], policy: FetchPolicy,
-                 run_id: str, fetched_at: dt.datetime, feed_states, indexed_entry_keys):
+                 run_id: str, fetched_at: dt.datetime, feed_states, indexed_entry_keys, *,
+                 min_words: int):
         super().__init__()
         self._specs = specs
         self._url_lists = sorted({_absolute(path) for path in url_lists})
@@ -93,11 +95,12 @@ class ReadWebSources(beam.PTransform):
         self._fetched_at = fetched_at
         self._feed_states = feed_states
         self._indexed_entry_keys = indexed_entry_keys
+        self._min_words = min_words
 
     def expand(self, pipeline):
         feeds = pipeline | "ReadFeeds" >> ReadFeeds(
             self._specs, self._policy, self._run_id, self._fetched_at, self._feed_states,
-            self._indexed_entry_keys)
+            self._indexed_entry_keys, min_words=self._min_words)
         listed = (
             pipeline
             | "UrlLists" >> beam.Create(self._url_lists)
@@ -109,7 +112,11 @@ class ReadWebSources(beam.PTransform):
             | "FetchPages" >> FetchPages(self._policy, self._run_id, feeds[ROBOTS]))
         run_id = self._run_id
         finished = pages[FINISHED] | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
-        entry_index = finished | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id))
+        # Entries without a link are done once they are documents: indexed as fetched.
+        entry_index = (
+            (finished, feeds[ENTRY_DOCUMENTS])
+            | "DoneEntries" >> beam.Flatten()
+            | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id)))
         feed_states = (
             {"state": feeds[FEED_STATES] | "StateByFeed" >> beam.Map(lambda s: (s.feed_url, s)),
              "requested": feeds["requests"] | "RequestedByFeed" >> beam.Map(
@@ -118,7 +125,8 @@ class ReadWebSources(beam.PTransform):
             | "JoinByFeed" >> beam.CoGroupByKey()
             | "CompleteFeeds" >> beam.FlatMap(states_of_complete_feeds))
         return {
-            "documents": pages["documents"],
+            "documents": (pages["documents"], feeds[ENTRY_DOCUMENTS])
+            | "WebDocuments" >> beam.Flatten(),
             ERRORS: (feeds[ERRORS], pages[ERRORS]) | "WebErrors" >> beam.Flatten(),
             NOT_MODIFIED: feeds[NOT_MODIFIED],
             ENTRIES_SEEN: feeds[ENTRIES_SEEN],
