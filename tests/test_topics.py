@@ -7,7 +7,7 @@ import pytest
 
 from schemas.records import Article, TopicScore
 from transforms.topics import (IPTC_TOPICS, SECTION_TOPICS, UNCLASSIFIED, assign_topic,
-                               section_topic)
+                               section_key, section_topic)
 
 
 def make_article(**fields) -> Article:
@@ -36,8 +36,78 @@ def test_section_topic_from_categories(categories, expected):
     assert section_topic(categories, None) == expected
 
 
-def test_first_category_that_maps_wins():
-    assert section_topic(["Opinion", "Editor's picks", "Sports", "Politics"], None) == "sport"
+def test_categories_that_name_one_topic_give_it():
+    assert section_topic(["Opinion", "Editor's picks", "Sports", "Football"], None) == "sport"
+
+
+def test_categories_naming_different_sections_are_no_section():
+    # Two sections that map to different topics: which one is the article's is unknown.
+    assert section_topic(["Opinion", "Sports", "Politics"], None) is None
+    assert section_topic(["Sports", "Politics"], "https://example.com/politics/x") == "politics"
+
+
+# "Essequibo hunter found dead with gunshot wounds" on html-dev: trafilatura took the site's menu
+# for the article's categories, and the topic was sport.
+NAVIGATION_MENU = ["News", "Editorial", "Sports", "Letters", "Features / Columnists", "Opinion",
+                   "Business", "Entertainment", "Crime", "Regional", "Sunday"]
+
+
+def test_a_navigation_menu_is_no_section():
+    assert section_topic(NAVIGATION_MENU, "https://www.kaieteurnewsonline.com/2022/05/06/x") \
+        is None
+    # A tag cloud of eight or more, even if only one of them maps.
+    tags = ["Berlin", "Demokratie", "Bildung", "Bundestag", "Datenschutz", "Antifaschismus",
+            "Grundeinkommen", "Piraten"]
+    assert section_topic(tags, None) is None
+    # The URL's section still counts.
+    assert section_topic(NAVIGATION_MENU, "https://example.com/crime/hunter-found-dead") == \
+        "crime-law-justice"
+
+
+MENU_PAGE = """<html><head><title>Hunter found dead with gunshot wounds</title>{meta}</head><body>
+<div class="row">{links}</div>
+<article><h1>Hunter found dead with gunshot wounds</h1>
+<p>The body of a 42-year-old hunter was found on Thursday in a forest clearing near the village,
+with gunshot wounds to his chest, police said. Relatives had reported him missing on Monday after
+he failed to return from a hunting trip with two friends.</p>
+<p>Detectives have questioned both men, who told officers they had been separated from the
+victim during a storm. A post-mortem examination is expected to establish the cause of death,
+and the police commander said no one had been charged so far.</p>
+</article></body></html>"""
+
+
+def menu_page_article(meta: str = "", menu: list[str] = NAVIGATION_MENU) -> Article:
+    from schemas.records import Document
+    from transforms.extract import build_article
+    from transforms.trafilatura_page import extract_page
+    links = "".join(f'<a href="https://news.example.com/category/{section_key(name)}/">{name}</a>'
+                    for name in menu)
+    html = MENU_PAGE.format(meta=meta, links=links)
+    page = extract_page(html, "https://news.example.com/2022/05/06/hunter-found-dead/")
+    document = Document(source_uri="pages/hunter.html", kind="html", content=html.encode())
+    return build_article(document, page["text"].split("\n"), page["text"], page, "run-1",
+                         dt.datetime(2022, 5, 6, tzinfo=dt.timezone.utc))
+
+
+def test_trafilatura_menu_categories_do_not_set_the_topic():
+    article = menu_page_article()
+    assert len(article.categories) >= 8 and "Sports" in article.categories
+    assert assign_topic(article).topic == UNCLASSIFIED
+
+
+def test_article_section_meta_sets_the_topic():
+    # trafilatura reads article:section only when it finds no category links.
+    article = menu_page_article('<meta property="article:section" content="Crime">', menu=[])
+    assert article.categories == ["Crime"]
+    assert assign_topic(article).topic == "crime-law-justice"
+
+
+def test_json_ld_article_section_beats_the_menu():
+    meta = ('<script type="application/ld+json">{"@context": "https://schema.org", "@type": '
+            '"NewsArticle", "headline": "Hunter found dead", "articleSection": "Crime"}</script>')
+    article = menu_page_article(meta)
+    assert article.categories == ["Crime"]
+    assert assign_topic(article).topic == "crime-law-justice"
 
 
 def test_categories_beat_the_url():

@@ -77,6 +77,10 @@ SECTION_TOPICS = {
 }
 
 _PATH_SEGMENTS_LOOKED_AT = 3
+# Categories this many or more are a page's navigation menu or tag cloud that trafilatura took
+# for the article's ("News, Editorial, Sports, Letters, ..." on a crime story), not its section:
+# on html-dev, 40 of 116 section topics came from such lists.
+MENU_CATEGORIES = 8
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "topics.npz"
 # Model choices by name: the shipped classifier (found beside this module on each worker), or
@@ -122,23 +126,35 @@ def topic_from_section(name: str) -> str | None:
     return SECTION_TOPICS.get(key.replace("-and-", "-"))
 
 
-def section_topic(categories: list[str], url: str | None) -> str | None:
-    """The source's own section as an IPTC slug: the first category that maps, else the first of
-    the URL's leading path segments that maps, else None."""
-    for category in categories:
-        topic = topic_from_section(category)
+def categories_topic(categories: list[str]) -> str | None:
+    """The one IPTC slug the categories name, or None: when they are a navigation menu or a tag
+    cloud (MENU_CATEGORIES or more), or when the ones that map disagree ("Business", "Sports")."""
+    if len(categories) >= MENU_CATEGORIES:
+        return None
+    topics = {topic for topic in map(topic_from_section, categories) if topic}
+    return topics.pop() if len(topics) == 1 else None
+
+
+def url_topic(url: str | None) -> str | None:
+    """The IPTC slug of the first of the URL's leading path segments that maps, or None."""
+    if not url:
+        return None
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    for segment in [s for s in path.split("/") if s][:_PATH_SEGMENTS_LOOKED_AT]:
+        topic = SECTION_TOPICS.get(segment.casefold())
         if topic:
             return topic
-    if url:
-        try:
-            path = urlsplit(url).path
-        except ValueError:
-            return None
-        for segment in [s for s in path.split("/") if s][:_PATH_SEGMENTS_LOOKED_AT]:
-            topic = SECTION_TOPICS.get(segment.casefold())
-            if topic:
-                return topic
     return None
+
+
+def section_topic(categories: list[str], url: str | None) -> str | None:
+    """The source's own section as an IPTC slug: what its categories name (a feed's or record's
+    categories, `article:section`, a post's category links), else its URL's section, else
+    None."""
+    return categories_topic(categories) or url_topic(url)
 
 
 def tokens(text: str) -> list[str]:
