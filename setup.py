@@ -55,11 +55,15 @@ setup(
     ],
     extras_require={
         # The README's query recipes are tested with DuckDB, pandas and Polars; the report is
-        # opened in the system's Chromium through Playwright (no browser download).
+        # opened in the system's Chromium through Playwright (no browser download). The topic
+        # classifier's test retrains it, which needs scikit-learn.
         "test": ["pytest>=8", "duckdb>=1.1", "pandas==3.1.1", "polars==2.1.0",
-                 "playwright==1.65.2"],
+                 "playwright==1.65.2", "scikit-learn==1.9.1"],
         # The Spark recipe's test runs where this is installed and `java` is on PATH.
         "spark": ["pyspark==4.3.0"],
+        # Training the topic classifier (make train-topics) fits it with scikit-learn; the
+        # shipped model runs on numpy alone.
+        "train": ["scikit-learn==1.9.1"],
     },
     entry_points={"console_scripts": ["newsbeam = pipelines.cli:main",
                                       "newsbeam-train-topics = pipelines.train_topics:main"]},

@@ -225,9 +225,10 @@ class NewsOptions(PipelineOptions):
                  "the model in the package), 'none' (section only, else unclassified) or the "
                  "path of a model written by newsbeam-train-topics.")
         group.add_argument(
-            "--topic_threshold", type=float, default=0.3, metavar="SCORE",
-            help="Lowest classifier score (0-1) that sets the topic; below it the article is "
-                 "'unclassified' (its scores are kept). Default: 0.3.")
+            "--topic_threshold", type=float, default=0.25, metavar="SCORE",
+            help="Lowest classifier score (0-1, calibrated: the chance the topic is right) "
+                 "that sets the topic; below it the article is 'unclassified' (its scores are "
+                 "kept). Default: 0.25.")
         web = parser.add_argument_group("newsbeam web sources")
         web.add_argument(
             "--feed", action="append", default=None, metavar="URL|FILE",

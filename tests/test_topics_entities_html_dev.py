@@ -1,6 +1,6 @@
 """Saved pages from ../shared/data/html-dev (German-heavy, many sites) through the pipeline:
-every article lands in one of the 18 topic partitions; entities and the classifier are for
-English articles only.
+every article lands in one of the 18 topic partitions; entities are for English
+articles only, the classifier for English and French.
 Skips without the data."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.conftest import SHARED_DATA, manifests, read_dataset, run_cli
-from transforms.topics import TOPIC_SLUGS
+from transforms.topics import DEFAULT_TOPIC_THRESHOLD, TOPIC_SLUGS
 
 HTML_DEV = SHARED_DATA / "html-dev"
 SAMPLE_SIZE = 40
@@ -43,12 +43,14 @@ def test_every_article_has_a_topic_partition_and_entities_only_in_english(capsys
         if row["topic_source"] == "section":
             assert row["topic_confidence"] == 1.0
         elif row["topic_source"] == "classifier":
-            assert len(row["topic_scores"]) == 3 and row["topic_confidence"] >= 0.3
+            assert len(row["topic_scores"]) == 3 and row["topic_confidence"] >= DEFAULT_TOPIC_THRESHOLD
         else:
             assert row["topic"] == "unclassified"
-            assert row["topic_scores"] == [] or row["topic_confidence"] < 0.3
+            assert row["topic_scores"] == [] or row["topic_confidence"] < DEFAULT_TOPIC_THRESHOLD
         if row["language"] not in (None, "en"):
             assert row["entities"] == []
+        if row["language"] not in (None, "en", "fr"):
+            # The classifier knows English and French only.
             assert row["topic_source"] in ("section", None)
     english = [row for row in articles if row["language"] == "en"]
     assert english and sum(bool(row["entities"]) for row in english) >= 0.8 * len(english)

@@ -43,48 +43,63 @@ TOPIC_SLUGS = frozenset(IPTC_TOPICS + (UNCLASSIFIED,))
 SECTION_TOPICS = {
     **dict.fromkeys(["arts", "art", "culture", "entertainment", "media", "movies", "film", "films",
                      "music", "books", "theatre", "theater", "television", "tv", "celebrity",
-                     "showbiz", "arts-and-culture", "kultur", "feuilleton"],
+                     "showbiz", "arts-and-culture", "kultur", "feuilleton", "kino", "musik",
+                     "cultura", "espectaculos", "cine", "musica", "cinema", "musique", "livres"],
                     "arts-culture-entertainment-media"),
     **dict.fromkeys(["war", "conflict", "conflicts", "defence", "defense", "military",
-                     "terrorism", "ukraine-war", "russia-ukraine-war"], "conflict-war-peace"),
-    **dict.fromkeys(["crime", "crimes", "law", "justice", "courts", "court", "legal", "police"],
+                     "terrorism", "ukraine-war", "russia-ukraine-war", "krieg", "guerre",
+                     "guerra"], "conflict-war-peace"),
+    **dict.fromkeys(["crime", "crimes", "law", "justice", "courts", "court", "legal", "police",
+                     "kriminalitaet", "justiz", "judicial", "sucesos", "justice-faits-divers"],
                     "crime-law-justice"),
     **dict.fromkeys(["disaster", "disasters", "accident", "accidents", "emergency"],
                     "disaster-accident-emergency"),
     **dict.fromkeys(["business", "economy", "economics", "finance", "markets", "money",
-                     "companies", "industry", "wirtschaft", "finanzen", "business-news"],
+                     "companies", "industry", "wirtschaft", "finanzen", "business-news", "economia",
+                     "economie", "negocios", "finanzas"],
                     "economy-business-finance"),
-    **dict.fromkeys(["education", "schools", "universities", "bildung"], "education"),
+    **dict.fromkeys(["education", "schools", "universities", "bildung", "educacion"], "education"),
     **dict.fromkeys(["environment", "climate", "climate-change", "energy-and-environment",
-                     "umwelt", "klima"], "environment"),
-    **dict.fromkeys(["health", "medicine", "wellness", "gesundheit", "coronavirus", "covid-19"],
+                     "umwelt", "klima", "medio-ambiente", "environnement", "planete"], "environment"),
+    **dict.fromkeys(["health", "medicine", "wellness", "gesundheit", "coronavirus", "covid-19",
+                     "salud", "sante"],
                     "health"),
     **dict.fromkeys(["human-interest", "offbeat", "odd-news", "oddities", "good-news"],
                     "human-interest"),
     **dict.fromkeys(["labour", "labor", "jobs", "employment", "work", "careers"], "labour"),
     **dict.fromkeys(["lifestyle", "life", "travel", "food", "style", "fashion", "leisure",
-                     "living", "home-and-garden", "reise", "leben"], "lifestyle-leisure"),
+                     "living", "home-and-garden", "reise", "reisen", "leben", "rezepte", "wein",
+                     "viajes", "estilo", "gastronomia", "voyage", "cuisine"], "lifestyle-leisure"),
     **dict.fromkeys(["politics", "politik", "elections", "election", "government",
-                     "us-politics", "uk-politics"], "politics"),
+                     "us-politics", "uk-politics", "innenpolitik", "aussenpolitik", "politica",
+                     "politique"], "politics"),
     **dict.fromkeys(["religion", "faith", "religion-and-belief"], "religion"),
     **dict.fromkeys(["science", "technology", "tech", "science-and-technology", "sci-tech",
-                     "space", "digital", "wissenschaft", "technik"], "science-technology"),
-    **dict.fromkeys(["society", "social-affairs", "community", "gesellschaft", "panorama"],
+                     "space", "digital", "wissenschaft", "technik", "ciencia", "tecnologia",
+                     "sciences", "high-tech"], "science-technology"),
+    **dict.fromkeys(["society", "social-affairs", "community", "gesellschaft", "panorama", "sociedad",
+                     "societe"],
                     "society"),
     **dict.fromkeys(["sport", "sports", "football", "soccer", "cricket", "tennis", "golf",
-                     "formula1", "f1", "nba", "nfl", "rugby", "olympics"], "sport"),
-    **dict.fromkeys(["weather", "wetter"], "weather"),
+                     "formula1", "f1", "nba", "nfl", "rugby", "olympics", "fussball", "deportes",
+                     "futbol"], "sport"),
+    **dict.fromkeys(["weather", "wetter", "tiempo", "meteo"], "weather"),
 }
 
 _PATH_SEGMENTS_LOOKED_AT = 3
+# Categories this many or more are a page's navigation menu or tag cloud that trafilatura took
+# for the article's ("News, Editorial, Sports, Letters, ..." on a crime story), not its section:
+# on html-dev, 40 of 116 section topics came from such lists.
+MENU_CATEGORIES = 8
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "topics.npz"
 # Model choices by name: the shipped classifier (found beside this module on each worker), or
 # none (the section only); anything else is a path to an .npz written by train_topics.
 SHIPPED, SECTION_ONLY = "shipped", "none"
-# The classifier's best score must reach this for its topic to be used; measured on held-out
-# articles (bench/bench_topics.py, README "Topics").
-DEFAULT_TOPIC_THRESHOLD = 0.3
+# The classifier's best (calibrated) score must reach this for its topic to be used: below it the
+# model gives its best topic less than a 1 in 4 chance. Measured on held-out articles
+# (bench/bench_topics.py, README "Topics").
+DEFAULT_TOPIC_THRESHOLD = 0.25
 TOP_SCORES = 3
 # Words of the text the classifier reads after title and description: the lead says what an
 # article is about, and the training headlines are short.
@@ -122,23 +137,35 @@ def topic_from_section(name: str) -> str | None:
     return SECTION_TOPICS.get(key.replace("-and-", "-"))
 
 
-def section_topic(categories: list[str], url: str | None) -> str | None:
-    """The source's own section as an IPTC slug: the first category that maps, else the first of
-    the URL's leading path segments that maps, else None."""
-    for category in categories:
-        topic = topic_from_section(category)
+def categories_topic(categories: list[str]) -> str | None:
+    """The one IPTC slug the categories name, or None: when they are a navigation menu or a tag
+    cloud (MENU_CATEGORIES or more), or when the ones that map disagree ("Business", "Sports")."""
+    if len(categories) >= MENU_CATEGORIES:
+        return None
+    topics = {topic for topic in map(topic_from_section, categories) if topic}
+    return topics.pop() if len(topics) == 1 else None
+
+
+def url_topic(url: str | None) -> str | None:
+    """The IPTC slug of the first of the URL's leading path segments that maps, or None."""
+    if not url:
+        return None
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    for segment in [s for s in path.split("/") if s][:_PATH_SEGMENTS_LOOKED_AT]:
+        topic = SECTION_TOPICS.get(segment.casefold())
         if topic:
             return topic
-    if url:
-        try:
-            path = urlsplit(url).path
-        except ValueError:
-            return None
-        for segment in [s for s in path.split("/") if s][:_PATH_SEGMENTS_LOOKED_AT]:
-            topic = SECTION_TOPICS.get(segment.casefold())
-            if topic:
-                return topic
     return None
+
+
+def section_topic(categories: list[str], url: str | None) -> str | None:
+    """The source's own section as an IPTC slug: what its categories name (a feed's or record's
+    categories, `article:section`, a post's category links), else its URL's section, else
+    None."""
+    return categories_topic(categories) or url_topic(url)
 
 
 def tokens(text: str) -> list[str]:
@@ -170,8 +197,11 @@ class TopicModel:
         self.bias = bias.astype(np.float32)
         self.topics = list(topics)
         self.info = info
-        # The language of the training text: articles in other languages are not classified.
-        self.language = info.get("language", "en")
+        # The languages of the training text: articles in other languages are not classified.
+        self.languages = frozenset(info.get("languages") or [info.get("language", "en")])
+        # Softmax temperature fitted on held-out articles (train_topics.calibrate), so that a
+        # score reads as the chance the topic is right.
+        self.temperature = float(info.get("temperature", 1.0))
 
     @classmethod
     def load(cls, path: str | Path) -> "TopicModel":
@@ -203,10 +233,14 @@ class TopicModel:
         values *= self.idf[columns]
         return columns, values / np.linalg.norm(values)
 
-    def scores(self, text: str) -> dict[str, float]:
-        """Topic -> probability (softmax over the topics)."""
+    def logits(self, text: str) -> np.ndarray:
+        """The linear scores of the topics, before the softmax."""
         columns, values = self.features(text)
-        logits = values @ self.weights[columns] + self.bias
+        return values @ self.weights[columns] + self.bias
+
+    def scores(self, text: str) -> dict[str, float]:
+        """Topic -> probability (softmax over the topics at the calibrated temperature)."""
+        logits = self.logits(text) / self.temperature
         exp = np.exp(logits - logits.max())
         return dict(zip(self.topics, (exp / exp.sum()).tolist()))
 
@@ -236,7 +270,7 @@ def assign_topic(article: Article, model: Optional[TopicModel] = None,
                                    topic_confidence=1.0,
                                    topic_scores=[TopicScore(topic=article.feed_topic, score=1.0)])
     if topic is None:
-        if model is not None and article.language in (None, "", model.language):
+        if model is not None and (article.language or None) in (None, *model.languages):
             return classify(model, article, threshold)
         return dataclasses.replace(article, topic=UNCLASSIFIED, topic_source=None,
                                    topic_confidence=None, topic_scores=[])
