@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import platform
 import posixpath
 import re
@@ -254,6 +255,10 @@ def run_pipeline(options: NewsOptions) -> dict:
     check_options(options)
     run_info = new_run(options)
     _LOG.info("run %s: %s -> %s", run_info["run_id"], options.input, options.output)
+    # Beam starts local worker processes as `python -m ...`, which puts the working directory
+    # first on their sys.path: a stray `concurrent.py` or `htmldate.py` where the user runs
+    # newsbeam would be imported by every worker. PYTHONSAFEPATH (Python 3.11) keeps it off.
+    os.environ["PYTHONSAFEPATH"] = "1"
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, options, run_info)
     return read_manifest(options.output, run_info["run_id"])

@@ -144,16 +144,20 @@ def test_the_child_never_imports_from_the_current_directory(tmp_path, monkeypatc
     assert "" not in child_path and str(tmp_path) not in child_path
 
 
-def test_a_run_from_a_folder_of_stray_modules_extracts_with_the_real_ones(tmp_path):
+@pytest.mark.parametrize("workers", [
+    [], ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]],
+    ids=["one-process", "two-worker-processes"])
+def test_a_run_from_a_folder_of_stray_modules_extracts_with_the_real_ones(tmp_path, workers):
     """The installed `newsbeam` command run where a user keeps files named like trafilatura's
-    dependencies: the extraction child must import the real ones."""
+    dependencies: the extraction child, and Beam's worker processes (started as `python -m`),
+    must import the real ones."""
     workdir = tmp_path / "work"
     workdir.mkdir()
     write_stray_modules(workdir)
     shutil.copy(FIXTURES / "sport-article.html", workdir / "page.html")
     newsbeam = Path(sys.executable).parent / "newsbeam"
-    done = subprocess.run([str(newsbeam), "run", "--input", "page.html", "--output", "out"],
-                          cwd=workdir, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(newsbeam), "run", "--input", "page.html", "--output", "out",
+                           *workers], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert not list(workdir.glob("*.imported"))
     assert read_dataset(workdir / "out" / "articles").num_rows == 1
