@@ -96,17 +96,21 @@ def format_summary(manifest: dict) -> str:
 def _run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     from pipelines import ingest
     from pipelines.options import InvalidOptions
+    from transforms.sources import printable_path
+    from transforms.urls import redact_url
+    # What is printed shows no credentials in URLs, and names that are not UTF-8 escaped.
+    shown = lambda text: printable_path(redact_url(text))
     options = ingest.prepare_options(_news_argv(args) + beam_argv)
     if not args.quiet:
         sources = options.input + (options.feed or []) + (options.feeds or []) + \
             (options.urls or [])
-        print(f"newsbeam: reading {', '.join(sources)} -> {options.output}",
+        print(shown(f"newsbeam: reading {', '.join(sources)} -> {options.output}"),
               file=sys.stderr)
     try:
         manifest = ingest.run_pipeline(options)
     except InvalidOptions as invalid:
         for problem in invalid.problems:
-            print(f"newsbeam run: {problem}", file=sys.stderr)
+            print(shown(f"newsbeam run: {problem}"), file=sys.stderr)
         return 2
     summary = format_summary(manifest)
     print(summary.splitlines()[-1] if args.quiet else summary)

@@ -38,9 +38,10 @@ from transforms.feeds import (ENTRIES_SEEN, ENTRY_INDEX_DATASET, FEED_INDEX_DATA
                               NOT_MODIFIED, read_feed_states)
 from transforms.fetch import FetchPolicy
 from transforms.sinks import WriteDataset, WriteManifest
-from transforms.sources import ReadInputs
+from transforms.sources import ReadInputs, printable_path
 from transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition
 from transforms.topics import AssignTopics
+from transforms.urls import redact_url
 from transforms.warc import SKIPPED
 from transforms.web import ENTRY_INDEX, ReadWebSources, feed_specs
 
@@ -226,12 +227,26 @@ def prepare_options(argv: list[str] | None) -> NewsOptions:
     return options
 
 
+def _as_recorded(value):
+    """`value` (an option's) as the manifest and logs show it: user:password@ taken out of every
+    URL in it, and bytes of a path that are not UTF-8 written as %XX (printable_path)."""
+    if isinstance(value, str):
+        return redact_url(printable_path(value))
+    if isinstance(value, (list, tuple)):
+        return [_as_recorded(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_recorded(item) for key, item in value.items()}
+    return value
+
+
 def new_run(options: NewsOptions) -> dict:
     started_at = dt.datetime.now(dt.timezone.utc)
     run_id = options.run_id or new_run_id(started_at)
     recorded = {name: "<redacted>" if _SECRET_OPTION.search(name) and value else value
                 for name, value in options.get_all_options(drop_default=True).items()}
     recorded.update(options.news_values())
+    # Inputs, feeds and output may be URLs that carry credentials, or names that are no UTF-8.
+    recorded = _as_recorded(recorded)
     return {"run_id": run_id, "started_at": started_at.isoformat(), "schema_version":
             SCHEMA_VERSION, "options": json.loads(json.dumps(recorded, default=str)),
             "versions": package_versions(options.spacy_model)}
@@ -243,7 +258,8 @@ def run_pipeline(options: NewsOptions) -> dict:
     if problems:
         raise InvalidOptions(problems)
     run_info = new_run(options)
-    _LOG.info("run %s: %s -> %s", run_info["run_id"], options.input, options.output)
+    _LOG.info("run %s: %s -> %s", run_info["run_id"], _as_recorded(options.input),
+              _as_recorded(options.output))
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, options, run_info)
     return read_manifest(options.output, run_info["run_id"])

@@ -14,19 +14,22 @@ Every path is read through Beam's FileSystems, so gs:// and other registered sch
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
 import posixpath
+import re
+import stat
 import zlib
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import Document
+from schemas.records import Document, ErrorRow
 from transforms import errors
-from transforms.errors import ERRORS, error_row
+from transforms.errors import ERRORS, error_row, exception_summary
 from transforms.text import valid_unicode
 from transforms.warc import SKIPPED, is_warc, read_warc
 
@@ -54,14 +57,37 @@ def is_local(path: str) -> bool:
 
 def expand_input(path: str) -> str:
     """The glob that reads `path`: local paths made absolute (so a file has one source_uri
-    however it was named), a folder becomes '<folder>/**', a file or glob stays."""
+    however it was named), a folder becomes '<folder>/**', a file or glob stays. A path that
+    exists is taken literally, wildcard characters and all ('report[1].txt')."""
     if is_local(path):
         path = os.path.abspath(os.path.expanduser(path))
-        if not has_wildcard(path) and os.path.isdir(path):
+        if os.path.isdir(path):
             return path + "/**"
     if path.endswith("/"):
         return path + "**"
     return path
+
+
+def escape_wildcards(path: str) -> str:
+    """`path` as a Beam glob that names just it: '*', '?' and '[' each in a class of its own."""
+    return re.sub(r"([*?[])", r"[\1]", path)
+
+
+# Bytes that are no UTF-8 reach Python as lone surrogates U+DC80..U+DCFF (PEP 383).
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def printable_path(path: str) -> str:
+    """`path` as newsbeam writes it (source_uri): a file name that is not valid UTF-8 keeps its
+    other characters, each undecodable byte written as %XX ('\\xff\\xfe.txt' -> '%FF%FE.txt').
+    Only those bytes are escaped, so '%' itself stays as it is; the file is opened by its real
+    name."""
+    return _UNDECODABLE.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", path)
+
+
+def path_key(path: str) -> bytes:
+    """The bytes that name a file, whatever they decode to: what tells two files apart."""
+    return path.encode("utf-8", "surrogateescape")
 
 
 def is_hidden(path: str) -> bool:
@@ -189,42 +215,211 @@ def _capped_lines(stream, max_bytes: int):
             yield number, line, length
 
 
+# --- Finding files -------------------------------------------------------------------------------
+
+
+def _literal_prefix(pattern: str) -> str:
+    """The part of a glob before its first wildcard; a one-character class ('[[]', '[*]') is the
+    character itself."""
+    prefix, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch in "*?":
+            break
+        if ch == "[":
+            if i + 2 < len(pattern) and pattern[i + 2] == "]" and pattern[i + 1] not in "!^":
+                prefix.append(pattern[i + 1])
+                i += 3
+                continue
+            break
+        prefix.append(ch)
+        i += 1
+    return "".join(prefix)
+
+
 def _folder_of(pattern: str) -> str:
-    """The folder a glob reads below: the part before its first wildcard, up to a '/'."""
-    cut = min(pattern.find(ch) for ch in "*?[" if ch in pattern)
-    return pattern[:cut].rsplit("/", 1)[0]
+    """The folder a glob reads below: its literal part, up to the last '/'."""
+    return _literal_prefix(pattern).rsplit("/", 1)[0]
 
 
-class MatchInputsFn(beam.DoFn):
-    """A path or glob -> the FileMetadata of the files it names; a pattern that names nothing
-    -> ERRORS. Names starting with '.' below a glob's folder are left out; a file named outright
-    is always read. A path on an object store that is no object is read as a folder."""
+def _resolved_name(path: str) -> str:
+    """The path of a link itself (which may resolve to nothing), its folder resolved: one name
+    for one link however the folders above it were reached."""
+    folder, name = os.path.split(path)
+    return os.path.join(os.path.realpath(folder), name)
 
-    def __init__(self, run_id: str):
-        self._run_id = run_id
 
-    def process(self, pattern: str):
-        found, folder = _match(pattern), None
-        if has_wildcard(pattern):
-            folder = _folder_of(pattern)
-        elif not found:  # on an object store, a folder is no object of its own
-            folder = pattern.rstrip("/")
-            found = _match(folder + "/**")
-        if folder is not None:
-            found = [m for m in found if not is_hidden(m.path[len(folder):])]
-        if not found:
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(
-                errors.STAGE_READ, errors.NO_MATCH, "no file matches this input", pattern,
-                self._run_id))
-        yield from found
+def _walk_local(folder: str, keep=None, report_folders: bool = True):
+    """Every file below a local folder, following links: ('file', resolved path, os.stat_result),
+    and what cannot be read as ('problem', path, reason, message): a link that loops on itself or
+    leads nowhere, a link back to a folder above it (not followed: it would never end), a FIFO,
+    socket or device, a folder that cannot be listed. Names starting with '.' are left out (and
+    hidden folders not entered). A folder reached twice by links is walked once. `keep(path)`
+    chooses the files (and file problems) of a glob; problems of folders are reported only when
+    `report_folders`. Depth-first, in name order."""
+    keep = keep or (lambda _path: True)
+    top = os.stat(folder)
+    seen = {(top.st_dev, top.st_ino)}
+    stack = [(folder, ((top.st_dev, top.st_ino),))]
+    while stack:
+        current, ancestors = stack.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name, reverse=True)
+        except OSError as error:
+            if report_folders:
+                yield ("problem", current, errors.READ_FAILED,
+                       f"the folder cannot be listed: {exception_summary(error)}")
+            continue
+        real_folder = os.path.realpath(current)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = entry.path
+            try:
+                info = os.stat(path)  # follows links
+            except OSError as error:
+                if not keep(path):
+                    continue
+                if error.errno == errno.ELOOP:
+                    yield ("problem", path, errors.SYMLINK_LOOP,
+                           "a symbolic link that leads back to itself")
+                elif entry.is_symlink():
+                    yield ("problem", path, errors.BROKEN_LINK,
+                           f"a symbolic link to nothing ({_readlink(path)})")
+                else:
+                    yield "problem", path, errors.READ_FAILED, exception_summary(error)
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                identity = (info.st_dev, info.st_ino)
+                if identity in ancestors:
+                    if report_folders:
+                        yield ("problem", path, errors.DIRECTORY_LOOP,
+                               f"a link back to the folder {os.path.realpath(path)} above it; "
+                               "not followed")
+                elif identity not in seen:
+                    seen.add(identity)
+                    stack.append((path, ancestors + (identity,)))
+            elif not keep(path):
+                continue
+            elif stat.S_ISREG(info.st_mode):
+                real = os.path.realpath(path) if entry.is_symlink() else \
+                    os.path.join(real_folder, entry.name)
+                yield "file", real, info
+            else:
+                yield ("problem", path, errors.UNSUPPORTED_TYPE,
+                       "not a regular file (a FIFO, socket or device)")
+
+
+def _readlink(path: str) -> str:
+    try:
+        return printable_path(os.readlink(path))
+    except OSError:
+        return "unreadable"
 
 
 def _match(pattern: str) -> list:
     return FileSystems.match([pattern])[0].metadata_list
 
 
+class MatchInputsFn(beam.DoFn):
+    """A path or glob (as bytes: a local name need not be UTF-8) -> (key, FileMetadata) for each
+    file it names, and (key, ErrorRow) for each entry below it that cannot be read (a symbolic
+    link loop, a directory loop, a link to nothing); the key is the file's resolved name, so a
+    file reached twice is read once and a bad entry is one row. A pattern that names nothing ->
+    ERRORS. An existing path is taken literally before it is read as a glob. Names starting with
+    '.' below a folder or a glob's folder are left out; a file named outright is always read. A
+    path on an object store that is no object is read as a folder."""
+
+    def __init__(self, run_id: str):
+        self._run_id = run_id
+
+    def process(self, pattern_bytes: bytes):
+        pattern = pattern_bytes.decode("utf-8", "surrogateescape")
+        found = 0
+        try:
+            for keyed in (self._local(pattern) if is_local(pattern) else self._remote(pattern)):
+                found += 1
+                yield keyed
+        except Exception as error:  # a listing that failed, and what nobody foresaw
+            found += 1
+            reason = errors.READ_FAILED if isinstance(error, OSError) else errors.INTERNAL_ERROR
+            yield beam.pvalue.TaggedOutput(ERRORS, self._row(
+                reason, f"listing failed: {exception_summary(error)}", printable_path(pattern)))
+        if not found:
+            yield beam.pvalue.TaggedOutput(ERRORS, self._row(
+                errors.NO_MATCH, "no file matches this input", printable_path(pattern)))
+
+    def _row(self, reason: str, message: str, source_uri: str):
+        return error_row(errors.STAGE_READ, reason, message, source_uri, self._run_id)
+
+    def _local(self, pattern: str):
+        if os.path.lexists(pattern) and not os.path.isdir(pattern):
+            yield from self._found(_walk_named(pattern))
+            return
+        folder, keep, report_folders = None, None, True
+        if pattern.endswith("/**") and os.path.isdir(pattern[:-3]):
+            folder = pattern[:-3]                   # a folder, named as one
+        elif os.path.isdir(pattern):
+            folder = pattern
+        elif has_wildcard(pattern):
+            folder = _folder_of(pattern)
+            regex = re.compile(FileSystem.translate_pattern(pattern))
+            keep = lambda path: regex.match(path) is not None
+            report_folders = "**" in pattern        # a loop matters where the glob goes deep
+        if folder is not None and os.path.isdir(folder):
+            yield from self._found(_walk_local(folder, keep, report_folders))
+
+    def _found(self, walked):
+        for item in walked:
+            if item[0] == "file":
+                _, path, info = item
+                yield path_key(path), FileMetadata(path, info.st_size, info.st_mtime)
+            else:
+                _, path, reason, message = item
+                name = _resolved_name(path)
+                yield path_key(name), self._row(reason, message, printable_path(name))
+
+    def _remote(self, pattern: str):
+        if has_wildcard(pattern) and FileSystems.exists(pattern):
+            found, folder = _match(escape_wildcards(pattern)), None   # an object, by its name
+        elif has_wildcard(pattern):
+            found, folder = _match(pattern), _folder_of(pattern)
+        else:
+            found, folder = _match(pattern), None
+        if not found:  # on an object store, a folder is no object of its own
+            folder = pattern.rstrip("/")
+            found = _match(escape_wildcards(folder) + "/**")
+        if folder is not None:
+            found = [m for m in found if not is_hidden(m.path[len(folder):])]
+        for metadata in found:
+            yield path_key(metadata.path), metadata
+
+
+def _walk_named(path: str):
+    """The walk of one file named outright (hidden or not): the file, or why it is none."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            yield "problem", path, errors.SYMLINK_LOOP, "a symbolic link that leads back to itself"
+        elif os.path.islink(path):
+            yield ("problem", path, errors.BROKEN_LINK,
+                   f"a symbolic link to nothing ({_readlink(path)})")
+        else:
+            yield "problem", path, errors.READ_FAILED, exception_summary(error)
+        return
+    if stat.S_ISREG(info.st_mode):
+        yield "file", os.path.realpath(path), info
+    else:
+        yield ("problem", path, errors.UNSUPPORTED_TYPE,
+               "not a regular file (a FIFO, socket or device)")
+
+
 class ReadDocumentsFn(beam.DoFn):
-    """FileMetadata -> Documents; unusable files -> ERRORS."""
+    """FileMetadata -> Documents; unusable files -> ERRORS (and an ErrorRow found while matching
+    passes through). Whatever one file raises becomes its INTERNAL_ERROR row: no input ends the
+    run."""
 
     def __init__(self, run_id: str, max_document_bytes: int):
         self._run_id = run_id
@@ -234,58 +429,68 @@ class ReadDocumentsFn(beam.DoFn):
         return beam.pvalue.TaggedOutput(
             ERRORS, error_row(errors.STAGE_READ, reason, message, source_uri, self._run_id))
 
-    def process(self, metadata):
+    def process(self, item):
+        if isinstance(item, ErrorRow):
+            yield beam.pvalue.TaggedOutput(ERRORS, item)
+            return
+        source_uri = printable_path(item.path)
+        try:
+            yield from self._read(item, source_uri)
+        except Exception as error:  # a bug or a surprise: this file's row, not the run's end
+            yield self._error(errors.INTERNAL_ERROR, exception_summary(error), source_uri)
+
+    def _read(self, metadata, source_uri: str):
         path = metadata.path
         kind, gzipped = file_kind(path)
         if kind is None:
             yield self._error(errors.UNSUPPORTED_TYPE,
                               "not a supported input type (.txt .md .html .htm .jsonl, "
-                              "optionally .gz; .warc, .warc.gz)", path)
+                              "optionally .gz; .warc, .warc.gz)", source_uri)
             return
         if kind == "warc":
-            yield from read_warc(path, self._max_bytes, self._run_id)
+            yield from read_warc(path, self._max_bytes, self._run_id, source_uri)
             return
         if metadata.size_in_bytes == 0:
-            yield self._error(errors.EMPTY_INPUT, "the file is empty", path)
+            yield self._error(errors.EMPTY_INPUT, "the file is empty", source_uri)
             return
         if kind == "jsonl":
-            yield from self._read_jsonl(path, gzipped)
+            yield from self._read_jsonl(path, gzipped, source_uri)
             return
         if not gzipped and metadata.size_in_bytes > self._max_bytes:
             yield self._error(errors.TOO_LARGE, f"{metadata.size_in_bytes} bytes; the limit is "
-                              f"{self._max_bytes} (--max_document_bytes)", path)
+                              f"{self._max_bytes} (--max_document_bytes)", source_uri)
             return
         try:
             data = _read_capped(path, gzipped, self._max_bytes)
         except _TooLarge:
             yield self._error(errors.TOO_LARGE, f"more than {self._max_bytes} bytes once "
-                              "decompressed (--max_document_bytes)", path)
+                              "decompressed (--max_document_bytes)", source_uri)
             return
         except (OSError, EOFError, zlib.error) as error:
-            yield self._error(errors.READ_FAILED, f"{type(error).__name__}: {error}", path)
+            yield self._error(errors.READ_FAILED, f"{type(error).__name__}: {error}", source_uri)
             return
         if not data.strip():
-            yield self._error(errors.EMPTY_INPUT, "the file holds only white space", path)
+            yield self._error(errors.EMPTY_INPUT, "the file holds only white space", source_uri)
         elif looks_binary(data):
             yield self._error(errors.BINARY_CONTENT,
-                              "binary content (NUL or control bytes), not text", path)
+                              "binary content (NUL or control bytes), not text", source_uri)
         else:
-            yield Document(source_uri=path, kind=kind, content=data)
+            yield Document(source_uri=source_uri, kind=kind, content=data)
 
-    def _read_jsonl(self, path: str, gzipped: bool):
+    def _read_jsonl(self, path: str, gzipped: bool, source_uri: str):
         records = 0
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
                 stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
                 for number, line, length in _capped_lines(stream, self._max_bytes):
                     records += 1
-                    yield self._jsonl_line(line, length, f"{path}#L{number}")
+                    yield self._jsonl_line(line, length, f"{source_uri}#L{number}")
         except (OSError, EOFError, zlib.error) as error:
             yield self._error(errors.READ_FAILED, f"{type(error).__name__} after {records} "
-                              f"records: {error}", path)
+                              f"records: {error}", source_uri)
             return
         if records == 0:
-            yield self._error(errors.EMPTY_INPUT, "the JSONL file has no records", path)
+            yield self._error(errors.EMPTY_INPUT, "the JSONL file has no records", source_uri)
 
     def _jsonl_line(self, line: bytes | None, length: int, source_uri: str):
         if line is None:
@@ -307,15 +512,15 @@ class ReadDocumentsFn(beam.DoFn):
                 source_id=source_id))
 
 
-def _any_one(metadata_of_one_path):
-    """Any one of the (identical) FileMetadata two patterns found for one path."""
-    return next(iter(metadata_of_one_path))
+def _any_one(items_of_one_path):
+    """Any one of the (identical) items two patterns found for one path."""
+    return next(iter(items_of_one_path))
 
 
 class ReadInputs(beam.PTransform):
     """Input paths, folders or globs -> {"documents": Documents, ERRORS: ErrorRows, SKIPPED:
     the kinds of WARC records that are no pages}.
-    A file named by two patterns is read once."""
+    A file named by two patterns, or reached through two links, is read once."""
 
     def __init__(self, inputs: list[str], run_id: str, max_document_bytes: int):
         super().__init__()
@@ -326,14 +531,14 @@ class ReadInputs(beam.PTransform):
     def expand(self, pipeline):
         matched = (
             pipeline
-            | "Patterns" >> beam.Create(self._patterns)
+            # As bytes: a local name need not be UTF-8, and Beam's str coder accepts only that.
+            | "Patterns" >> beam.Create([path_key(p) for p in self._patterns])
             | "Match" >> beam.ParDo(MatchInputsFn(self._run_id)).with_outputs(
                 ERRORS, main="files"))
         read = (
             matched.files
-            | "KeyByPath" >> beam.Map(lambda metadata: (metadata.path, metadata))
             | "OncePerPath" >> beam.CombinePerKey(_any_one)
-            | "Metadata" >> beam.Values()
+            | "Found" >> beam.Values()
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadDocumentsFn(self._run_id, self._max_bytes))
                 .with_outputs(ERRORS, SKIPPED, main="documents"))
