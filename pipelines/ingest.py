@@ -27,7 +27,8 @@ from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, bund
                                new_run_id)
 from schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                              EntryIndexEntry, ErrorIndexEntry, ErrorRow, FeedIndexEntry,
-                             IndexEntry, SignatureIndexEntry, Story, StoryIndexEntry)
+                             IndexEntry, InputIndexEntry, SignatureIndexEntry, Story,
+                             StoryIndexEntry)
 from transforms import sinks
 from transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
                               DropNearCopies)
@@ -37,6 +38,8 @@ from transforms.extract import ExtractArticles
 from transforms.feeds import (ENTRIES_SEEN, ENTRY_INDEX_DATASET, FEED_INDEX_DATASET, FEED_STATES,
                               NOT_MODIFIED, read_feed_states)
 from transforms.fetch import FetchPolicy
+from transforms.input_index import (INPUT_FACTS, INPUT_INDEX_DATASET, REFRESHED, UNCHANGED,
+                                    RecordInputs, input_outcomes, read_input_index)
 from transforms.sinks import WriteDataset, WriteManifest
 from transforms.sources import ReadInputs, printable_path
 from transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition
@@ -127,7 +130,8 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         options.rows_per_file, options.row_group_rows, after)
 
     read = pipeline | "ReadInputs" >> ReadInputs(options.input, run_id,
-                                                 options.max_document_bytes)
+                                                 options.max_document_bytes,
+                                                 read_input_index(pipeline, output), ingested_at)
     web = pipeline | "ReadWebSources" >> ReadWebSources(
         feed_specs(options.feed or [], options.feeds or []), options.urls or [],
         fetch_policy(options), run_id, ingested_at, read_feed_states(pipeline, output),
@@ -193,6 +197,11 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
             SIGNATURE_INDEX_DATASET, SignatureIndexEntry, sinks.no_partition, after=data),
         storied[STORY_INDEX] | "WriteStoryIndex" >> write(
             STORY_INDEX_DATASET, StoryIndexEntry, sinks.no_partition, after=data),
+        # Files all of whose documents ended here: the next run does not read them again.
+        read[INPUT_FACTS] | "RecordInputs" >> RecordInputs(
+            input_outcomes(extracted.articles, errors), read[REFRESHED], run_id, ingested_at)
+        | "WriteInputIndex" >> write(INPUT_INDEX_DATASET, InputIndexEntry, sinks.no_partition,
+                                     after=data),
     )
     written = [*data, *indexes]
     counts = {
@@ -206,6 +215,7 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         "articles": articles,
         "duplicates": distinct[DUPLICATES],
         "already_ingested": resolved[ALREADY_INGESTED],
+        "inputs_unchanged": read[UNCHANGED],
         "errors": errors,
         "errors_new": new_errors,
     }

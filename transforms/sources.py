@@ -14,6 +14,7 @@ Every path is read through Beam's FileSystems, so gs:// and other registered sch
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import gzip
 import json
@@ -27,9 +28,11 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import Document, ErrorRow
+from schemas.records import Document, ErrorRow, InputIndexEntry
 from transforms import errors
 from transforms.errors import ERRORS, error_row, exception_summary
+from transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, HashingReader, InputFacts,
+                                    SkipUnchanged, file_hash)
 from transforms.text import valid_unicode
 from transforms.warc import SKIPPED, is_warc, read_warc
 
@@ -86,7 +89,8 @@ def printable_path(path: str) -> str:
 
 
 def path_key(path: str) -> bytes:
-    """The bytes that name a file, whatever they decode to: what tells two files apart."""
+    """The bytes of a name, whatever they decode to: how a name that is not UTF-8 travels
+    through Beam (whose str coder takes only UTF-8)."""
     return path.encode("utf-8", "surrogateescape")
 
 
@@ -185,12 +189,11 @@ class _TooLarge(Exception):
     pass
 
 
-def _read_capped(path: str, gzipped: bool, max_bytes: int) -> bytes:
-    """The (decompressed) bytes of a file, raising _TooLarge past `max_bytes`: a gzip bomb is
-    cut off after max_bytes + 1 bytes, never inflated whole."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
-        data = stream.read(max_bytes + 1)
+def _read_capped(raw, gzipped: bool, max_bytes: int) -> bytes:
+    """The (decompressed) bytes of a file's stream, raising _TooLarge past `max_bytes`: a gzip
+    bomb is cut off after max_bytes + 1 bytes, never inflated whole."""
+    stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+    data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise _TooLarge()
     return data
@@ -374,11 +377,11 @@ class MatchInputsFn(beam.DoFn):
         for item in walked:
             if item[0] == "file":
                 _, path, info = item
-                yield path_key(path), FileMetadata(path, info.st_size, info.st_mtime)
+                yield printable_path(path), FileMetadata(path, info.st_size, info.st_mtime)
             else:
                 _, path, reason, message = item
                 name = _resolved_name(path)
-                yield path_key(name), self._row(reason, message, printable_path(name))
+                yield printable_path(name), self._row(reason, message, printable_path(name))
 
     def _remote(self, pattern: str):
         if has_wildcard(pattern) and FileSystems.exists(pattern):
@@ -393,7 +396,7 @@ class MatchInputsFn(beam.DoFn):
         if folder is not None:
             found = [m for m in found if not is_hidden(m.path[len(folder):])]
         for metadata in found:
-            yield path_key(metadata.path), metadata
+            yield printable_path(metadata.path), metadata
 
 
 def _walk_named(path: str):
@@ -417,29 +420,55 @@ def _walk_named(path: str):
 
 
 class ReadDocumentsFn(beam.DoFn):
-    """FileMetadata -> Documents; unusable files -> ERRORS (and an ErrorRow found while matching
-    passes through). Whatever one file raises becomes its INTERNAL_ERROR row: no input ends the
-    run."""
+    """(FileMetadata, its index/inputs row or None) -> Documents; unusable files -> ERRORS (an
+    ErrorRow found while matching passes through); INPUT_FACTS for each file read. A file whose
+    size or time differ from its row but whose bytes hash to the recorded ones is not read: it is
+    UNCHANGED, and its row REFRESHED. Whatever one file raises becomes its INTERNAL_ERROR row: no
+    input ends the run."""
 
-    def __init__(self, run_id: str, max_document_bytes: int):
+    def __init__(self, run_id: str, max_document_bytes: int, recorded_at: dt.datetime):
         self._run_id = run_id
         self._max_bytes = max_document_bytes
+        self._recorded_at = recorded_at
 
     def _error(self, reason: str, message: str, source_uri: str):
         return beam.pvalue.TaggedOutput(
             ERRORS, error_row(errors.STAGE_READ, reason, message, source_uri, self._run_id))
 
-    def process(self, item):
+    def process(self, element):
+        item, entry = element
         if isinstance(item, ErrorRow):
             yield beam.pvalue.TaggedOutput(ERRORS, item)
             return
         source_uri = printable_path(item.path)
         try:
-            yield from self._read(item, source_uri)
+            if entry is not None and entry["content_hash"]:
+                digest = file_hash(item.path)
+                if digest == entry["content_hash"]:   # touched, not changed
+                    yield from self._unchanged(item, entry, source_uri)
+                    return
+            hashed, inputs = {}, 0
+            for output in self._read(item, source_uri, hashed):
+                inputs += getattr(output, "tag", None) != SKIPPED
+                yield output
+            yield beam.pvalue.TaggedOutput(INPUT_FACTS, InputFacts(
+                source_uri, item.size_in_bytes, item.last_updated_in_seconds,
+                hashed.get("digest"), inputs))
         except Exception as error:  # a bug or a surprise: this file's row, not the run's end
             yield self._error(errors.INTERNAL_ERROR, exception_summary(error), source_uri)
 
-    def _read(self, metadata, source_uri: str):
+    def _unchanged(self, metadata, entry: dict, source_uri: str):
+        for _ in range(entry["inputs"]):
+            yield beam.pvalue.TaggedOutput(UNCHANGED, source_uri)
+        yield beam.pvalue.TaggedOutput(REFRESHED, InputIndexEntry(
+            source_uri=source_uri, size=metadata.size_in_bytes,
+            mtime=metadata.last_updated_in_seconds, inputs=entry["inputs"],
+            outcome=entry["outcome"], run_id=self._run_id, recorded_at=self._recorded_at,
+            content_hash=entry["content_hash"]))
+
+    def _read(self, metadata, source_uri: str, hashed: dict):
+        """The outputs of one file; hashed["digest"] is set to the SHA-256 of its bytes when it
+        was read (every byte goes through the hash as the readers take it)."""
         path = metadata.path
         kind, gzipped = file_kind(path)
         if kind is None:
@@ -447,44 +476,52 @@ class ReadDocumentsFn(beam.DoFn):
                               "not a supported input type (.txt .md .html .htm .jsonl, "
                               "optionally .gz; .warc, .warc.gz)", source_uri)
             return
-        if kind == "warc":
-            yield from read_warc(path, self._max_bytes, self._run_id, source_uri)
-            return
-        if metadata.size_in_bytes == 0:
+        if kind != "warc" and metadata.size_in_bytes == 0:
             yield self._error(errors.EMPTY_INPUT, "the file is empty", source_uri)
             return
-        if kind == "jsonl":
-            yield from self._read_jsonl(path, gzipped, source_uri)
-            return
-        if not gzipped and metadata.size_in_bytes > self._max_bytes:
+        if kind not in ("warc", "jsonl") and not gzipped and \
+                metadata.size_in_bytes > self._max_bytes:
             yield self._error(errors.TOO_LARGE, f"{metadata.size_in_bytes} bytes; the limit is "
                               f"{self._max_bytes} (--max_document_bytes)", source_uri)
             return
         try:
-            data = _read_capped(path, gzipped, self._max_bytes)
-        except _TooLarge:
-            yield self._error(errors.TOO_LARGE, f"more than {self._max_bytes} bytes once "
-                              "decompressed (--max_document_bytes)", source_uri)
+            raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        except OSError as error:   # BeamIOError too
+            yield self._error(errors.READ_FAILED, exception_summary(error), source_uri)
             return
-        except (OSError, EOFError, zlib.error) as error:
-            yield self._error(errors.READ_FAILED, f"{type(error).__name__}: {error}", source_uri)
-            return
-        if not data.strip():
-            yield self._error(errors.EMPTY_INPUT, "the file holds only white space", source_uri)
-        elif looks_binary(data):
-            yield self._error(errors.BINARY_CONTENT,
-                              "binary content (NUL or control bytes), not text", source_uri)
-        else:
-            yield Document(source_uri=source_uri, kind=kind, content=data)
+        with raw:
+            stream = HashingReader(raw)
+            if kind == "warc":
+                yield from read_warc(path, self._max_bytes, self._run_id, source_uri, stream)
+            elif kind == "jsonl":
+                yield from self._read_jsonl(stream, gzipped, source_uri)
+            else:
+                yield self._read_document(stream, kind, gzipped, source_uri)
+            hashed["digest"] = stream.finish()
 
-    def _read_jsonl(self, path: str, gzipped: bool, source_uri: str):
+    def _read_document(self, stream, kind: str, gzipped: bool, source_uri: str):
+        try:
+            data = _read_capped(stream, gzipped, self._max_bytes)
+        except _TooLarge:
+            return self._error(errors.TOO_LARGE, f"more than {self._max_bytes} bytes once "
+                               "decompressed (--max_document_bytes)", source_uri)
+        except (OSError, EOFError, zlib.error) as error:
+            return self._error(errors.READ_FAILED, f"{type(error).__name__}: {error}",
+                               source_uri)
+        if not data.strip():
+            return self._error(errors.EMPTY_INPUT, "the file holds only white space", source_uri)
+        if looks_binary(data):
+            return self._error(errors.BINARY_CONTENT,
+                               "binary content (NUL or control bytes), not text", source_uri)
+        return Document(source_uri=source_uri, kind=kind, content=data)
+
+    def _read_jsonl(self, raw, gzipped: bool, source_uri: str):
         records = 0
         try:
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-                stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
-                for number, line, length in _capped_lines(stream, self._max_bytes):
-                    records += 1
-                    yield self._jsonl_line(line, length, f"{source_uri}#L{number}")
+            stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            for number, line, length in _capped_lines(stream, self._max_bytes):
+                records += 1
+                yield self._jsonl_line(line, length, f"{source_uri}#L{number}")
         except (OSError, EOFError, zlib.error) as error:
             yield self._error(errors.READ_FAILED, f"{type(error).__name__} after {records} "
                               f"records: {error}", source_uri)
@@ -512,21 +549,22 @@ class ReadDocumentsFn(beam.DoFn):
                 source_id=source_id))
 
 
-def _any_one(items_of_one_path):
-    """Any one of the (identical) items two patterns found for one path."""
-    return next(iter(items_of_one_path))
-
-
 class ReadInputs(beam.PTransform):
     """Input paths, folders or globs -> {"documents": Documents, ERRORS: ErrorRows, SKIPPED:
-    the kinds of WARC records that are no pages}.
-    A file named by two patterns, or reached through two links, is read once."""
+    the kinds of WARC records that are no pages, UNCHANGED: one element per input of each file
+    skipped as unchanged, INPUT_FACTS: what each file read gave, REFRESHED: index/inputs rows of
+    touched files with the same bytes}.
+    A file named by two patterns, or reached through two links, is read once. `input_index`:
+    the rows of index/inputs (transforms/input_index.py); none, every file is read."""
 
-    def __init__(self, inputs: list[str], run_id: str, max_document_bytes: int):
+    def __init__(self, inputs: list[str], run_id: str, max_document_bytes: int,
+                 input_index=None, recorded_at: dt.datetime | None = None):
         super().__init__()
         self._patterns = sorted({expand_input(path) for path in inputs})
         self._run_id = run_id
         self._max_bytes = max_document_bytes
+        self._input_index = input_index
+        self._recorded_at = recorded_at or dt.datetime.now(dt.timezone.utc)
 
     def expand(self, pipeline):
         matched = (
@@ -535,12 +573,17 @@ class ReadInputs(beam.PTransform):
             | "Patterns" >> beam.Create([path_key(p) for p in self._patterns])
             | "Match" >> beam.ParDo(MatchInputsFn(self._run_id)).with_outputs(
                 ERRORS, main="files"))
+        index_rows = self._input_index if self._input_index is not None else \
+            pipeline | "NoInputIndex" >> beam.Create([])
+        decided = matched.files | "SkipUnchanged" >> SkipUnchanged(index_rows)
         read = (
-            matched.files
-            | "OncePerPath" >> beam.CombinePerKey(_any_one)
-            | "Found" >> beam.Values()
+            decided.to_read
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(ReadDocumentsFn(self._run_id, self._max_bytes))
-                .with_outputs(ERRORS, SKIPPED, main="documents"))
+            | "Read" >> beam.ParDo(ReadDocumentsFn(self._run_id, self._max_bytes,
+                                                   self._recorded_at))
+                .with_outputs(ERRORS, SKIPPED, UNCHANGED, INPUT_FACTS, REFRESHED,
+                              main="documents"))
         errors_ = (matched[ERRORS], read[ERRORS]) | "ReadErrors" >> beam.Flatten()
-        return {"documents": read.documents, ERRORS: errors_, SKIPPED: read[SKIPPED]}
+        unchanged = (decided[UNCHANGED], read[UNCHANGED]) | "Unchanged" >> beam.Flatten()
+        return {"documents": read.documents, ERRORS: errors_, SKIPPED: read[SKIPPED],
+                UNCHANGED: unchanged, INPUT_FACTS: read[INPUT_FACTS], REFRESHED: read[REFRESHED]}

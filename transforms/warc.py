@@ -9,6 +9,8 @@ counted as skipped, by kind.
 
 from __future__ import annotations
 
+import contextlib
+
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -169,13 +171,16 @@ def warc_outcomes(stream, path: str, max_bytes: int):
 # --- Reading (used by transforms/sources.py for .warc inputs) ------------------------------------
 
 
-def read_warc(path: str, max_bytes: int, run_id: str, source_uri: str | None = None):
+def read_warc(path: str, max_bytes: int, run_id: str, source_uri: str | None = None,
+              stream=None):
     """Documents, SKIPPED kinds and ERRORS of one WARC file, for a DoFn to yield. `source_uri`
-    is the archive as the output names it (by default its path)."""
+    is the archive as the output names it (by default its path); `stream`, the file opened
+    already (by default it is opened here)."""
     source_uri = source_uri or path
     inputs = 0  # pages, and records that are errors
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        with (contextlib.nullcontext(stream) if stream is not None else FileSystems.open(
+                path, compression_type=CompressionTypes.UNCOMPRESSED)) as stream:
             for outcome in warc_outcomes(stream, source_uri, max_bytes):
                 if outcome[0] == "document":
                     inputs += 1
