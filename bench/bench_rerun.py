@@ -47,6 +47,30 @@ def manifest_of(output: Path) -> dict:
     return max(runs, key=lambda m: m["started_at"])
 
 
+def report(seconds: dict, accounting: dict, pages: int, touched: int, rounds: int,
+           pages_dir: Path, json_path: Path, quiet: bool = False) -> None:
+    """Medians of the rounds so far, printed (unless quiet) and written to json_path."""
+    median = {step: statistics.median(values) for step, values in seconds.items()}
+    start_up, first = median[STEPS[0]], median[STEPS[1]]
+    beyond = lambda step: (median[step] - start_up) / (first - start_up)
+    summary = {"pages": pages, "touched": touched, "rounds": rounds, "runs": {}}
+    lines = [f"\n{pages} pages from {pages_dir} ({touched} touched); medians of {rounds} "
+             "rounds\n",
+             f"{'run':26} {'seconds':>8} {'documents read':>15} {'beyond start-up vs first':>25}"]
+    for step in STEPS:
+        ratio = None if step == STEPS[0] else round(beyond(step), 3)
+        summary["runs"][step] = {"median_seconds": round(median[step], 2),
+                                 "all_seconds": [round(s, 2) for s in seconds[step]],
+                                 "beyond_start_up_vs_first": ratio,
+                                 "accounting": accounting[step]}
+        lines.append(f"{step:26} {median[step]:8.1f} {accounting[step]['documents_read']:>15} "
+                     f"{'' if ratio is None else f'{ratio:.3f}':>25}")
+    if not quiet:
+        print("\n".join(lines))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(summary, indent=2))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,24 +108,11 @@ def main() -> int:
                 print(f"  round {round_ + 1}/{args.repeats} {step}: {seconds[step][-1]:.1f} s",
                       file=sys.stderr)
             shutil.rmtree(inputs)
+            # Written after every round, so a bench that is stopped keeps what it measured.
+            report(seconds, accounting, len(pages), touched, round_ + 1, pages_dir, args.json,
+                   quiet=True)
 
-    median = {step: statistics.median(values) for step, values in seconds.items()}
-    start_up, first = median[STEPS[0]], median[STEPS[1]]
-    beyond = lambda step: (median[step] - start_up) / (first - start_up)
-    print(f"\n{len(pages)} pages from {pages_dir} ({touched} touched); medians of "
-          f"{args.repeats} rounds\n")
-    print(f"{'run':26} {'seconds':>8} {'documents read':>15} {'beyond start-up vs first':>25}")
-    summary = {"pages": len(pages), "touched": touched, "repeats": args.repeats, "runs": {}}
-    for step in STEPS:
-        ratio = None if step == STEPS[0] else round(beyond(step), 3)
-        summary["runs"][step] = {"median_seconds": round(median[step], 2),
-                                 "all_seconds": [round(s, 2) for s in seconds[step]],
-                                 "beyond_start_up_vs_first": ratio,
-                                 "accounting": accounting[step]}
-        print(f"{step:26} {median[step]:8.1f} {accounting[step]['documents_read']:>15} "
-              f"{'' if ratio is None else f'{ratio:.3f}':>25}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=2))
+    report(seconds, accounting, len(pages), touched, args.repeats, pages_dir, args.json)
     return 0
 
 

@@ -8,7 +8,12 @@ A file's kind comes from its extension (a trailing .gz is looked through):
   .warc (.warc.gz)   a web archive      -> one Document per HTML response record
                                             (transforms/warc.py; other records are SKIPPED)
 Anything else, and any file that is too large, empty or binary, becomes an errors/ row. Folders
-are read recursively; names starting with '.' are skipped (editor, OS and temp files).
+are read recursively; names starting with '.' are skipped (editor, OS and temp files). A path
+that exists is taken literally before it is read as a glob. Local links are followed; a file is
+named by its resolved path, so one reached twice is read once; a link loop, a link back to a
+folder above, a link to nothing and a FIFO, socket or device are errors/ rows. A name that is not
+UTF-8 is read, shown with its undecodable bytes as %XX (printable_path). A file that index/inputs
+records as unchanged is not read at all (transforms/input_index.py).
 Every path is read through Beam's FileSystems, so gs:// and other registered schemes work too.
 """
 
