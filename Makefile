@@ -23,7 +23,7 @@ test: venv
 # Every benchmark, one after the other (each prints its medians and ratios and writes
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
 BENCHES := bench-extract bench-fetch bench-fetch-concurrency bench-reprints bench-stories \
-           bench-dedup-scale bench-story-component bench-entities bench-topics
+           bench-dedup-scale bench-story-component bench-entities bench-topics bench-rerun
 
 .PHONY: $(BENCHES)
 
@@ -55,6 +55,9 @@ bench-entities: venv
 
 bench-topics: venv
 	nice -n 10 $(BIN)/python bench/bench_topics.py
+
+bench-rerun: venv
+	nice -n 10 $(BIN)/python bench/bench_rerun.py
 
 # Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
 train-topics: venv

@@ -310,20 +310,24 @@ def failure_warning(accounting: dict) -> str | None:
 def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     from pipelines import ingest
     from pipelines.options import InvalidOptions
+    from transforms.sources import printable_path
+    from transforms.urls import redact_url
+    # What is printed shows no credentials in URLs, and names that are not UTF-8 escaped.
+    shown = lambda text: printable_path(redact_url(text))
     try:
         options, args = parse_run(words)
         ingest.check_options(options)
     except InvalidOptions as refused:
-        return _refuse("run", refused.problems)
+        return _refuse("run", [shown(problem) for problem in refused.problems])
     if not args.quiet:
         sources = options.input + (options.feed or []) + (options.feeds or []) + \
             (options.urls or [])
-        print(f"newsbeam: reading {', '.join(sources)} -> {options.output}",
+        print(shown(f"newsbeam: reading {', '.join(sources)} -> {options.output}"),
               file=sys.stderr)
     try:
         manifest = ingest.run_pipeline(options)
     except InvalidOptions as invalid:  # the output changed since the check (a run id taken)
-        return _refuse("run", invalid.problems)
+        return _refuse("run", [shown(problem) for problem in invalid.problems])
     summary = format_summary(manifest)
     print(summary.splitlines()[-1] if args.quiet else summary)
     warning = failure_warning(manifest["accounting"])

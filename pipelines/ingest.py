@@ -29,7 +29,8 @@ from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, all_
                                bundled_seeds, new_run_id, runner_problems, unknown_flag_problems)
 from schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                              EntryIndexEntry, ErrorIndexEntry, ErrorRow, FeedIndexEntry,
-                             IndexEntry, SignatureIndexEntry, Story, StoryIndexEntry)
+                             IndexEntry, InputIndexEntry, SignatureIndexEntry, Story,
+                             StoryIndexEntry)
 from transforms import sinks
 from transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
                               DropNearCopies)
@@ -39,10 +40,13 @@ from transforms.extract import ExtractArticles
 from transforms.feeds import (ENTRIES_SEEN, ENTRY_INDEX_DATASET, FEED_INDEX_DATASET, FEED_STATES,
                               NOT_MODIFIED, read_feed_states)
 from transforms.fetch import FetchPolicy
+from transforms.input_index import (INPUT_FACTS, INPUT_INDEX_DATASET, REFRESHED, UNCHANGED,
+                                    RecordInputs, input_outcomes, read_input_index)
 from transforms.sinks import WriteDataset, WriteManifest
-from transforms.sources import ReadInputs
+from transforms.sources import ReadInputs, printable_path
 from transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition
 from transforms.topics import AssignTopics
+from transforms.urls import redact_url
 from transforms.warc import SKIPPED
 from transforms.web import ENTRY_INDEX, ReadWebSources, feed_specs
 
@@ -129,7 +133,8 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         options.rows_per_file, options.row_group_rows, after)
 
     read = pipeline | "ReadInputs" >> ReadInputs(options.input, run_id,
-                                                 options.max_document_bytes)
+                                                 options.max_document_bytes,
+                                                 read_input_index(pipeline, output), ingested_at)
     web = pipeline | "ReadWebSources" >> ReadWebSources(
         feed_specs(options.feed or [], options.feeds or []), options.urls or [],
         fetch_policy(options), run_id, ingested_at, read_feed_states(pipeline, output),
@@ -196,6 +201,11 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
             SIGNATURE_INDEX_DATASET, SignatureIndexEntry, sinks.no_partition, after=data),
         storied[STORY_INDEX] | "WriteStoryIndex" >> write(
             STORY_INDEX_DATASET, StoryIndexEntry, sinks.no_partition, after=data),
+        # Files all of whose documents ended here: the next run does not read them again.
+        read[INPUT_FACTS] | "RecordInputs" >> RecordInputs(
+            input_outcomes(extracted.articles, errors), read[REFRESHED], run_id, ingested_at)
+        | "WriteInputIndex" >> write(INPUT_INDEX_DATASET, InputIndexEntry, sinks.no_partition,
+                                     after=data),
     )
     written = [*data, *indexes]
     counts = {
@@ -209,6 +219,7 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         "articles": articles,
         "duplicates": distinct[DUPLICATES],
         "already_ingested": resolved[ALREADY_INGESTED],
+        "inputs_unchanged": read[UNCHANGED],
         "errors": errors,
         "errors_new": new_errors,
     }
@@ -230,12 +241,26 @@ def prepare_options(argv: list[str] | None) -> NewsOptions:
     return options
 
 
+def _as_recorded(value):
+    """`value` (an option's) as the manifest and logs show it: user:password@ taken out of every
+    URL in it, and bytes of a path that are not UTF-8 written as %XX (printable_path)."""
+    if isinstance(value, str):
+        return redact_url(printable_path(value))
+    if isinstance(value, (list, tuple)):
+        return [_as_recorded(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_recorded(item) for key, item in value.items()}
+    return value
+
+
 def new_run(options: NewsOptions) -> dict:
     started_at = dt.datetime.now(dt.timezone.utc)
     run_id = options.run_id or new_run_id(started_at)
     recorded = {name: "<redacted>" if _SECRET_OPTION.search(name) and value else value
                 for name, value in options.get_all_options(drop_default=True).items()}
     recorded.update(options.news_values())
+    # Inputs, feeds and output may be URLs that carry credentials, or names that are no UTF-8.
+    recorded = _as_recorded(recorded)
     return {"run_id": run_id, "started_at": started_at.isoformat(), "schema_version":
             SCHEMA_VERSION, "options": json.loads(json.dumps(recorded, default=str)),
             "versions": package_versions(options.spacy_model)}
@@ -254,7 +279,8 @@ def run_pipeline(options: NewsOptions) -> dict:
     before anything is written, when the options cannot make a run."""
     check_options(options)
     run_info = new_run(options)
-    _LOG.info("run %s: %s -> %s", run_info["run_id"], options.input, options.output)
+    _LOG.info("run %s: %s -> %s", run_info["run_id"], _as_recorded(options.input),
+              _as_recorded(options.output))
     # Beam starts local worker processes as `python -m ...`, which puts the working directory
     # first on their sys.path: a stray `concurrent.py` or `htmldate.py` where the user runs
     # newsbeam would be imported by every worker. PYTHONSAFEPATH (Python 3.11) keeps it off.

@@ -171,6 +171,21 @@ class EntryIndexEntry:
 
 
 @dataclasses.dataclass
+class InputIndexEntry:
+    """An input file every document of which ended as an article, a duplicate or a permanent
+    error (index/inputs): a later run skips the file while its size and modification time match,
+    or, when they differ, its content hash."""
+    source_uri: str
+    size: int
+    mtime: float                  # seconds since the epoch, as the file system reports it
+    inputs: int                   # documents and errors it gave: what a skipping run counts
+    outcome: str                  # what they became: 'extracted=3,empty_input=1'
+    run_id: str
+    recorded_at: dt.datetime
+    content_hash: Optional[str] = None   # SHA-256 of its bytes; None when it was not read
+
+
+@dataclasses.dataclass
 class DuplicateIndexEntry:
     """A copy this dataset recorded as a duplicate: a later run skips it as already ingested."""
     article_id: str

@@ -14,6 +14,7 @@ import apache_beam as beam
 
 from schemas.records import ErrorRow
 from transforms.text import valid_unicode
+from transforms.urls import redact_url
 
 ERRORS = "errors"  # the tag of every stage's dead-letter output
 
@@ -31,6 +32,15 @@ UNSUPPORTED_TYPE = "unsupported_type"
 MALFORMED_JSONL = "malformed_jsonl"
 INVALID_RECORD = "invalid_record"
 READ_FAILED = "read_failed"
+# A WARC archive that ends inside a record (cut off), and a record shorter than its declared
+# Content-Length in the middle of one.
+TRUNCATED_ARCHIVE = "truncated_archive"
+TRUNCATED_RECORD = "truncated_record"
+# Entries of an input folder that are no file: a symbolic link that loops on itself, a link back
+# to a folder above it, a link to nothing.
+SYMLINK_LOOP = "symlink_loop"
+DIRECTORY_LOOP = "directory_loop"
+BROKEN_LINK = "broken_link"
 EMPTY_EXTRACTION = "empty_extraction"
 EXTRACTION_TIMEOUT = "extraction_timeout"
 EXTRACTION_FAILED = "extraction_failed"
@@ -54,12 +64,15 @@ def make_error_id(stage: str, reason: str, source_uri: str) -> str:
 
 def error_row(stage: str, reason: str, message: str, source_uri: str, run_id: str,
               source_id: str | None = None, url: str | None = None) -> ErrorRow:
-    """An ErrorRow stamped now; the message is cut to a readable length."""
+    """An ErrorRow stamped now; the message is cut to a readable length. Every row is built
+    here, so this is where credentials in URLs (user:password@) are taken out of the source, the
+    URL and the message, before the id is computed: a row never shows them."""
     if len(message) > _MAX_MESSAGE_CHARS:
         message = message[:_MAX_MESSAGE_CHARS] + "…"
     # Messages and ids may quote the input, which may hold lone surrogates (from JSON).
-    message, source_id, url = (None if v is None else valid_unicode(v)
-                               for v in (message, source_id, url))
+    message, source_uri, source_id, url = (
+        None if v is None else redact_url(valid_unicode(v))
+        for v in (message, source_uri, source_id, url))
     return ErrorRow(error_id=make_error_id(stage, reason, source_uri), stage=stage,
                     reason=reason, message=message, source_uri=source_uri,
                     occurred_at=dt.datetime.now(dt.timezone.utc), run_id=run_id,

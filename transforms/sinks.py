@@ -249,8 +249,11 @@ def build_manifest(run: dict, counts: dict, error_counts: list, written: list,
     # Feeds answering "not modified" and entries fetched by an earlier run are inputs too:
     # skipped because nothing changed.
     skipped_unchanged = counts.get("feeds_not_modified", 0) + counts.get("entries_seen_before", 0)
+    # Inputs of files not read because index/inputs says they are unchanged: already ingested.
+    unchanged_files = counts.get("inputs_unchanged", 0)
     counts = {**counts, "inputs": counts["documents"] + counts["read_errors"]
-              + counts.get("fetch_errors", 0) + skipped_unchanged}
+              + counts.get("fetch_errors", 0) + skipped_unchanged + unchanged_files,
+              "already_ingested": counts["already_ingested"] + unchanged_files}
     errors_by_stage: dict[str, dict[str, int]] = {}
     for (stage, reason), count in sorted(error_counts):
         errors_by_stage.setdefault(stage, {})[reason] = count

@@ -8,25 +8,36 @@ A file's kind comes from its extension (a trailing .gz is looked through):
   .warc (.warc.gz)   a web archive      -> one Document per HTML response record
                                             (transforms/warc.py; other records are SKIPPED)
 Anything else, and any file that is too large, empty or binary, becomes an errors/ row. Folders
-are read recursively; names starting with '.' are skipped (editor, OS and temp files).
+are read recursively; names starting with '.' are skipped (editor, OS and temp files). A path
+that exists is taken literally before it is read as a glob. Local links are followed; a file is
+named by its resolved path, so one reached twice is read once; a link loop, a link back to a
+folder above, a link to nothing and a FIFO, socket or device are errors/ rows. A name that is not
+UTF-8 is read, shown with its undecodable bytes as %XX (printable_path). A file that index/inputs
+records as unchanged is not read at all (transforms/input_index.py).
 Every path is read through Beam's FileSystems, so gs:// and other registered schemes work too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import errno
 import gzip
 import json
 import os
 import posixpath
+import re
+import stat
 import zlib
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import Document
+from schemas.records import Document, ErrorRow, InputIndexEntry
 from transforms import errors
-from transforms.errors import ERRORS, error_row
+from transforms.errors import ERRORS, error_row, exception_summary
+from transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, HashingReader, InputFacts,
+                                    SkipUnchanged, file_hash)
 from transforms.text import valid_unicode
 from transforms.warc import SKIPPED, is_warc, read_warc
 
@@ -54,14 +65,38 @@ def is_local(path: str) -> bool:
 
 def expand_input(path: str) -> str:
     """The glob that reads `path`: local paths made absolute (so a file has one source_uri
-    however it was named), a folder becomes '<folder>/**', a file or glob stays."""
+    however it was named), a folder becomes '<folder>/**', a file or glob stays. A path that
+    exists is taken literally, wildcard characters and all ('report[1].txt')."""
     if is_local(path):
         path = os.path.abspath(os.path.expanduser(path))
-        if not has_wildcard(path) and os.path.isdir(path):
+        if os.path.isdir(path):
             return path + "/**"
     if path.endswith("/"):
         return path + "**"
     return path
+
+
+def escape_wildcards(path: str) -> str:
+    """`path` as a Beam glob that names just it: '*', '?' and '[' each in a class of its own."""
+    return re.sub(r"([*?[])", r"[\1]", path)
+
+
+# Bytes that are no UTF-8 reach Python as lone surrogates U+DC80..U+DCFF (PEP 383).
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def printable_path(path: str) -> str:
+    """`path` as newsbeam writes it (source_uri): a file name that is not valid UTF-8 keeps its
+    other characters, each undecodable byte written as %XX ('\\xff\\xfe.txt' -> '%FF%FE.txt').
+    Only those bytes are escaped, so '%' itself stays as it is; the file is opened by its real
+    name."""
+    return _UNDECODABLE.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", path)
+
+
+def path_key(path: str) -> bytes:
+    """The bytes of a name, whatever they decode to: how a name that is not UTF-8 travels
+    through Beam (whose str coder takes only UTF-8)."""
+    return path.encode("utf-8", "surrogateescape")
 
 
 def is_hidden(path: str) -> bool:
@@ -159,12 +194,11 @@ class _TooLarge(Exception):
     pass
 
 
-def _read_capped(path: str, gzipped: bool, max_bytes: int) -> bytes:
-    """The (decompressed) bytes of a file, raising _TooLarge past `max_bytes`: a gzip bomb is
-    cut off after max_bytes + 1 bytes, never inflated whole."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
-        data = stream.read(max_bytes + 1)
+def _read_capped(raw, gzipped: bool, max_bytes: int) -> bytes:
+    """The (decompressed) bytes of a file's stream, raising _TooLarge past `max_bytes`: a gzip
+    bomb is cut off after max_bytes + 1 bytes, never inflated whole."""
+    stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+    data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise _TooLarge()
     return data
@@ -189,103 +223,316 @@ def _capped_lines(stream, max_bytes: int):
             yield number, line, length
 
 
+# --- Finding files -------------------------------------------------------------------------------
+
+
+def _literal_prefix(pattern: str) -> str:
+    """The part of a glob before its first wildcard; a one-character class ('[[]', '[*]') is the
+    character itself."""
+    prefix, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch in "*?":
+            break
+        if ch == "[":
+            if i + 2 < len(pattern) and pattern[i + 2] == "]" and pattern[i + 1] not in "!^":
+                prefix.append(pattern[i + 1])
+                i += 3
+                continue
+            break
+        prefix.append(ch)
+        i += 1
+    return "".join(prefix)
+
+
 def _folder_of(pattern: str) -> str:
-    """The folder a glob reads below: the part before its first wildcard, up to a '/'."""
-    cut = min(pattern.find(ch) for ch in "*?[" if ch in pattern)
-    return pattern[:cut].rsplit("/", 1)[0]
+    """The folder a glob reads below: its literal part, up to the last '/'."""
+    return _literal_prefix(pattern).rsplit("/", 1)[0]
 
 
-class MatchInputsFn(beam.DoFn):
-    """A path or glob -> the FileMetadata of the files it names; a pattern that names nothing
-    -> ERRORS. Names starting with '.' below a glob's folder are left out; a file named outright
-    is always read. A path on an object store that is no object is read as a folder."""
+def _resolved_name(path: str) -> str:
+    """The path of a link itself (which may resolve to nothing), its folder resolved: one name
+    for one link however the folders above it were reached."""
+    folder, name = os.path.split(path)
+    return os.path.join(os.path.realpath(folder), name)
 
-    def __init__(self, run_id: str):
-        self._run_id = run_id
 
-    def process(self, pattern: str):
-        found, folder = _match(pattern), None
-        if has_wildcard(pattern):
-            folder = _folder_of(pattern)
-        elif not found:  # on an object store, a folder is no object of its own
-            folder = pattern.rstrip("/")
-            found = _match(folder + "/**")
-        if folder is not None:
-            found = [m for m in found if not is_hidden(m.path[len(folder):])]
-        if not found:
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(
-                errors.STAGE_READ, errors.NO_MATCH, "no file matches this input", pattern,
-                self._run_id))
-        yield from found
+def _walk_local(folder: str, keep=None, report_folders: bool = True):
+    """Every file below a local folder, following links: ('file', resolved path, os.stat_result),
+    and what cannot be read as ('problem', path, reason, message): a link that loops on itself or
+    leads nowhere, a link back to a folder above it (not followed: it would never end), a FIFO,
+    socket or device, a folder that cannot be listed. Names starting with '.' are left out (and
+    hidden folders not entered). A folder reached twice by links is walked once. `keep(path)`
+    chooses the files (and file problems) of a glob; problems of folders are reported only when
+    `report_folders`. Depth-first, in name order."""
+    keep = keep or (lambda _path: True)
+    top = os.stat(folder)
+    seen = {(top.st_dev, top.st_ino)}
+    stack = [(folder, ((top.st_dev, top.st_ino),))]
+    while stack:
+        current, ancestors = stack.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name, reverse=True)
+        except OSError as error:
+            if report_folders:
+                yield ("problem", current, errors.READ_FAILED,
+                       f"the folder cannot be listed: {exception_summary(error)}")
+            continue
+        real_folder = os.path.realpath(current)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = entry.path
+            try:
+                info = os.stat(path)  # follows links
+            except OSError as error:
+                if not keep(path):
+                    continue
+                if error.errno == errno.ELOOP:
+                    yield ("problem", path, errors.SYMLINK_LOOP,
+                           "a symbolic link that leads back to itself")
+                elif entry.is_symlink():
+                    yield ("problem", path, errors.BROKEN_LINK,
+                           f"a symbolic link to nothing ({_readlink(path)})")
+                else:
+                    yield "problem", path, errors.READ_FAILED, exception_summary(error)
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                identity = (info.st_dev, info.st_ino)
+                if identity in ancestors:
+                    if report_folders:
+                        yield ("problem", path, errors.DIRECTORY_LOOP,
+                               f"a link back to the folder {os.path.realpath(path)} above it; "
+                               "not followed")
+                elif identity not in seen:
+                    seen.add(identity)
+                    stack.append((path, ancestors + (identity,)))
+            elif not keep(path):
+                continue
+            elif stat.S_ISREG(info.st_mode):
+                real = os.path.realpath(path) if entry.is_symlink() else \
+                    os.path.join(real_folder, entry.name)
+                yield "file", real, info
+            else:
+                yield ("problem", path, errors.UNSUPPORTED_TYPE,
+                       "not a regular file (a FIFO, socket or device)")
+
+
+def _readlink(path: str) -> str:
+    try:
+        return printable_path(os.readlink(path))
+    except OSError:
+        return "unreadable"
 
 
 def _match(pattern: str) -> list:
     return FileSystems.match([pattern])[0].metadata_list
 
 
-class ReadDocumentsFn(beam.DoFn):
-    """FileMetadata -> Documents; unusable files -> ERRORS."""
+class MatchInputsFn(beam.DoFn):
+    """A path or glob (as bytes: a local name need not be UTF-8) -> (key, FileMetadata) for each
+    file it names, and (key, ErrorRow) for each entry below it that cannot be read (a symbolic
+    link loop, a directory loop, a link to nothing); the key is the file's resolved name, so a
+    file reached twice is read once and a bad entry is one row. A pattern that names nothing ->
+    ERRORS. An existing path is taken literally before it is read as a glob. Names starting with
+    '.' below a folder or a glob's folder are left out; a file named outright is always read. A
+    path on an object store that is no object is read as a folder."""
 
-    def __init__(self, run_id: str, max_document_bytes: int):
+    def __init__(self, run_id: str):
+        self._run_id = run_id
+
+    def process(self, pattern_bytes: bytes):
+        pattern = pattern_bytes.decode("utf-8", "surrogateescape")
+        found = 0
+        try:
+            for keyed in (self._local(pattern) if is_local(pattern) else self._remote(pattern)):
+                found += 1
+                yield keyed
+        except Exception as error:  # a listing that failed, and what nobody foresaw
+            found += 1
+            reason = errors.READ_FAILED if isinstance(error, OSError) else errors.INTERNAL_ERROR
+            yield beam.pvalue.TaggedOutput(ERRORS, self._row(
+                reason, f"listing failed: {exception_summary(error)}", printable_path(pattern)))
+        if not found:
+            yield beam.pvalue.TaggedOutput(ERRORS, self._row(
+                errors.NO_MATCH, "no file matches this input", printable_path(pattern)))
+
+    def _row(self, reason: str, message: str, source_uri: str):
+        return error_row(errors.STAGE_READ, reason, message, source_uri, self._run_id)
+
+    def _local(self, pattern: str):
+        if os.path.lexists(pattern) and not os.path.isdir(pattern):
+            yield from self._found(_walk_named(pattern))
+            return
+        folder, keep, report_folders = None, None, True
+        if pattern.endswith("/**") and os.path.isdir(pattern[:-3]):
+            folder = pattern[:-3]                   # a folder, named as one
+        elif os.path.isdir(pattern):
+            folder = pattern
+        elif has_wildcard(pattern):
+            folder = _folder_of(pattern)
+            regex = re.compile(FileSystem.translate_pattern(pattern))
+            keep = lambda path: regex.match(path) is not None
+            report_folders = "**" in pattern        # a loop matters where the glob goes deep
+        if folder is not None and os.path.isdir(folder):
+            yield from self._found(_walk_local(folder, keep, report_folders))
+
+    def _found(self, walked):
+        for item in walked:
+            if item[0] == "file":
+                _, path, info = item
+                yield printable_path(path), FileMetadata(path, info.st_size, info.st_mtime)
+            else:
+                _, path, reason, message = item
+                name = _resolved_name(path)
+                yield printable_path(name), self._row(reason, message, printable_path(name))
+
+    def _remote(self, pattern: str):
+        if has_wildcard(pattern) and FileSystems.exists(pattern):
+            found, folder = _match(escape_wildcards(pattern)), None   # an object, by its name
+        elif has_wildcard(pattern):
+            found, folder = _match(pattern), _folder_of(pattern)
+        else:
+            found, folder = _match(pattern), None
+        if not found:  # on an object store, a folder is no object of its own
+            folder = pattern.rstrip("/")
+            found = _match(escape_wildcards(folder) + "/**")
+        if folder is not None:
+            found = [m for m in found if not is_hidden(m.path[len(folder):])]
+        for metadata in found:
+            yield printable_path(metadata.path), metadata
+
+
+def _walk_named(path: str):
+    """The walk of one file named outright (hidden or not): the file, or why it is none."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            yield "problem", path, errors.SYMLINK_LOOP, "a symbolic link that leads back to itself"
+        elif os.path.islink(path):
+            yield ("problem", path, errors.BROKEN_LINK,
+                   f"a symbolic link to nothing ({_readlink(path)})")
+        else:
+            yield "problem", path, errors.READ_FAILED, exception_summary(error)
+        return
+    if stat.S_ISREG(info.st_mode):
+        yield "file", os.path.realpath(path), info
+    else:
+        yield ("problem", path, errors.UNSUPPORTED_TYPE,
+               "not a regular file (a FIFO, socket or device)")
+
+
+class ReadDocumentsFn(beam.DoFn):
+    """(FileMetadata, its index/inputs row or None) -> Documents; unusable files -> ERRORS (an
+    ErrorRow found while matching passes through); INPUT_FACTS for each file read. A file whose
+    size or time differ from its row but whose bytes hash to the recorded ones is not read: it is
+    UNCHANGED, and its row REFRESHED. Whatever one file raises becomes its INTERNAL_ERROR row: no
+    input ends the run."""
+
+    def __init__(self, run_id: str, max_document_bytes: int, recorded_at: dt.datetime):
         self._run_id = run_id
         self._max_bytes = max_document_bytes
+        self._recorded_at = recorded_at
 
     def _error(self, reason: str, message: str, source_uri: str):
         return beam.pvalue.TaggedOutput(
             ERRORS, error_row(errors.STAGE_READ, reason, message, source_uri, self._run_id))
 
-    def process(self, metadata):
+    def process(self, element):
+        item, entry = element
+        if isinstance(item, ErrorRow):
+            yield beam.pvalue.TaggedOutput(ERRORS, item)
+            return
+        source_uri = printable_path(item.path)
+        try:
+            if entry is not None and entry["content_hash"]:
+                digest = file_hash(item.path)
+                if digest == entry["content_hash"]:   # touched, not changed
+                    yield from self._unchanged(item, entry, source_uri)
+                    return
+            hashed, inputs = {}, 0
+            for output in self._read(item, source_uri, hashed):
+                inputs += getattr(output, "tag", None) != SKIPPED
+                yield output
+            yield beam.pvalue.TaggedOutput(INPUT_FACTS, InputFacts(
+                source_uri, item.size_in_bytes, item.last_updated_in_seconds,
+                hashed.get("digest"), inputs))
+        except Exception as error:  # a bug or a surprise: this file's row, not the run's end
+            yield self._error(errors.INTERNAL_ERROR, exception_summary(error), source_uri)
+
+    def _unchanged(self, metadata, entry: dict, source_uri: str):
+        for _ in range(entry["inputs"]):
+            yield beam.pvalue.TaggedOutput(UNCHANGED, source_uri)
+        yield beam.pvalue.TaggedOutput(REFRESHED, InputIndexEntry(
+            source_uri=source_uri, size=metadata.size_in_bytes,
+            mtime=metadata.last_updated_in_seconds, inputs=entry["inputs"],
+            outcome=entry["outcome"], run_id=self._run_id, recorded_at=self._recorded_at,
+            content_hash=entry["content_hash"]))
+
+    def _read(self, metadata, source_uri: str, hashed: dict):
+        """The outputs of one file; hashed["digest"] is set to the SHA-256 of its bytes when it
+        was read (every byte goes through the hash as the readers take it)."""
         path = metadata.path
         kind, gzipped = file_kind(path)
         if kind is None:
             yield self._error(errors.UNSUPPORTED_TYPE,
                               "not a supported input type (.txt .md .html .htm .jsonl, "
-                              "optionally .gz; .warc, .warc.gz)", path)
+                              "optionally .gz; .warc, .warc.gz)", source_uri)
             return
-        if kind == "warc":
-            yield from read_warc(path, self._max_bytes, self._run_id)
+        if kind != "warc" and metadata.size_in_bytes == 0:
+            yield self._error(errors.EMPTY_INPUT, "the file is empty", source_uri)
             return
-        if metadata.size_in_bytes == 0:
-            yield self._error(errors.EMPTY_INPUT, "the file is empty", path)
-            return
-        if kind == "jsonl":
-            yield from self._read_jsonl(path, gzipped)
-            return
-        if not gzipped and metadata.size_in_bytes > self._max_bytes:
+        if kind not in ("warc", "jsonl") and not gzipped and \
+                metadata.size_in_bytes > self._max_bytes:
             yield self._error(errors.TOO_LARGE, f"{metadata.size_in_bytes} bytes; the limit is "
-                              f"{self._max_bytes} (--max_document_bytes)", path)
+                              f"{self._max_bytes} (--max_document_bytes)", source_uri)
             return
         try:
-            data = _read_capped(path, gzipped, self._max_bytes)
-        except _TooLarge:
-            yield self._error(errors.TOO_LARGE, f"more than {self._max_bytes} bytes once "
-                              "decompressed (--max_document_bytes)", path)
+            raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        except OSError as error:   # BeamIOError too
+            yield self._error(errors.READ_FAILED, exception_summary(error), source_uri)
             return
-        except (OSError, EOFError, zlib.error) as error:
-            yield self._error(errors.READ_FAILED, f"{type(error).__name__}: {error}", path)
-            return
-        if not data.strip():
-            yield self._error(errors.EMPTY_INPUT, "the file holds only white space", path)
-        elif looks_binary(data):
-            yield self._error(errors.BINARY_CONTENT,
-                              "binary content (NUL or control bytes), not text", path)
-        else:
-            yield Document(source_uri=path, kind=kind, content=data)
+        with raw:
+            stream = HashingReader(raw)
+            if kind == "warc":
+                yield from read_warc(path, self._max_bytes, self._run_id, source_uri, stream)
+            elif kind == "jsonl":
+                yield from self._read_jsonl(stream, gzipped, source_uri)
+            else:
+                yield self._read_document(stream, kind, gzipped, source_uri)
+            hashed["digest"] = stream.finish()
 
-    def _read_jsonl(self, path: str, gzipped: bool):
+    def _read_document(self, stream, kind: str, gzipped: bool, source_uri: str):
+        try:
+            data = _read_capped(stream, gzipped, self._max_bytes)
+        except _TooLarge:
+            return self._error(errors.TOO_LARGE, f"more than {self._max_bytes} bytes once "
+                               "decompressed (--max_document_bytes)", source_uri)
+        except (OSError, EOFError, zlib.error) as error:
+            return self._error(errors.READ_FAILED, f"{type(error).__name__}: {error}",
+                               source_uri)
+        if not data.strip():
+            return self._error(errors.EMPTY_INPUT, "the file holds only white space", source_uri)
+        if looks_binary(data):
+            return self._error(errors.BINARY_CONTENT,
+                               "binary content (NUL or control bytes), not text", source_uri)
+        return Document(source_uri=source_uri, kind=kind, content=data)
+
+    def _read_jsonl(self, raw, gzipped: bool, source_uri: str):
         records = 0
         try:
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-                stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
-                for number, line, length in _capped_lines(stream, self._max_bytes):
-                    records += 1
-                    yield self._jsonl_line(line, length, f"{path}#L{number}")
+            stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            for number, line, length in _capped_lines(stream, self._max_bytes):
+                records += 1
+                yield self._jsonl_line(line, length, f"{source_uri}#L{number}")
         except (OSError, EOFError, zlib.error) as error:
             yield self._error(errors.READ_FAILED, f"{type(error).__name__} after {records} "
-                              f"records: {error}", path)
+                              f"records: {error}", source_uri)
             return
         if records == 0:
-            yield self._error(errors.EMPTY_INPUT, "the JSONL file has no records", path)
+            yield self._error(errors.EMPTY_INPUT, "the JSONL file has no records", source_uri)
 
     def _jsonl_line(self, line: bytes | None, length: int, source_uri: str):
         if line is None:
@@ -307,35 +554,41 @@ class ReadDocumentsFn(beam.DoFn):
                 source_id=source_id))
 
 
-def _any_one(metadata_of_one_path):
-    """Any one of the (identical) FileMetadata two patterns found for one path."""
-    return next(iter(metadata_of_one_path))
-
-
 class ReadInputs(beam.PTransform):
     """Input paths, folders or globs -> {"documents": Documents, ERRORS: ErrorRows, SKIPPED:
-    the kinds of WARC records that are no pages}.
-    A file named by two patterns is read once."""
+    the kinds of WARC records that are no pages, UNCHANGED: one element per input of each file
+    skipped as unchanged, INPUT_FACTS: what each file read gave, REFRESHED: index/inputs rows of
+    touched files with the same bytes}.
+    A file named by two patterns, or reached through two links, is read once. `input_index`:
+    the rows of index/inputs (transforms/input_index.py); none, every file is read."""
 
-    def __init__(self, inputs: list[str], run_id: str, max_document_bytes: int):
+    def __init__(self, inputs: list[str], run_id: str, max_document_bytes: int,
+                 input_index=None, recorded_at: dt.datetime | None = None):
         super().__init__()
         self._patterns = sorted({expand_input(path) for path in inputs})
         self._run_id = run_id
         self._max_bytes = max_document_bytes
+        self._input_index = input_index
+        self._recorded_at = recorded_at or dt.datetime.now(dt.timezone.utc)
 
     def expand(self, pipeline):
         matched = (
             pipeline
-            | "Patterns" >> beam.Create(self._patterns)
+            # As bytes: a local name need not be UTF-8, and Beam's str coder accepts only that.
+            | "Patterns" >> beam.Create([path_key(p) for p in self._patterns])
             | "Match" >> beam.ParDo(MatchInputsFn(self._run_id)).with_outputs(
                 ERRORS, main="files"))
+        index_rows = self._input_index if self._input_index is not None else \
+            pipeline | "NoInputIndex" >> beam.Create([])
+        decided = matched.files | "SkipUnchanged" >> SkipUnchanged(index_rows)
         read = (
-            matched.files
-            | "KeyByPath" >> beam.Map(lambda metadata: (metadata.path, metadata))
-            | "OncePerPath" >> beam.CombinePerKey(_any_one)
-            | "Metadata" >> beam.Values()
+            decided.to_read
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(ReadDocumentsFn(self._run_id, self._max_bytes))
-                .with_outputs(ERRORS, SKIPPED, main="documents"))
+            | "Read" >> beam.ParDo(ReadDocumentsFn(self._run_id, self._max_bytes,
+                                                   self._recorded_at))
+                .with_outputs(ERRORS, SKIPPED, UNCHANGED, INPUT_FACTS, REFRESHED,
+                              main="documents"))
         errors_ = (matched[ERRORS], read[ERRORS]) | "ReadErrors" >> beam.Flatten()
-        return {"documents": read.documents, ERRORS: errors_, SKIPPED: read[SKIPPED]}
+        unchanged = (decided[UNCHANGED], read[UNCHANGED]) | "Unchanged" >> beam.Flatten()
+        return {"documents": read.documents, ERRORS: errors_, SKIPPED: read[SKIPPED],
+                UNCHANGED: unchanged, INPUT_FACTS: read[INPUT_FACTS], REFRESHED: read[REFRESHED]}
