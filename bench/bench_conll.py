@@ -129,7 +129,7 @@ def run_stages(docs: list[dict], model: str) -> tuple[dict, dict]:
     from transforms.entities import EntityTagger
     from transforms.extract import build_article, plain_text_parts
     now = dt.datetime.now(dt.timezone.utc)
-    tagger = EntityTagger.load([model] if isinstance(model, str) else model)
+    tagger = EntityTagger.load(model)
     articles, languages = [], collections.Counter()
     for index, doc in enumerate(docs):
         document = Document(source_uri=f"conll-{index:03d}.txt", kind="text", content="")
