@@ -171,6 +171,8 @@ _NUMBER_TOKEN = re.compile(r"^[(\[]?[\d.,:/+\-–%]*\d[\d.,:/+\-–%]*[)\]]?$")
 # Punctuation standing alone between names: 'Romania - Cosmin Contra', 'Red Star ( Yugoslavia )'.
 _SEPARATOR_TOKEN = re.compile(r"^[-–—,;:()\[\]/|•*]+$")
 _VERSION = re.compile(r"\d\.\d|\d/\d")
+# A score or points in a results line: '3', '2-1', '429-7' (not a year or a date).
+_SCORE_TOKEN = re.compile(r"^\d{1,3}(?:-\d{1,3})?$")
 _LETTERS_AND_DIGITS = re.compile(r"(?=.*[^\W\d_])(?=.*\d)")
 
 
@@ -252,29 +254,48 @@ def shipped_aliases() -> AliasTable:
 
 @dataclasses.dataclass(frozen=True)
 class Mention:
-    """One span the model found: its text as written, label and character offset."""
+    """One span the model found: its text as written, label and character offset; whether it
+    is set in quotes, on a table row, followed by a score (a team in a results line:
+    'Boston 5'), and whether its only capital is the one recasing gave it (a word of a
+    headline in capitals that the article writes nowhere else with a capital: 'CRICKET -')."""
     text: str
     label: str
     start: int
     quoted: bool = False
     in_table: bool = False
+    before_score: bool = False
+    recased_capital: bool = False
 
 
 def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mention]:
     """Mentions from (start, end, label) character spans over `text`: each span cut to the
     names it holds (`split_span`), its label in the output's set (LABEL_MAP)."""
     mentions = []
+    casing: Optional[dict[str, str]] = None
     for span_start, span_end, span_label in spans:
         line_start = text.rfind("\n", 0, span_start) + 1
         line_end = text.find("\n", span_end)
-        in_table = is_table_line(text[line_start:line_end if line_end >= 0 else len(text)])
+        line = text[line_start:line_end if line_end >= 0 else len(text)]
+        in_table = is_table_line(line)
+        # A dateline's place ('BRUSSELS 1996-08-30') is capitalised on purpose by recasing.
+        caps_line = is_caps_line(line) and not _DATELINE.match(line)
         for start, end, label in split_span(text, span_start, span_end, span_label, in_table):
+            raw = text[start:end]
             before, after = text[start - 1:start], text[end:end + 2]
             quoted = bool(before) and before in _QUOTES and (
                 after[:1] in _QUOTES if after[:1] not in ",." else after[1:2] in _QUOTES)
-            mentions.append(Mention(text=text[start:end], label=LABEL_MAP.get(label, label),
-                                    start=start, quoted=quoted and bool(after),
-                                    in_table=in_table))
+            next_token = _TOKEN.search(text, end, line_end if line_end >= 0 else len(text))
+            recased_capital = False
+            if caps_line and raw.isupper() and " " not in raw:
+                casing = casing_table(text) if casing is None else casing
+                form = casing.get(raw.lower(), "")
+                recased_capital = not form[:1].isupper()
+            mentions.append(Mention(
+                text=raw, label=LABEL_MAP.get(label, label), start=start,
+                quoted=quoted and bool(after), in_table=in_table,
+                before_score=bool(next_token and next_token.start() == end + 1
+                                  and _SCORE_TOKEN.match(next_token.group())),
+                recased_capital=recased_capital))
     return mentions
 
 
@@ -350,7 +371,8 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
         if mention.label in NUMERIC_LABELS and numeric == "drop":
             continue
         surface = clean_span(mention.text)
-        if is_junk(mention.text, surface, mention.label, mention.quoted):
+        if mention.recased_capital or \
+                is_junk(mention.text, surface, mention.label, mention.quoted):
             continue
         name, label = surface, mention.label
         known = aliases.lookup(surface) if label in _ALIAS_LABELS else None
@@ -358,6 +380,8 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
             name, label = known
         elif label in _PLACE_LABELS and _is_initials(surface):
             continue
+        elif label in ("GPE", "LOC") and mention.before_score:
+            label = "ORG"   # a team named after its town: 'Boston 5 Kansas City 3'
         (table_names if mention.in_table else names)[name][label] += 1
         forms[name][surface] = None
         count[name] += 1
