@@ -357,7 +357,8 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
 
     A name the alias table knows (not a person's) becomes its canonical name and label ('U.S.'
     -> 'United States', GPE); a place in two or three capitals that it does not know is no place
-    ('AI'). Mentions of one name take the label the model gave it most often. A name whose
+    ('AI'), and neither is a headline word whose capital only recasing gave it, unless the table
+    knows it ('CRICKET - ...', but 'CANADA WINS'). Mentions of one name take the label the model gave it most often. A name whose
     words occur, in order, inside exactly one longer name of the same label is that entity
     ('Blinken' in 'Antony Blinken'); a one-word name inside exactly one person's name is that
     person whatever its label ('Austin' tagged GPE beside 'Lloyd Austin')."""
@@ -371,8 +372,8 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
         if mention.label in NUMERIC_LABELS and numeric == "drop":
             continue
         surface = clean_span(mention.text)
-        if mention.recased_capital or \
-                is_junk(mention.text, surface, mention.label, mention.quoted):
+        if is_junk(mention.text, surface, mention.label, mention.quoted) or \
+                (mention.recased_capital and aliases.lookup(surface) is None):
             continue
         name, label = surface, mention.label
         known = aliases.lookup(surface) if label in _ALIAS_LABELS else None
