@@ -114,7 +114,7 @@ def _looks_wrapped(lines: list[str]) -> bool:
     # One finished sentence a line is a paragraph a line, however even the lengths.
     if sum(bool(_SENTENCE_END.search(line)) for line in inner) > 0.5 * len(inner):
         return False
-    if len(lines) >= 4 and sum(map(opens_in_lower_case, lines[1:])) \
+    if len(lines) >= 3 and sum(map(opens_in_lower_case, lines[1:])) \
             < 0.2 * (len(lines) - 1):
         return False
     return sum(len(line) >= 0.6 * width for line in inner) >= 0.75 * len(inner)
