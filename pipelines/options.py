@@ -77,6 +77,15 @@ def _spacy_pipeline_exists(name: str) -> bool:
     return module.isidentifier() and importlib.util.find_spec(module) is not None
 
 
+def _spacy_pipeline_language(name: str) -> str | None:
+    """The language a pipeline's meta.json names (None when it cannot be read)."""
+    from transforms.entities import pipeline_language
+    try:
+        return pipeline_language(name)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 class NewsOptions(PipelineOptions):
     """newsbeam's flags (argparse, through Beam's PipelineOptions)."""
 
@@ -240,10 +249,17 @@ class NewsOptions(PipelineOptions):
         spacy_models = [name.strip() for name in self.spacy_model.split(",")]
         if not all(spacy_models):
             problems.append(f"--spacy_model {self.spacy_model}: an empty pipeline name")
+        languages: dict[str, str] = {}
         for name in filter(None, spacy_models):
             if not _spacy_pipeline_exists(name):
                 problems.append(f"--spacy_model {name}: no installed spaCy pipeline "
                                 "(package) or pipeline folder of that name")
+                continue
+            language = _spacy_pipeline_language(name)
+            if language in languages:
+                problems.append(f"--spacy_model {name}: a second pipeline for language "
+                                f"{language!r} (after {languages[language]}); give one each")
+            languages.setdefault(language, name)
         if self.topic_model not in ("shipped", "none") and is_local(self.topic_model) and \
                 not os.path.isfile(os.path.expanduser(self.topic_model)):
             problems.append(f"--topic_model {self.topic_model}: no such file")

@@ -38,6 +38,7 @@ import functools
 import gzip
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -277,8 +278,11 @@ def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mentio
         line_end = text.find("\n", span_end)
         line = text[line_start:line_end if line_end >= 0 else len(text)]
         in_table = is_table_line(line)
-        # A dateline's place ('BRUSSELS 1996-08-30') is capitalised on purpose by recasing.
-        caps_line = is_caps_line(line) and not _DATELINE.match(line)
+        # A dateline's place ('BRUSSELS 1996-08-30') is capitalised on purpose by recasing; a
+        # headline after a slug ('CRICKET - ENGLAND BEAT ...') is capitals still.
+        dateline = _DATELINE.match(line)
+        caps_line = is_caps_line(line) and not (
+            dateline and not is_caps_line(line[dateline.end(1):]))
         for start, end, label in split_span(text, span_start, span_end, span_label, in_table):
             raw = text[start:end]
             before, after = text[start - 1:start], text[end:end + 2]
@@ -489,21 +493,31 @@ def model_names(spec) -> tuple[str, ...]:
     return tuple(name.strip() for name in names if name.strip())
 
 
+def pipeline_language(name: str) -> str:
+    """The language of an installed spaCy pipeline (package or folder), from its meta.json:
+    nothing is loaded."""
+    import spacy.util
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        path = spacy.util.get_package_path(name)
+    return spacy.util.get_model_meta(path)["lang"]
+
+
 class EntityTagger:
-    """The loaded pipelines by language, and the entity stage's work on a batch of articles."""
+    """The pipelines by language, and the entity stage's work on a batch of articles. A pipeline
+    loads when the first article in its language comes (most runs see one or two languages)."""
 
     def __init__(self, models: dict, batch_size: int = DEFAULT_BATCH_SIZE,
                  max_chars: int = DEFAULT_MAX_CHARS, numeric: str = "drop", recase: bool = True):
-        self.models = models
+        """`models`: language -> a loaded pipeline or the name of one."""
+        self._models = dict(models)
         self.languages = tuple(models)
         self._batch_size = batch_size
         self._max_chars = max_chars
         self._numeric = numeric
         self._recase = recase
         self._aliases = shipped_aliases()
-        for nlp in models.values():
-            # spaCy's guard against parser memory; NER over max_chars is bounded by the option.
-            nlp.max_length = max(nlp.max_length, max_chars + 1)
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, names, **options) -> "EntityTagger":
@@ -511,12 +525,22 @@ class EntityTagger:
         language are refused."""
         models: dict = {}
         for name in model_names(names):
-            nlp = load_ner(name)
-            if nlp.lang in models:
-                raise ValueError(f"two spaCy pipelines for language {nlp.lang!r}: {name} and "
-                                 "an earlier one")
-            models[nlp.lang] = nlp
+            language = pipeline_language(name)
+            if language in models:
+                raise ValueError(f"two spaCy pipelines for language {language!r}: "
+                                 f"{models[language]} and {name}")
+            models[language] = name
         return cls(models, **options)
+
+    def model(self, language: str):
+        """The loaded pipeline of a language."""
+        with self._lock:
+            nlp = self._models[language]
+            if isinstance(nlp, str):
+                nlp = self._models[language] = load_ner(nlp)
+            # spaCy's guard against parser memory; NER over max_chars is bounded by the option.
+            nlp.max_length = max(nlp.max_length, self._max_chars + 1)
+            return nlp
 
     def language_of(self, article: Article) -> Optional[str]:
         return ner_language(article, self.languages)
@@ -538,7 +562,7 @@ class EntityTagger:
                 by_language[language].append(index)
         for language, indexes in by_language.items():
             texts = [ner_text(articles[i], self._max_chars, self._recase) for i in indexes]
-            docs = self.models[language].pipe(texts, batch_size=self._batch_size)
+            docs = self.model(language).pipe(texts, batch_size=self._batch_size)
             for index, doc in zip(indexes, docs):
                 tagged[index] = dataclasses.replace(
                     articles[index], entities=self.entities(articles[index], doc))
