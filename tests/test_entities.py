@@ -365,3 +365,17 @@ def test_conll_style_text_file_through_the_pipeline(capsys, tmp_path):
     assert {"Japan", "Syria", "China", "Uzbekistan", "United Arab Emirates"} <= set(names)
     for entity in row["entities"]:
         assert isinstance(entity["variants"], list)
+
+
+def test_a_one_word_person_where_a_thing_goes_is_no_person():
+    text = ("Follow us on Twitter and our Instagram. Twitter: @gridironbelles. Pressure on "
+            "Vladimir Putin grew; on Putin's orders the troops moved. Adele sang.")
+    at = text.index
+    spans = [(at("Twitter"), at("Twitter") + 7, "PERSON"),
+             (at("Instagram"), at("Instagram") + 9, "PERSON"),
+             (at("Twitter:"), at("Twitter:") + 7, "PERSON"),
+             (at("Vladimir"), at("Vladimir") + 14, "PERSON"),
+             (at("Putin's"), at("Putin's") + 7, "PERSON"),
+             (at("Adele"), at("Adele") + 5, "PERSON")]
+    assert [(e.text, e.count) for e in merge_mentions(mentions_in(text, spans))] == [
+        ("Vladimir Putin", 2), ("Adele", 1)]

@@ -258,7 +258,9 @@ class Mention:
     """One span the model found: its text as written, label and character offset; whether it
     is set in quotes, on a table row, followed by a score (a team in a results line:
     'Boston 5'), and whether its only capital is the one recasing gave it (a word of a
-    headline in capitals that the article writes nowhere else with a capital: 'CRICKET -')."""
+    headline in capitals that the article writes nowhere else with a capital: 'CRICKET -'),
+    and whether it stands where a thing owned or a place of posting does, not a person ('on
+    Twitter', 'our Instagram', 'Twitter: @handle')."""
     text: str
     label: str
     start: int
@@ -266,6 +268,7 @@ class Mention:
     in_table: bool = False
     before_score: bool = False
     recased_capital: bool = False
+    thing_context: bool = False
 
 
 def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mention]:
@@ -299,8 +302,22 @@ def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mentio
                 quoted=quoted and bool(after), in_table=in_table,
                 before_score=bool(next_token and next_token.start() == end + 1
                                   and _SCORE_TOKEN.match(next_token.group())),
-                recased_capital=recased_capital))
+                recased_capital=recased_capital,
+                thing_context=_thing_context(text, start, end)))
     return mentions
+
+
+# Words before a name that make it a thing owned or a place where one posts: 'my Twitter',
+# 'on Instagram', 'via Telegram'.
+_THING_CUES = frozenset("on via my our your his her their its".split())
+_WORD_BEFORE = re.compile(r"([^\W\d_]+)\s+$")
+
+
+def _thing_context(text: str, start: int, end: int) -> bool:
+    before = _WORD_BEFORE.search(text[max(0, start - 12):start])
+    if before and before.group(1).lower() in _THING_CUES:
+        return True
+    return bool(re.match(r":\s*@\w", text[end:end + 4]))
 
 
 def clean_span(text: str) -> str:
@@ -370,6 +387,7 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
     names: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     table_names: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     forms: dict[str, dict[str, None]] = collections.defaultdict(dict)
+    thing_names: set[str] = set()
     first: dict[str, int] = {}
     count: collections.Counter = collections.Counter()
     for mention in mentions:
@@ -389,6 +407,8 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
             label = "ORG"   # a team named after its town: 'Boston 5 Kansas City 3'
         (table_names if mention.in_table else names)[name][label] += 1
         forms[name][surface] = None
+        if mention.thing_context:
+            thing_names.add(name)
         count[name] += 1
         first[name] = min(first.get(name, mention.start), mention.start)
     # Rows of a sports table mislead the model ('Chelsea 3 2 0 1' as PERSON): the label a name
@@ -428,6 +448,11 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
             seen.add(longer)
             current = longer
         target[name] = current
+    # A one-word 'person' the article never names in full and writes where a thing goes ('on
+    # Twitter', 'our Instagram') is that thing: a platform or product, not a person.
+    for name in thing_names:
+        if label_of[name] == "PERSON" and target[name] == name and len(words[name]) == 1:
+            del target[name]
     merged_count: collections.Counter = collections.Counter()
     merged_start: dict[str, int] = {}
     variants: dict[str, dict[str, None]] = collections.defaultdict(dict)
