@@ -393,11 +393,14 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
     for mention in mentions:
         if mention.label in NUMERIC_LABELS and numeric == "drop":
             continue
+        label = mention.label
+        if label in _NUMBERED_LABELS and mention.in_table and mention.before_score:
+            label = "ORG"   # 'Puchon 2 Chonbuk 1' read as a title: teams on a results row
         surface = clean_span(mention.text)
-        if is_junk(mention.text, surface, mention.label, mention.quoted) or \
+        if is_junk(mention.text, surface, label, mention.quoted) or \
                 (mention.recased_capital and aliases.lookup(surface) is None):
             continue
-        name, label = surface, mention.label
+        name = surface
         known = aliases.lookup(surface) if label in _ALIAS_LABELS else None
         if known is not None:
             name, label = known
