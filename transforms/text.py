@@ -62,14 +62,15 @@ def word_count(text: str) -> int:
 # --- Unwrapping hard-wrapped plain text ----------------------------------------------------------
 
 _SENTENCE_END = re.compile(r"[.!?:;\"”’»)\]]$")
+_OPENING_QUOTES = "\"'“‘«("
 # A line that continues the sentence of the line before it when that one has no closing
 # punctuation: it opens in lower case ("rose\nby 3%"), or the line before ends on a comma, a
 # word broken at a hyphen or a dash ("Earlier this week,\nUS President ..."); not a rule of
 # dashes ("-----").
-_OPENING_QUOTES = "\"'“‘«("
 _OPEN_ENDING = re.compile(r"(?:,|[^\W\d_]-|\s[–—])$")
-# A list item: a bullet, or a number or letter followed by a dot or parenthesis.
-_LIST_ITEM = re.compile(r"^(?:[-*•·–—+]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])\s")
+# A list item: a bullet, a number followed by a dot or parenthesis, or a lower-case letter
+# followed by one ("a)", "(b)", "c."; a capital and a dot is an initial: "J. Vaughan").
+_LIST_ITEM = re.compile(r"^(?:[-*•·–—+]|\(?\d{1,3}[.)]|\(?[a-z][.)])\s")
 _TABLE_LINE_MIN_TOKENS = 4
 _TABLE_LINE_DIGIT_SHARE = 0.4
 
