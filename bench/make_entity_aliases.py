@@ -10,8 +10,8 @@ Sources:
   around or dropped, and for the countries whose ISO name is not the name news uses, the news
   name below (NEWS_NAMES).
 - A small hand-curated list (CURATED, below): the abbreviations and short forms news writes
-  for countries and unions ("US", "U.S.", "UK", "Britain", "UAE") and a few international
-  organisations known by their initials. Only forms that name one thing in news are listed.
+  for countries and unions ("US", "U.S.", "UK", "Britain", "UAE"), a few US places ("NY",
+  "LA", "DC") and a few international organisations known by their initials. Only forms that name one thing in news are listed.
 
 The table is JSON: {"about": ..., "entities": {canonical: {"label": ..., "aliases": [...]}}}.
 Lookups fold case and white space, except aliases of two or three capitals ("US", "UK"), which
@@ -56,6 +56,12 @@ CURATED = {
     "Vatican City": ("GPE", ["Holy See", "Vatican"]),
     "Eswatini": ("GPE", ["Swaziland"]),
     "North Macedonia": ("GPE", ["Macedonia"]),
+    # US places news abbreviates (a place in two or three capitals the table does not know is
+    # dropped as no place, so the common ones are listed).
+    "New York": ("GPE", ["NY", "N.Y."]),
+    "New York City": ("GPE", ["NYC"]),
+    "Los Angeles": ("GPE", ["LA", "L.A."]),
+    "Washington, D.C.": ("GPE", ["DC", "D.C."]),
     "European Union": ("ORG", ["EU", "E.U."]),
     "United Nations": ("ORG", ["UN", "U.N."]),
     "NATO": ("ORG", ["North Atlantic Treaty Organization", "Nato", "OTAN"]),
