@@ -133,7 +133,8 @@ def score(gold: dict, predicted: dict) -> dict:
     """Per type and overall: document-level precision, recall, F1 (micro over documents)."""
     counts = {t: [0, 0, 0] for t in TYPES}  # found gold, predicted units, gold
     for doc_id, entities in gold.items():
-        forms = [(etype, gold_forms([canonical, *aliases])) for etype, canonical, aliases in entities]
+        forms = [(etype, gold_forms([canonical, *aliases]))
+                 for etype, canonical, aliases in entities]
         for etype, _ in forms:
             counts[etype][2] += 1
         found, unmatched = set(), set()

@@ -11,7 +11,8 @@ Sources:
   name below (NEWS_NAMES).
 - A small hand-curated list (CURATED, below): the abbreviations and short forms news writes
   for countries and unions ("US", "U.S.", "UK", "Britain", "UAE"), a few US places ("NY",
-  "LA", "DC") and a few international organisations known by their initials. Only forms that name one thing in news are listed.
+  "LA", "DC") and a few international organisations known by their initials. Only forms that
+  name one thing in news are listed.
 
 The table is JSON: {"about": ..., "entities": {canonical: {"label": ..., "aliases": [...]}}}.
 Lookups fold case and white space, except aliases of two or three capitals ("US", "UK"), which

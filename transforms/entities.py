@@ -379,10 +379,11 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
     A name the alias table knows (not a person's) becomes its canonical name and label ('U.S.'
     -> 'United States', GPE); a place in two or three capitals that it does not know is no place
     ('AI'), and neither is a headline word whose capital only recasing gave it, unless the table
-    knows it ('CRICKET - ...', but 'CANADA WINS'). Mentions of one name take the label the model gave it most often. A name whose
-    words occur, in order, inside exactly one longer name of the same label is that entity
-    ('Blinken' in 'Antony Blinken'); a one-word name inside exactly one person's name is that
-    person whatever its label ('Austin' tagged GPE beside 'Lloyd Austin')."""
+    knows it ('CRICKET - ...', but 'CANADA WINS'). Mentions of one name take the label the model
+    gave it most often. A name whose words occur, in order, inside exactly one longer name of
+    the same label is that entity ('Blinken' in 'Antony Blinken'); a one-word name inside
+    exactly one person's name is that person whatever its label ('Austin' tagged GPE beside
+    'Lloyd Austin')."""
     aliases = shipped_aliases() if aliases is None else aliases
     names: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     table_names: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
