@@ -23,7 +23,8 @@ test: venv
 # Every benchmark, one after the other (each prints its medians and ratios and writes
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
 BENCHES := bench-extract bench-fetch bench-fetch-concurrency bench-reprints bench-stories \
-           bench-dedup-scale bench-story-component bench-entities bench-topics bench-rerun
+           bench-dedup-scale bench-story-component bench-entities bench-conll bench-topics \
+           bench-rerun
 
 .PHONY: $(BENCHES)
 
@@ -52,6 +53,10 @@ bench-story-component: venv
 
 bench-entities: venv
 	nice -n 10 $(BIN)/python bench/bench_entities.py
+
+# CoNLL-2003 dev through `newsbeam run` (each document a .txt file) beside the bare spaCy model.
+bench-conll: venv
+	nice -n 10 $(BIN)/python bench/bench_conll.py
 
 bench-topics: venv
 	nice -n 10 $(BIN)/python bench/bench_topics.py

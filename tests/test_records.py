@@ -62,11 +62,13 @@ def test_list_of_entities_is_list_of_struct():
     item = entities.value_type
     assert pa.types.is_struct(item)
     assert [item.field(i).name for i in range(item.num_fields)] == ["text", "label", "count",
-                                                                    "start"]
+                                                                    "start", "variants"]
     assert item.field("text").type == pa.string()
     assert item.field("label").type == pa.string()
     assert item.field("count").type == pa.int64()
     assert item.field("start").type == pa.int64()
+    assert item.field("variants").type == pa.list_(pa.field("element", pa.string(),
+                                                            nullable=False))
     assert not any(item.field(i).nullable for i in range(item.num_fields))
 
 
@@ -111,7 +113,7 @@ def full_article() -> Article:
         categories=["World", "Politics"], wire_sources=["Reuters"], topic="politics",
         topic_confidence=0.75, topic_source="section",
         topic_scores=[TopicScore("politics", 0.75), TopicScore("conflict-war-peace", 0.25)],
-        entities=[Entity("Joe Biden", "PERSON", 2, 0), Entity("Ukraine", "GPE", 1, 31)],
+        entities=[Entity("Joe Biden", "PERSON", 2, 0, ["Biden"]), Entity("Ukraine", "GPE", 1, 31)],
         duplicate_count=3, story_id=None, is_story_lead=True)
 
 
@@ -140,8 +142,10 @@ def test_to_table_timestamps_are_utc_microseconds():
     assert row["published_at"].utcoffset() == dt.timedelta(0)
     assert row["published_at"].replace(tzinfo=None) == dt.datetime(2022, 2, 16, 10, 0)
     assert row["ingested_at"].microsecond == 123456
-    assert row["entities"] == [{"text": "Joe Biden", "label": "PERSON", "count": 2, "start": 0},
-                               {"text": "Ukraine", "label": "GPE", "count": 1, "start": 31}]
+    assert row["entities"] == [{"text": "Joe Biden", "label": "PERSON", "count": 2, "start": 0,
+                                "variants": ["Biden"]},
+                               {"text": "Ukraine", "label": "GPE", "count": 1, "start": 31,
+                                "variants": []}]
     assert row["topic_scores"] == [{"topic": "politics", "score": 0.75},
                                    {"topic": "conflict-war-peace", "score": 0.25}]
     assert row["description"] is None and row["story_id"] is None
@@ -167,5 +171,6 @@ def test_to_table_empty():
 
 def test_to_row_nests_records():
     row = to_row(full_article())
-    assert row["entities"][0] == {"text": "Joe Biden", "label": "PERSON", "count": 2, "start": 0}
+    assert row["entities"][0] == {"text": "Joe Biden", "label": "PERSON", "count": 2, "start": 0,
+                                  "variants": ["Biden"]}
     assert row["topic_scores"][1] == {"topic": "conflict-war-peace", "score": 0.25}

@@ -1,12 +1,14 @@
-"""Unit tests for transforms/text.py: normalising, fingerprints, unwrapping, boilerplate, credits."""
+"""Unit tests for transforms/text.py: normalising, fingerprints, unwrapping, boilerplate, credits,
+and the language evidence extraction's detect_language reads."""
 
 from pathlib import Path
 
 import pytest
 
-from transforms.text import (clean_plain_text, content_hash, drop_boilerplate, fingerprint_text,
-                             is_boilerplate, markdown_title, normalize_text, unwrap_paragraphs,
-                             wire_sources)
+from transforms.extract import detect_language
+from transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
+                             english_word_share, fingerprint_text, is_boilerplate, markdown_title,
+                             normalize_text, prose_sample, unwrap_paragraphs, wire_sources)
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 SEED_000 = SEEDS / "000_dac305c5b36f0b2f.txt"   # hard-wrapped, credits Reuters in prose
@@ -339,3 +341,112 @@ def test_markdown_title_closing_hashes_and_leading_space():
 ])
 def test_markdown_title_absent(raw):
     assert markdown_title(raw) == (None, raw)
+
+
+# --- line structure: only wrapped prose is joined (issue 13) -------------------------------------
+
+
+CONLL_STYLE = (
+    "SOCCER - JAPAN GET LUCKY WIN , CHINA IN SURPRISE DEFEAT .\n"
+    "Nadim Ladki\n"
+    "AL-AIN , United Arab Emirates 1996-12-06\n"
+    "Japan began the defence of their Asian Cup title with a lucky 2-1 win against Syria in a "
+    "Group C championship match on Friday .\n")
+
+
+def test_byline_and_dateline_stay_lines_of_their_own():
+    # A short line without closing punctuation before a capitalised one is a line of its own
+    # (before: "Nadim Ladki AL-AIN , United Arab Emirates 1996-12-06 Japan began ...").
+    assert unwrap_paragraphs(CONLL_STYLE) == CONLL_STYLE.strip().split("\n")
+
+
+def test_results_table_rows_are_not_joined():
+    # Rows of one width look like a wrapped block by their lengths alone.
+    rows = ["Red Star 4 4 0 0 9 3 12", "Partizan 4 3 1 0 13 3 10", "Vojvodina 4 2 1 1 5 3 7",
+            "Becej 4 2 1 1 5 7 7", "Hajduk 4 2 0 2 5 3 6"]
+    assert unwrap_paragraphs("\n".join(rows)) == rows
+    scores = ["Afridi 2 J. Vaughan 0 M. Atherton 12", "Saeed Anwar 22 Aamir Sohail 31",
+              "Ijaz Ahmed 18 Inzamam-ul-Haq 35 Wasim Akram 20"]
+    assert unwrap_paragraphs("\n".join(scores)) == scores
+
+
+def test_list_items_are_not_joined():
+    lines = ["The squad named on Friday:", "- Goalkeepers: Alisson, Ederson",
+             "- Defenders: Van Dijk, Robertson", "- Forwards: Salah, Jota and",
+             "- Midfielders: Henderson, Fabinho"]
+    assert unwrap_paragraphs("\n".join(lines)) == lines
+
+
+def test_a_list_of_capitalised_short_lines_is_not_a_wrapped_block():
+    # Every line the same width and none closed, but each opens with a capital: headlines.
+    lines = ["Stocks Sink As Bond Rates Jump On Strong Data In New York",
+             "Dollar Gains Against Yen After Central Bank Signals Rate Rise",
+             "Oil Falls For Third Day As Stockpiles Grow Beyond Forecasts",
+             "Gold Steady Near Two-Week High On Weaker Dollar In London"]
+    assert unwrap_paragraphs("\n".join(lines)) == lines
+
+
+def test_a_rule_of_dashes_is_not_a_broken_word():
+    assert unwrap_paragraphs("----- oOo-----\nSTOCKS SINK AS BOND RATES JUMP") == \
+        ["----- oOo-----", "STOCKS SINK AS BOND RATES JUMP"]
+
+
+def test_a_word_broken_at_a_hyphen_or_a_comma_continues():
+    assert unwrap_paragraphs("The well-\nknown author spoke.") == ["The well- known author spoke."]
+    assert unwrap_paragraphs("On Tuesday,\nMarkets rose.") == ["On Tuesday, Markets rose."]
+
+
+# --- language evidence ---------------------------------------------------------------------------
+
+
+_ATHLETES = [("Michelle Freeman", "Jamaica"), ("Ludmila Engquist", "Sweden"),
+             ("Aliuska Lopez", "Cuba"), ("Brigita Bokovec", "Slovenia"),
+             ("Dionne Rose", "Jamaica"), ("Julie Baumann", "Switzerland"),
+             ("Gillian Russell", "Jamaica"), ("Svetlana Masterkova", "Russia"),
+             ("Patricia Djate-Taillard", "France"), ("Carla Sacramento", "Portugal"),
+             ("Yekaterina Podkopayeva", "Russia"), ("Leah Pells", "Canada"),
+             ("Mark Crear", "U.S."), ("Tony Jarrett", "Britain"),
+             ("Florian Schwarthoff", "Germany"), ("Emilio Valle", "Cuba")]
+RESULTS_TEXT = (
+    "ATHLETICS - BERLIN GRAND PRIX RESULTS .\n\nBERLIN 1996-08-30\n\n"
+    "Leading results at the Berlin Grand Prix athletics meeting on Friday :\n\n" +
+    "\n\n".join(f"{event} metres\n\n" + "\n\n".join(
+        f"{rank}. {name} ( {country} ) {10 + rank}.{rank * 7 % 100:02d}"
+        for rank, (name, country) in enumerate(_ATHLETES[offset:] + _ATHLETES[:offset], 1))
+        for offset, event in enumerate(["Women 's 100", "Women 's 1,500", "Men 's 110",
+                                        "Men 's 200"])))
+
+
+def test_prose_sample_leaves_out_tables_and_lists_and_lowers_capitals():
+    sample = prose_sample(RESULTS_TEXT)
+    assert "Michelle Freeman" not in sample
+    assert sample.startswith("athletics - berlin grand prix results .")
+    assert "Leading results at the Berlin Grand Prix" in sample
+
+
+def test_english_word_share():
+    share, words = english_word_share("The minister said that the talks were over.")
+    assert words == 8 and share == pytest.approx(5 / 8)   # the, said, that, the, were
+    assert english_word_share("Der Minister sagte, die Gespräche seien vorbei.")[0] == 0.0
+
+
+def test_results_text_in_english_is_english():
+    # The whole text reads as Nigerian Pidgin to py3langid (the names and numbers); its prose
+    # does not (before: 'pcm', and the English model never saw it).
+    import py3langid
+    assert py3langid.classify(RESULTS_TEXT[:3000])[0] != "en"
+    assert detect_language(RESULTS_TEXT) == "en"
+
+
+@pytest.mark.parametrize("text, language", [
+    ("Bundeskanzler Olaf Scholz reiste am Montag nach Kiew, um mit dem ukrainischen "
+     "Präsidenten über weitere Hilfen zu sprechen.", "de"),
+    ("Le président Emmanuel Macron a rencontré lundi à Berlin le chancelier allemand pour "
+     "parler de l'aide à l'Ukraine.", "fr"),
+    ("El presidente del Gobierno viajó el lunes a Bruselas para reunirse con los líderes de la "
+     "Unión Europea.", "es"),
+    ("The minister said on Monday that the talks with the unions were over and that the "
+     "strike would go ahead.", "en"),
+])
+def test_other_languages_stay_theirs(text, language):
+    assert detect_language(text) == language

