@@ -228,7 +228,8 @@ def summary_verdict(manifest: dict) -> str:
         counts.append(f"{accounting['skipped_unchanged']} unchanged")
     where = f"output in {manifest['options']['output']}"
     if accounting["balanced"]:
-        every_input_failed = accounting["inputs"] and accounting["errors"] == accounting["inputs"]
+        handled = inputs_handled(accounting)
+        every_input_failed = handled and accounting["errors"] == handled
         verdict = "every input failed" if every_input_failed else "ok"
         return f"  {verdict}: {', '.join(counts)}; every input accounted for; {where}"
     return (f"  FAILED: {', '.join(counts)} of {accounting['inputs']} inputs; ACCOUNTING "
@@ -286,12 +287,19 @@ def parse_run(words: list[str]):
     return ingest.prepare_options(_news_argv(args) + rest), args
 
 
+def inputs_handled(accounting: dict) -> int:
+    """The inputs this run dealt with: all of them but those an earlier run already stored
+    (or recorded as failed) and those that did not change (feeds answering "not modified")."""
+    return (accounting["inputs"] - accounting["already_ingested"]
+            - accounting.get("skipped_unchanged", 0))
+
+
 def exit_status(accounting: dict, fail_on_errors: str) -> int:
     if not accounting["balanced"]:
         return EXIT_FAILED
-    failed, inputs = accounting["errors"], accounting["inputs"]
+    failed, handled = accounting["errors"], inputs_handled(accounting)
     if (fail_on_errors == "any" and failed) or \
-            (fail_on_errors == "all" and inputs and failed == inputs):
+            (fail_on_errors == "all" and handled and failed == handled):
         return EXIT_INPUTS_FAILED
     return EXIT_FINISHED
 
@@ -299,9 +307,9 @@ def exit_status(accounting: dict, fail_on_errors: str) -> int:
 def failure_warning(accounting: dict) -> str | None:
     """A loud line for a run whose every input failed: it exits 0 ("accounted for"), which a
     scheduler would otherwise take for success."""
-    failed, inputs = accounting["errors"], accounting["inputs"]
-    if inputs and failed == inputs:
-        return (f"newsbeam run: WARNING: every input failed ({failed} of {inputs}); no article "
+    failed, handled = accounting["errors"], inputs_handled(accounting)
+    if handled and failed == handled:
+        return (f"newsbeam run: WARNING: every input failed ({failed} of {handled}); no article "
                 "was added. The errors are listed above and in errors/; --fail_on_errors all "
                 f"makes this exit {EXIT_INPUTS_FAILED}.")
     return None

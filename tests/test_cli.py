@@ -160,8 +160,9 @@ def test_help_documents_every_flag_and_the_exit_codes():
 # --- Exit codes ----------------------------------------------------------------------------------
 
 
-def _accounting(inputs, errors, balanced=True):
-    return {"inputs": inputs, "errors": errors, "balanced": balanced}
+def _accounting(inputs, errors, balanced=True, already_ingested=0):
+    return {"inputs": inputs, "errors": errors, "balanced": balanced,
+            "already_ingested": already_ingested, "skipped_unchanged": 0}
 
 
 def test_exit_status_by_fail_on_errors():
@@ -172,6 +173,9 @@ def test_exit_status_by_fail_on_errors():
     assert exit_status(_accounting(3, 0), "any") == EXIT_FINISHED
     assert exit_status(_accounting(0, 0), "all") == EXIT_FINISHED  # nothing to fail
     assert exit_status(_accounting(3, 3, balanced=False), "never") == EXIT_FAILED
+    # Inputs stored (or recorded as failed) by an earlier run are not this run's to fail.
+    assert exit_status(_accounting(3, 1, already_ingested=2), "all") == EXIT_INPUTS_FAILED
+    assert exit_status(_accounting(3, 0, already_ingested=3), "all") == EXIT_FINISHED
 
 
 def test_a_run_where_every_input_failed_warns_and_can_fail(capsys, tmp_path):
@@ -186,7 +190,10 @@ def test_a_run_where_every_input_failed_warns_and_can_fail(capsys, tmp_path):
     assert printed.out.splitlines()[-1].startswith(
         "  every input failed: 0 articles, 0 duplicates, 2 errors; every input accounted for")
     assert "WARNING: every input failed (2 of 2); no article was added" in printed.err
-    # The same inputs again (now recorded errors): a scheduler asks for a non-zero exit.
+    # Two more bad files beside the two already recorded (unchanged, so not read again): every
+    # input this run handled failed, and a scheduler asks for a non-zero exit.
+    (bad / "empty-too.txt").write_bytes(b"  \n")
+    (bad / "image-too.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(32))
     status = main(["run", "--input", str(bad), "--output", str(output), "--quiet",
                    "--fail_on_errors", "all"])
     assert status == EXIT_INPUTS_FAILED, capsys.readouterr()
