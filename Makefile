@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv run test bench clean train-topics
+.PHONY: venv run test test-crash bench clean train-topics
 
 venv: $(INSTALLED)
 
@@ -17,13 +17,18 @@ $(INSTALLED): setup.py
 run: venv
 	$(BIN)/newsbeam run --input seeds --output output
 
+# The suite, then the crash scenarios (real SIGKILLs, overlapping runs, a 20-run soak).
 test: venv
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m crash
+
+test-crash: venv
+	$(BIN)/python -m pytest -m crash
 
 # Every benchmark, one after the other (each prints its medians and ratios and writes
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
 BENCHES := bench-extract bench-fetch bench-reprints bench-stories bench-dedup-scale \
-           bench-story-component bench-entities bench-topics
+           bench-story-component bench-entities bench-topics bench-soak
 
 .PHONY: $(BENCHES)
 
@@ -52,6 +57,10 @@ bench-entities: venv
 
 bench-topics: venv
 	nice -n 10 $(BIN)/python bench/bench_topics.py
+
+# 200 tiny runs into one dataset, then compaction; html-dev in 10 runs, then compaction.
+bench-soak: venv
+	nice -n 10 $(BIN)/python bench/bench_soak.py
 
 # Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
 train-topics: venv

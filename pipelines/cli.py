@@ -1,7 +1,9 @@
 """The `newsbeam` command: run the pipeline, inspect a dataset.
 
     newsbeam run [--input PATH|DIR|GLOB ...] [--output DIR] [newsbeam and Beam options]
-    newsbeam inspect [--output DIR] [--run_id ID]
+    newsbeam inspect [--output DIR] [--run_id ID] [--check]
+    newsbeam compact [--output DIR] [--date FROM[:TO]] [--dataset NAME ...] [--target_file_mib N]
+    newsbeam repair [--output DIR] [--drop_duplicate_ids]
 """
 
 from __future__ import annotations
@@ -49,7 +51,48 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"the dataset folder (default: {DEFAULT_OUTPUT})")
     inspect.add_argument("--run_id", default=None,
                          help="show this run's manifest in full (JSON)")
+    inspect.add_argument("--check", action="store_true",
+                         help="check the dataset's contract (each id once, no half-done "
+                              "commits or orphan temp files) and note small files and schema "
+                              "versions; exit 1 when it is broken, with the repair command")
+    _add_dataset_commands(commands, DEFAULT_OUTPUT)
     return parser
+
+
+def _add_dataset_commands(commands, default_output: str) -> None:
+    """`compact` and `repair`: the dataset maintenance commands (transforms/compact.py)."""
+    from transforms.compact import DATASET_CHOICES
+    compact = commands.add_parser(
+        "compact", help="merge small files into well-sized ones",
+        description="Rewrite each partition's small files into few large ones (sorted by time, "
+                    "row groups of at least 16 MiB or the whole file), atomically for readers, "
+                    "under the dataset's writer lease. Rows are unchanged, except that stories/ "
+                    "keeps only each story's current row.")
+    repair = commands.add_parser(
+        "repair", help="complete interrupted commits, remove orphan temp files",
+        description="Under the writer lease: roll forward every commit a killed run left "
+                    "half-done, clear runs that never committed and their temp files. Every "
+                    "run and compaction does this first; this command does only this.")
+    for command in (compact, repair):
+        command.add_argument("--output", default=default_output, metavar="DIR",
+                             help=f"the dataset folder (default: {default_output})")
+        command.add_argument("--wait_for_lease_s", type=float, default=0.0, metavar="SECONDS",
+                             help="wait this long for a run that is writing the dataset "
+                                  "(default 0: exit 75 at once)")
+    compact.add_argument("--dataset", action="append", choices=DATASET_CHOICES, default=None,
+                         help="what to compact; repeatable (default: all; 'index' is every "
+                              "index dataset)")
+    compact.add_argument("--date", default=None, metavar="FROM[:TO]",
+                         help="only date= partitions in this range (YYYY-MM-DD, inclusive); "
+                              "index datasets have no dates and are left out")
+    compact.add_argument("--target_file_mib", type=float, default=128.0, metavar="MIB",
+                         help="size of the files written (default 128)")
+    compact.add_argument("--row_group_mib", type=float, default=32.0, metavar="MIB",
+                         help="size of their row groups, or the whole file when smaller "
+                              "(default 32)")
+    repair.add_argument("--drop_duplicate_ids", action="store_true",
+                        help="also rewrite files that hold a second row of an id (stored "
+                             "twice by runs before the commit protocol), keeping the first")
 
 
 # --- Summary -------------------------------------------------------------------------------------
@@ -102,12 +145,16 @@ def _run(args: argparse.Namespace, beam_argv: list[str]) -> int:
             (options.urls or [])
         print(f"newsbeam: reading {', '.join(sources)} -> {options.output}",
               file=sys.stderr)
+    from transforms.lease import EXIT_LEASE_HELD, LeaseHeld
     try:
         manifest = ingest.run_pipeline(options)
     except InvalidOptions as invalid:
         for problem in invalid.problems:
             print(f"newsbeam run: {problem}", file=sys.stderr)
         return 2
+    except LeaseHeld as held:
+        print(f"newsbeam run: nothing written: {held}", file=sys.stderr)
+        return EXIT_LEASE_HELD
     summary = format_summary(manifest)
     print(summary.splitlines()[-1] if args.quiet else summary)
     return 0 if manifest["accounting"]["balanced"] else 1
@@ -127,7 +174,68 @@ def _news_argv(args: argparse.Namespace) -> list[str]:
     return words
 
 
+def _inspect_check(args: argparse.Namespace) -> int:
+    from transforms.check import check, format_findings
+    findings = check(args.output)
+    print(format_findings(args.output, findings))
+    return 1 if any(f.broken for f in findings) else 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from transforms import compact
+    from transforms.lease import EXIT_LEASE_HELD, LeaseHeld, LeaseUnsupported
+    try:
+        dates = compact.parse_date_range(args.date)
+    except ValueError as bad:
+        print(f"newsbeam compact: --date {bad}", file=sys.stderr)
+        return 2
+    if args.target_file_mib <= 0 or args.row_group_mib <= 0:
+        print("newsbeam compact: --target_file_mib and --row_group_mib must be above 0",
+              file=sys.stderr)
+        return 2
+    try:
+        record = compact.compact(args.output, args.dataset, dates,
+                                 int(args.target_file_mib * 2**20),
+                                 int(args.row_group_mib * 2**20), args.wait_for_lease_s)
+    except LeaseUnsupported as unsupported:
+        print(f"newsbeam compact: {unsupported}", file=sys.stderr)
+        return 2
+    except LeaseHeld as held:
+        print(f"newsbeam compact: nothing changed: {held}", file=sys.stderr)
+        return EXIT_LEASE_HELD
+    if record["recovered"]:
+        print(f"recovered first: {record['recovered']}")
+    if not record["datasets"]:
+        print(f"{args.output}: nothing to compact (no partition has two or more small files)")
+    for name, totals in record["datasets"].items():
+        print(f"{name}/: {totals['partitions']} partitions, {totals['files_before']} files "
+              f"({totals['bytes_before'] / 2**20:.1f} MiB) -> {totals['files_after']} files "
+              f"({totals['bytes_after'] / 2**20:.1f} MiB), {totals['rows_before']} rows -> "
+              f"{totals['rows_after']}")
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from transforms import compact
+    from transforms.lease import EXIT_LEASE_HELD, LeaseHeld, LeaseUnsupported
+    try:
+        recovered, dropped = compact.repair(args.output, args.drop_duplicate_ids,
+                                            args.wait_for_lease_s)
+    except LeaseUnsupported as unsupported:
+        print(f"newsbeam repair: {unsupported}", file=sys.stderr)
+        return 2
+    except LeaseHeld as held:
+        print(f"newsbeam repair: nothing changed: {held}", file=sys.stderr)
+        return EXIT_LEASE_HELD
+    print(f"{args.output}: {recovered.describe() or 'nothing to recover'}")
+    for name, rows in sorted(dropped.items()):
+        print(f"{name}/: dropped {rows} rows of ids stored twice (kept the first stored)")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
+    if args.check:
+        return _inspect_check(args)
     from apache_beam.io.filesystems import FileSystems
 
     from pipelines.ingest import read_manifest
@@ -182,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, rest)
     if rest:
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command in ("compact", "repair"):
+        return {"compact": _compact, "repair": _repair}[args.command](args)
     return _inspect(args)
 
 
