@@ -25,7 +25,8 @@ Any other flag is passed to Apache Beam, for example:
                                    what DataflowRunner needs
 Output: OUTPUT/articles/date=YYYY-MM-DD/topic=<slug>/, duplicates/, errors/, index/ (Parquet)
 and OUTPUT/_runs/<run_id>.json (the run manifest). Exit status: 0 when the run finished and every
-input is accounted for, 1 when it failed, 2 for bad flags.
+input is accounted for, 1 when it failed, 2 for bad flags, 75 when another run is writing
+--output (nothing written; see --wait_for_lease_s).
 """
 
 

@@ -206,13 +206,14 @@ def test_two_runs_at_once_over_overlapping_inputs_store_each_article_once(tmp_pa
                for folder in (first_in, second_in)]
     results = [finish(process) for process in waiting]
     assert [status for status, _ in results] == [0, 0], results
-    # 3 shared articles + each folder's note.
-    assert_exactly_once(output, SMALL_ARTICLES + 1, SMALL_DUPLICATES, SMALL_ERRORS)
+    # 3 shared articles + each folder's note; the copy once; errors are per input file.
+    assert_exactly_once(output, SMALL_ARTICLES + 1, SMALL_DUPLICATES, 2 * SMALL_ERRORS)
     runs = manifests(output)
     assert sorted(r["accounting"]["articles"] for r in runs) == [1, SMALL_ARTICLES]
 
     # Without waiting: one of two simultaneous runs refuses, and nothing of it is written.
     third_in = write_small_inputs(tmp_path / "c", tag="-c")
+    _new_note(third_in, "third")
     racing = [newsbeam_process("run", "--input", str(third_in), "--output", str(output),
                                "--quiet") for _ in range(2)]
     results = sorted(finish(process) for process in racing)
@@ -220,7 +221,7 @@ def test_two_runs_at_once_over_overlapping_inputs_store_each_article_once(tmp_pa
     assert statuses == [0, lease.EXIT_LEASE_HELD], results
     assert "nothing written" in results[1][1] and "--wait_for_lease_s" in results[1][1]
     assert len(manifests(output)) == 3
-    assert_exactly_once(output, SMALL_ARTICLES + 2, SMALL_DUPLICATES, SMALL_ERRORS)
+    assert_exactly_once(output, SMALL_ARTICLES + 2, SMALL_DUPLICATES, 3 * SMALL_ERRORS)
 
 
 # --- The lease's rules ---------------------------------------------------------------------------

@@ -180,22 +180,33 @@ def apply_intent(output_dir: str, intent: dict, recovered_by: str | None = None,
                  kill_points: bool = False) -> None:
     """Makes an intent true; safe to repeat after a kill at any step (every step checks what
     is there before it acts)."""
-    moves = intent["moves"]
-    for index, (dataset, temp, final) in enumerate(moves):
-        if kill_points and index and dataset != moves[index - 1][0]:
-            before, now = commit_rank(moves[index - 1][0])[0], commit_rank(dataset)[0]
-            _kill_point("before_index" if (before, now) == (0, 1) else "between_datasets")
-        if FileSystems.exists(temp):
+    by_dataset: dict[str, list] = {}
+    for name, temp, final in intent["moves"]:
+        by_dataset.setdefault(name, []).append((temp, final))
+    previous = None
+    for name, moves in by_dataset.items():  # in the intent's order: data first, then index/
+        if kill_points and previous is not None:
+            crossing = (commit_rank(previous)[0], commit_rank(name)[0]) == (0, 1)
+            _kill_point("before_index" if crossing else "between_datasets")
+        previous = name
+        pending = []
+        for temp, final in moves:
+            if not FileSystems.exists(temp):
+                continue  # moved already
             if FileSystems.exists(final):
-                # A copy-then-delete rename (object stores) that stopped after the copy.
-                FileSystems.delete([temp])
+                FileSystems.delete([temp])  # a copy-then-delete rename that stopped after the copy
             else:
-                make_dirs(posixpath.dirname(final))
-                FileSystems.rename([temp], [final])
+                pending.append((temp, final))
+        for folder in sorted({posixpath.dirname(final) for _, final in pending}):
+            make_dirs(folder)
+        if pending:
+            # One call per dataset: object stores copy and delete in batches.
+            FileSystems.rename([temp for temp, _ in pending], [final for _, final in pending])
     if kill_points:
         _kill_point("after_index" if intent["kind"] == "ingest" else "before_deletes")
-    for path in intent["deletes"]:
-        _delete_if_there(path)
+    still_there = [path for path in intent["deletes"] if FileSystems.exists(path)]
+    if still_there:
+        FileSystems.delete(still_there)
     done = intent["done"]
     if not FileSystems.exists(done["path"]):
         record = dict(done["record"])
