@@ -19,8 +19,8 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.cli import main
-from schemas.records import (SCHEMA_VERSION, Article, Entity, IndexEntry, Story, TopicScore,
-                             arrow_schema, to_table)
+from schemas.records import (SCHEMA_CHANGES, SCHEMA_VERSION, Article, Entity, IndexEntry,
+                             Story, TopicScore, arrow_schema, to_table)
 from transforms import check, compact, dataset
 from transforms.sinks import PARQUET_COMPRESSION
 
@@ -255,6 +255,11 @@ def test_repair_rolls_an_interrupted_commit_forward(tmp_path):
 V1_DROPPED = ("feed_url", "feed_entry_id", "feed_topic")
 
 
+def test_every_schema_version_says_what_it_changed():
+    assert sorted(SCHEMA_CHANGES) == list(range(1, SCHEMA_VERSION + 1))
+    assert all(name in SCHEMA_CHANGES[2] for name in V1_DROPPED)
+
+
 def _old_version_article_file(output: Path) -> None:
     old = dataclasses.replace(_article(90000, 0), schema_version=1)
     table = to_table([old], arrow_schema(Article, drop=("topic", *V1_DROPPED)))
@@ -286,6 +291,9 @@ def test_files_of_two_schema_versions_read_together(tmp_path):
     by_id = {r["article_id"]: r for r in table.to_pylist()}
     assert by_id["a90000"]["feed_url"] is None and by_id["a90000"]["schema_version"] == 1
     assert by_id["a90001"]["feed_url"] == "https://x.test/feed"
+
+    notes = [f.what for f in check.check(str(output)) if not f.broken]
+    assert f"articles/: schema versions v1: 1 rows, v{SCHEMA_VERSION}: 11 rows" in notes
 
     # Compaction merges both versions under the unified schema; each row keeps its version.
     before = _duck_rows(output, "articles")
