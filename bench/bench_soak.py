@@ -10,7 +10,7 @@ time of `text` (median of --scans).
 Part 2 (html-dev, skipped when the data is absent): the 990 pages in --html_runs runs, the same
 figures before and after compaction.
 
-    python bench/bench_soak.py [--runs 200] [--per_run 3] [--html_runs 10] [--scans 5]
+    python bench/bench_soak.py [--runs 200] [--per_run 3] [--html_runs 10] [--scans 5] [--keep DIR]
 
 Runs happen in this process (newsbeam's `ingest.run`), one after the other; writes
 bench/results/soak.json.
@@ -143,19 +143,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--html_runs", type=int, default=10)
     parser.add_argument("--scans", type=int, default=5)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="work in DIR (kept) instead of a temporary folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     results: dict = {"runs": args.runs, "per_run": args.per_run}
-    with tempfile.TemporaryDirectory(prefix="newsbeam-soak-") as work:
-        work = Path(work)
-        print(f"soak: {args.runs} runs of {args.per_run} new articles")
-        soaked = soak_runs(work / "soak", work / "in", args.runs, args.per_run)
-        assert_exactly_once(work / "soak")
-        before, after, seconds = compact_figures(work / "soak", args.scans)
-        assert after["rows"] == soaked["articles"]
-        results["soak"] = {"before": before, "after": after, "compact_s": round(seconds, 1),
-                           "run_s_median": round(statistics.median(soaked["seconds"]), 1)}
-        _print_side_by_side(f"soak, {args.runs} runs", before, after, seconds)
+    with tempfile.TemporaryDirectory(prefix="newsbeam-soak-") as temporary:
+        work = args.keep or Path(temporary)
+        if args.runs:
+            print(f"soak: {args.runs} runs of {args.per_run} new articles")
+            soaked = soak_runs(work / "soak", work / "in", args.runs, args.per_run)
+            assert_exactly_once(work / "soak")
+            before, after, seconds = compact_figures(work / "soak", args.scans)
+            assert after["rows"] == soaked["articles"]
+            results["soak"] = {"before": before, "after": after, "compact_s": round(seconds, 1),
+                               "run_s_median": round(statistics.median(soaked["seconds"]), 1)}
+            _print_side_by_side(f"soak, {args.runs} runs", before, after, seconds)
 
         pages = sorted((args.data / "html-dev" / "html").glob("*"))
         if pages and args.html_runs:
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             _print_side_by_side(f"html-dev in {args.html_runs} runs", before, after, seconds)
         else:
             print(f"\nhtml-dev: no pages under {args.data} (skipped)")
-    out = ROOT / "bench" / "results" / "soak.json"
+    out = ROOT / "bench" / "results" / ("soak.json" if args.runs else "soak-html-dev.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out}")
