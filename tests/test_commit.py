@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -291,7 +292,6 @@ def test_waiting_for_a_lease_gets_it_when_the_holder_finishes(tmp_path):
     first = lease.Lease(str(output), "first").acquire()
     releaser = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
     started = time.monotonic()
-    import threading
     threading.Thread(target=lambda: (releaser.wait(), first.release())).start()
     second = lease.Lease(str(output), "second").acquire(wait_s=60)
     assert 1.0 < time.monotonic() - started < 30

@@ -44,9 +44,9 @@ from apache_beam.io.filesystems import FileSystems
 from schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
                              FeedIndexEntry, IndexEntry, SignatureIndexEntry, StoryIndexEntry)
 from transforms import lease as leases
-from transforms.sinks import (RUNS_FOLDER, TEMP_FOLDER, WrittenFile, build_manifest,
-                              delete_folder, make_dirs, manifest_path, part_file_name,
-                              partition_value, write_json_atomically)
+from transforms.sinks import (TEMP_FOLDER, WrittenFile, build_manifest, delete_folder, make_dirs,
+                              manifest_path, part_file_name, partition_value,
+                              write_json_atomically)
 
 _LOG = logging.getLogger(__name__)
 
