@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv run test bench clean train-topics docs-report
+.PHONY: venv run test test-crash bench clean train-topics docs-report
 
 venv: $(INSTALLED)
 
@@ -17,14 +17,20 @@ $(INSTALLED): setup.py
 run: venv
 	$(BIN)/newsbeam run --input seeds --output output
 
+# The suite, then the crash scenarios (real SIGKILLs, overlapping runs, a 20-run soak).
 test: venv
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m crash
+
+test-crash: venv
+	$(BIN)/python -m pytest -m crash
 
 # Every benchmark, one after the other (each prints its medians and ratios and writes
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
 BENCHES := bench-extract bench-fetch bench-fetch-concurrency bench-reprints bench-stories \
            bench-dedup-scale bench-story-component bench-entities bench-conll bench-topics \
-           bench-rerun
+           bench-rerun \
+           bench-soak
 
 .PHONY: $(BENCHES)
 
@@ -63,6 +69,10 @@ bench-topics: venv
 
 bench-rerun: venv
 	nice -n 10 $(BIN)/python bench/bench_rerun.py
+
+# 200 tiny runs into one dataset, then compaction; html-dev in 10 runs, then compaction.
+bench-soak: venv
+	nice -n 10 $(BIN)/python bench/bench_soak.py
 
 # Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
 train-topics: venv

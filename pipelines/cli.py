@@ -1,8 +1,10 @@
 """The `newsbeam` command: run the pipeline, inspect a dataset.
 
     newsbeam run [--config FILE] [--input PATH|DIR|GLOB ...] [--output DIR] [options]
-    newsbeam inspect [--output DIR] [--run_id ID] [--json] [--runs N]
+    newsbeam inspect [--output DIR] [--run_id ID] [--json] [--runs N] [--check]
     newsbeam report [--output DIR] [--run_id ID] [--file report.html]
+    newsbeam compact [--output DIR] [--date FROM[:TO]] [--dataset NAME ...] [--target_file_mib N]
+    newsbeam repair [--output DIR] [--drop_duplicate_ids]
     newsbeam --version
 
 Each subcommand is a function that adds its parser (`_add_<command>`) and one that runs it
@@ -25,6 +27,7 @@ EXIT_FINISHED = 0       # the run finished and every input is accounted for
 EXIT_FAILED = 1         # the run failed, or its accounting does not balance
 EXIT_REFUSED = 2        # bad flags or config: nothing ran, nothing was written
 EXIT_INPUTS_FAILED = 3  # finished and accounted, but --fail_on_errors any|all: inputs failed
+EXIT_LEASE_HELD = 75    # another run is writing --output: nothing was written (EX_TEMPFAIL)
 
 EXIT_STATUS_HELP = f"""\
 Exit status (scripts rely on it, and on the summary's last line):
@@ -35,6 +38,8 @@ Exit status (scripts rely on it, and on the summary's last line):
      or path that cannot be used; nothing was written
   {EXIT_INPUTS_FAILED}  finished and accounted, but inputs failed: any of them with
      --fail_on_errors any, every one with --fail_on_errors all
+  {EXIT_LEASE_HELD} another run (or a compaction) is writing --output: nothing was written;
+     try again later, or wait with --wait_for_lease_s
 """
 
 RUN_EPILOG = """\
@@ -120,8 +125,61 @@ def _add_inspect(commands) -> argparse.ArgumentParser:
     inspect.add_argument("--run_id", default=None,
                          help="show this run's manifest in full (JSON)")
     _add_inspect_breakdown_args(inspect)
+    inspect.add_argument("--check", action="store_true",
+                         help="check the dataset's contract (each id once, no half-done "
+                              "commits or orphan temp files) and note small files and schema "
+                              "versions; exit 1 when it is broken, with the repair command")
     inspect.set_defaults(handler=_inspect)
     return inspect
+
+
+def _add_compact(commands) -> argparse.ArgumentParser:
+    from pipelines.options import DEFAULT_OUTPUT
+    from transforms.compact import DATASET_CHOICES
+    compact = commands.add_parser(
+        "compact", help="merge small files into well-sized ones", allow_abbrev=False,
+        description="Rewrite each partition's small files into few large ones (sorted by time, "
+                    "row groups of at least 16 MiB or the whole file), atomically for readers, "
+                    "under the dataset's writer lease. Rows are unchanged, except that stories/ "
+                    "keeps only each story's current row.")
+    _add_lease_args(compact, DEFAULT_OUTPUT)
+    compact.add_argument("--dataset", action="append", choices=DATASET_CHOICES, default=None,
+                         help="what to compact; repeatable (default: all; 'index' is every "
+                              "index dataset)")
+    compact.add_argument("--date", default=None, metavar="FROM[:TO]",
+                         help="only date= partitions in this range (YYYY-MM-DD, inclusive); "
+                              "index datasets have no dates and are left out")
+    compact.add_argument("--target_file_mib", type=float, default=128.0, metavar="MIB",
+                         help="size of the files written (default 128)")
+    compact.add_argument("--row_group_mib", type=float, default=32.0, metavar="MIB",
+                         help="size of their row groups, or the whole file when smaller "
+                              "(default 32)")
+    compact.set_defaults(handler=_compact)
+    return compact
+
+
+def _add_repair(commands) -> argparse.ArgumentParser:
+    from pipelines.options import DEFAULT_OUTPUT
+    repair = commands.add_parser(
+        "repair", help="complete interrupted commits, remove orphan temp files",
+        allow_abbrev=False,
+        description="Under the writer lease: roll forward every commit a killed run left "
+                    "half-done, clear runs that never committed and their temp files. Every "
+                    "run and compaction does this first; this command does only this.")
+    _add_lease_args(repair, DEFAULT_OUTPUT)
+    repair.add_argument("--drop_duplicate_ids", action="store_true",
+                        help="also rewrite files that hold a second row of an id (stored "
+                             "twice by runs before the commit protocol), keeping the first")
+    repair.set_defaults(handler=_repair)
+    return repair
+
+
+def _add_lease_args(command: argparse.ArgumentParser, default_output: str) -> None:
+    command.add_argument("--output", default=default_output, metavar="DIR",
+                         help=f"the dataset folder (default: {default_output})")
+    command.add_argument("--wait_for_lease_s", type=float, default=0.0, metavar="SECONDS",
+                         help="wait this long for a run that is writing the dataset "
+                              "(default 0: exit 75 at once)")
 
 
 def _add_inspect_breakdown_args(inspect: argparse.ArgumentParser) -> None:
@@ -332,10 +390,14 @@ def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
             (options.urls or [])
         print(shown(f"newsbeam: reading {', '.join(sources)} -> {options.output}"),
               file=sys.stderr)
+    from transforms.lease import LeaseHeld
     try:
         manifest = ingest.run_pipeline(options)
     except InvalidOptions as invalid:  # the output changed since the check (a run id taken)
         return _refuse("run", [shown(problem) for problem in invalid.problems])
+    except LeaseHeld as held:
+        print(shown(f"newsbeam run: nothing written: {held}"), file=sys.stderr)
+        return EXIT_LEASE_HELD
     summary = format_summary(manifest)
     print(summary.splitlines()[-1] if args.quiet else summary)
     warning = failure_warning(manifest["accounting"])
@@ -358,11 +420,80 @@ def _news_argv(args: argparse.Namespace) -> list[str]:
     return words
 
 
-def _inspect(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
-    from pipelines.options import unknown_flag_problems
+def _inspect_check(args: argparse.Namespace) -> int:
+    from transforms.check import check, format_findings
+    findings = check(args.output)
+    print(format_findings(args.output, findings))
+    return 1 if any(f.broken for f in findings) else 0
+
+
+def _compact(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     if rest:
-        inspect_parser = _add_inspect(argparse.ArgumentParser().add_subparsers())
-        return _refuse("inspect", unknown_flag_problems(rest, inspect_parser))
+        return _refuse_unknown("compact", rest, _add_compact)
+    from transforms import compact
+    from transforms.lease import LeaseHeld, LeaseUnsupported
+    try:
+        dates = compact.parse_date_range(args.date)
+    except ValueError as bad:
+        print(f"newsbeam compact: --date {bad}", file=sys.stderr)
+        return EXIT_REFUSED
+    if args.target_file_mib <= 0 or args.row_group_mib <= 0:
+        print("newsbeam compact: --target_file_mib and --row_group_mib must be above 0",
+              file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        record = compact.compact(args.output, args.dataset, dates,
+                                 int(args.target_file_mib * 2**20),
+                                 int(args.row_group_mib * 2**20), args.wait_for_lease_s)
+    except LeaseUnsupported as unsupported:
+        print(f"newsbeam compact: {unsupported}", file=sys.stderr)
+        return EXIT_REFUSED
+    except LeaseHeld as held:
+        print(f"newsbeam compact: nothing changed: {held}", file=sys.stderr)
+        return EXIT_LEASE_HELD
+    if record["recovered"]:
+        print(f"recovered first: {record['recovered']}")
+    if not record["datasets"]:
+        print(f"{args.output}: nothing to compact (no partition has two or more small files)")
+    for name, totals in record["datasets"].items():
+        print(f"{name}/: {totals['partitions']} partitions, {totals['files_before']} files "
+              f"({totals['bytes_before'] / 2**20:.1f} MiB) -> {totals['files_after']} files "
+              f"({totals['bytes_after'] / 2**20:.1f} MiB), {totals['rows_before']} rows -> "
+              f"{totals['rows_after']}")
+    return 0
+
+
+def _repair(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
+    if rest:
+        return _refuse_unknown("repair", rest, _add_repair)
+    from transforms import compact
+    from transforms.lease import LeaseHeld, LeaseUnsupported
+    try:
+        recovered, dropped = compact.repair(args.output, args.drop_duplicate_ids,
+                                            args.wait_for_lease_s)
+    except LeaseUnsupported as unsupported:
+        print(f"newsbeam repair: {unsupported}", file=sys.stderr)
+        return EXIT_REFUSED
+    except LeaseHeld as held:
+        print(f"newsbeam repair: nothing changed: {held}", file=sys.stderr)
+        return EXIT_LEASE_HELD
+    print(f"{args.output}: {recovered.describe() or 'nothing to recover'}")
+    for name, rows in sorted(dropped.items()):
+        print(f"{name}/: dropped {rows} rows of ids stored twice (kept the first stored)")
+    return 0
+
+
+def _refuse_unknown(command: str, rest: list[str], add_parser) -> int:
+    from pipelines.options import unknown_flag_problems
+    parser = add_parser(argparse.ArgumentParser().add_subparsers())
+    return _refuse(command, unknown_flag_problems(rest, parser))
+
+
+def _inspect(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
+    if rest:
+        return _refuse_unknown("inspect", rest, _add_inspect)
+    if args.check:
+        return _inspect_check(args)
     from apache_beam.io.filesystems import FileSystems
 
     from pipelines.ingest import read_manifest
@@ -414,7 +545,7 @@ def _configure_logging() -> None:
         logging.getLogger(ours).setLevel(logging.INFO)
 
 
-COMMANDS = (_add_run, _add_inspect, _add_report)
+COMMANDS = (_add_run, _add_inspect, _add_report, _add_compact, _add_repair)
 
 
 def main(argv: list[str] | None = None) -> int:

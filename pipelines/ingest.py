@@ -6,7 +6,9 @@
                       └─────────┴─► errors/       entities ─► topic ─► story ─► articles/, stories/
     index/ (after the data) and _runs/<run_id>.json over all of it.
 
-Copies are dropped before any model runs (see DESIGN.md).
+Copies are dropped before any model runs (see DESIGN.md). What earlier runs stored (index/) is
+read, and this run's files are committed, through transforms/dataset.py, under the writer lease
+(transforms/lease.py) that `run_pipeline` holds for the whole run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 import logging
 import os
 import platform
-import posixpath
 import re
 import sys
 from importlib import metadata
@@ -28,21 +29,21 @@ from apache_beam.options.pipeline_options import StandardOptions
 from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, all_options_parser,
                                bundled_seeds, new_run_id, runner_problems, unknown_flag_problems)
 from schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
-                             EntryIndexEntry, ErrorIndexEntry, ErrorRow, FeedIndexEntry,
-                             IndexEntry, InputIndexEntry, SignatureIndexEntry, Story,
-                             StoryIndexEntry)
-from transforms import sinks
+                             ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry, Story)
+from transforms import dataset, lease, sinks
+from transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ENTRIES, INDEX_ERRORS,
+                                INDEX_FEEDS, INDEX_INPUTS, INDEX_SIGNATURES, INDEX_STORIES,
+                                CommitRun, IndexSpec, ReadIndex, ReadIndexIds)
 from transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
                               DropNearCopies)
 from transforms.entities import TagEntities
 from transforms.errors import ERRORS, DropRecordedErrors
 from transforms.extract import ExtractArticles
-from transforms.feeds import (ENTRIES_SEEN, ENTRY_INDEX_DATASET, FEED_INDEX_DATASET, FEED_STATES,
-                              NOT_MODIFIED, read_feed_states)
+from transforms.feeds import ENTRIES_SEEN, FEED_STATES, NOT_MODIFIED, latest_state
 from transforms.fetch import FetchPolicy
-from transforms.input_index import (INPUT_FACTS, INPUT_INDEX_DATASET, REFRESHED, UNCHANGED,
-                                    RecordInputs, input_outcomes, read_input_index)
-from transforms.sinks import WriteDataset, WriteManifest
+from transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, RecordInputs,
+                                    input_outcomes)
+from transforms.sinks import WriteDataset
 from transforms.sources import ReadInputs, printable_path
 from transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition
 from transforms.topics import AssignTopics
@@ -56,11 +57,6 @@ _LOG = logging.getLogger(__name__)
 _SECRET_OPTION = re.compile(
     r"secret|token|password|passwd|credential|connection_string|access_key|_key$", re.IGNORECASE)
 
-INDEX_DATASET = "index/articles"
-ERROR_INDEX_DATASET = "index/errors"
-SIGNATURE_INDEX_DATASET = "index/signatures"
-DUPLICATE_INDEX_DATASET = "index/duplicates"
-STORY_INDEX_DATASET = "index/stories"
 # Every package whose version can change what a run writes.
 _VERSIONED_PACKAGES = ("newsbeam", "apache-beam", "trafilatura", "pyarrow", "feedparser",
                        "spacy", "lxml", "numpy", "warcio", "PyYAML", "py3langid")
@@ -85,20 +81,6 @@ def index_entry(article: Article) -> IndexEntry:
                       canonical_url=article.canonical_url, published_at=article.published_at)
 
 
-def read_indexed_ids(pipeline, output_dir: str, dataset: str, column: str, label: str):
-    """The ids that earlier runs recorded in OUTPUT/<dataset>/. The files are listed when the
-    graph is built: a run never sees its own index files."""
-    pattern = posixpath.join(output_dir, dataset, "*.parquet")
-    files = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    if not files:
-        return pipeline | f"No{label}" >> beam.Create([]).with_output_types(str)
-    return (
-        pipeline
-        | f"{label}Files" >> beam.Create(sorted(files))
-        | f"Read{label}" >> beam.io.ReadAllFromParquet(columns=[column])
-        | f"{label}Ids" >> beam.Map(lambda row: row[column]))
-
-
 def fetch_policy(options: NewsOptions) -> FetchPolicy:
     return FetchPolicy(
         delay_s=options.fetch_delay_s, connect_timeout_s=options.connect_timeout_s,
@@ -110,52 +92,48 @@ def fetch_policy(options: NewsOptions) -> FetchPolicy:
         concurrency=options.fetch_concurrency)
 
 
-def read_index_rows(pipeline, output_dir: str, dataset: str, label: str, time_column: str,
-                    not_before: dt.datetime):
-    """The rows earlier runs wrote to OUTPUT/<dataset>/ whose `time_column` is not before
-    `not_before` (older entries have aged out), as dicts. Listed when the graph is built."""
-    pattern = posixpath.join(output_dir, dataset, "*.parquet")
-    files = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    if not files:
-        return pipeline | f"No{label}" >> beam.Create([])
+def read_feed_states(pipeline, output_dir: str):
+    """(feed URL, latest FeedIndexEntry) from OUTPUT/index/feeds/, read when the job runs."""
     return (
         pipeline
-        | f"{label}Files" >> beam.Create(sorted(files))
-        | f"Read{label}" >> beam.io.ReadAllFromParquet()
-        | f"Recent{label}" >> beam.Filter(lambda row: row[time_column] >= not_before))
+        | "FeedIndex" >> ReadIndex(output_dir, INDEX_FEEDS)
+        | "FeedStates" >> beam.Map(lambda row: (row["feed_url"], FeedIndexEntry(**row)))
+        | "LatestState" >> beam.CombinePerKey(latest_state))
 
 
 def build(pipeline, options: NewsOptions, run: dict) -> dict:
-    """Adds the ingest graph to `pipeline`; returns its main PCollections by name."""
+    """Adds the ingest graph to `pipeline`; returns its main PCollections by name. The graph
+    reads index/ when it runs, and commits its files in one step at the end (CommitRun)."""
     output, run_id = options.output, run["run_id"]
     ingested_at = dt.datetime.fromisoformat(run["started_at"])
-    write = lambda dataset, record_type, partition_fn, columns=(), after=(): WriteDataset(
-        output, dataset, record_type, run_id, partition_fn, columns,
-        options.rows_per_file, options.row_group_rows, after)
+    write = lambda dataset_name, record_type, partition_fn, columns=(): WriteDataset(
+        output, dataset_name, record_type, run_id, partition_fn, columns,
+        options.rows_per_file, options.row_group_rows)
+    write_index = lambda spec: write(spec.name, spec.record_type, sinks.no_partition)
+    ids = lambda spec, column, label: pipeline | label >> ReadIndexIds(output, spec, column)
+    index_not_before = ingested_at - dt.timedelta(days=options.index_max_age_days)
 
-    read = pipeline | "ReadInputs" >> ReadInputs(options.input, run_id,
-                                                 options.max_document_bytes,
-                                                 read_input_index(pipeline, output), ingested_at)
+    read = pipeline | "ReadInputs" >> ReadInputs(
+        options.input, run_id, options.max_document_bytes,
+        pipeline | "InputIndex" >> ReadIndex(output, INDEX_INPUTS), ingested_at)
     web = pipeline | "ReadWebSources" >> ReadWebSources(
         feed_specs(options.feed or [], options.feeds or []), options.urls or [],
         fetch_policy(options), run_id, ingested_at, read_feed_states(pipeline, output),
-        read_indexed_ids(pipeline, output, ENTRY_INDEX_DATASET, "entry_key", "EntryIndex"),
-        min_words=options.min_words)
+        ids(INDEX_ENTRIES, "entry_key", "EntryIndex"), min_words=options.min_words)
     documents = (read["documents"], web["documents"]) | "AllDocuments" >> beam.Flatten()
     extracted = documents | "ExtractArticles" >> ExtractArticles(
         run_id, ingested_at, options.extraction_timeout_s, options.min_words,
         options.progress_interval_s)
     # Copies recorded in duplicates/ by earlier runs count as ingested too.
-    known_ids = (
-        read_indexed_ids(pipeline, output, INDEX_DATASET, "article_id", "ArticleIndex"),
-        read_indexed_ids(pipeline, output, DUPLICATE_INDEX_DATASET, "article_id",
-                         "DuplicateIndex")) | "KnownIds" >> beam.Flatten()
+    known_ids = (ids(INDEX_ARTICLES, "article_id", "ArticleIndex"),
+                 ids(INDEX_DUPLICATES, "article_id", "DuplicateIndex")) \
+        | "KnownIds" >> beam.Flatten()
     resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
         known_ids)
-    index_not_before = ingested_at - dt.timedelta(days=options.index_max_age_days)
     distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
-        resolved[DUPLICATES], read_index_rows(pipeline, output, SIGNATURE_INDEX_DATASET,
-                                              "SignatureIndex", "ingested_at", index_not_before),
+        resolved[DUPLICATES],
+        pipeline | "SignatureIndex" >> ReadIndex(output, INDEX_SIGNATURES,
+                                                 since=("ingested_at", index_not_before)),
         run_id, ingested_at)
     tagged = distinct["articles"] | "TagEntities" >> TagEntities(
         options.spacy_model, options.ner_batch_size, options.ner_max_chars,
@@ -163,14 +141,14 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     topical = tagged | "AssignTopics" >> AssignTopics(options.topic_model,
                                                       options.topic_threshold)
     storied = topical | "LinkStories" >> LinkStories(
-        read_index_rows(pipeline, output, STORY_INDEX_DATASET, "StoryIndex", "updated_at",
-                        index_not_before),
+        pipeline | "StoryIndex" >> ReadIndex(output, INDEX_STORIES,
+                                             since=("updated_at", index_not_before)),
         run_id, ingested_at, StoryParams(window_hours=options.story_window_hours,
                                          link_threshold=options.story_link_threshold))
     articles = storied["articles"]
     errors = (read[ERRORS], web[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(
-        read_indexed_ids(pipeline, output, ERROR_INDEX_DATASET, "error_id", "ErrorIndex"))
+        ids(INDEX_ERRORS, "error_id", "ErrorIndex"))
 
     data = (
         articles | "WriteArticles" >> write("articles", Article, sinks.article_partition,
@@ -180,35 +158,25 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         new_errors | "WriteErrors" >> write("errors", ErrorRow, sinks.error_partition),
         storied[STORIES] | "WriteStories" >> write("stories", Story, story_partition),
     )
-    # The index commits after the data: a run that fails in between leaves articles that the
-    # next run stores again, never index entries for articles that were not stored.
-    indexes = (
-        articles | "IndexEntries" >> beam.Map(index_entry)
-        | "WriteIndex" >> write(INDEX_DATASET, IndexEntry, sinks.no_partition, after=data),
-        new_errors | "ErrorIndexEntries" >> beam.Map(
-            lambda e: ErrorIndexEntry(error_id=e.error_id, run_id=e.run_id))
-        | "WriteErrorIndex" >> write(ERROR_INDEX_DATASET, ErrorIndexEntry, sinks.no_partition,
-                                     after=data),
-        web[FEED_STATES] | "WriteFeedIndex" >> write(FEED_INDEX_DATASET, FeedIndexEntry,
-                                                     sinks.no_partition, after=data),
-        web[ENTRY_INDEX] | "WriteEntryIndex" >> write(ENTRY_INDEX_DATASET, EntryIndexEntry,
-                                                      sinks.no_partition, after=data),
-        distinct[DUPLICATES] | "DuplicateIndexEntries" >> beam.Map(
+    # What later runs need: one entry PCollection per index dataset. The commit moves these
+    # files after the data's, so an index entry never names a row that is not stored.
+    index_entries: dict[IndexSpec, object] = {
+        INDEX_ARTICLES: articles | "IndexEntries" >> beam.Map(index_entry),
+        INDEX_ERRORS: new_errors | "ErrorIndexEntries" >> beam.Map(
+            lambda e: ErrorIndexEntry(error_id=e.error_id, run_id=e.run_id)),
+        INDEX_FEEDS: web[FEED_STATES],
+        INDEX_ENTRIES: web[ENTRY_INDEX],
+        INDEX_DUPLICATES: distinct[DUPLICATES] | "DuplicateIndexEntries" >> beam.Map(
             lambda d: DuplicateIndexEntry(article_id=d.article_id, duplicate_of=d.duplicate_of,
-                                          run_id=d.run_id))
-        | "WriteDuplicateIndex" >> write(DUPLICATE_INDEX_DATASET, DuplicateIndexEntry,
-                                         sinks.no_partition, after=data),
-        distinct[SIGNATURES] | "WriteSignatureIndex" >> write(
-            SIGNATURE_INDEX_DATASET, SignatureIndexEntry, sinks.no_partition, after=data),
-        storied[STORY_INDEX] | "WriteStoryIndex" >> write(
-            STORY_INDEX_DATASET, StoryIndexEntry, sinks.no_partition, after=data),
+                                          run_id=d.run_id)),
+        INDEX_SIGNATURES: distinct[SIGNATURES],
+        INDEX_STORIES: storied[STORY_INDEX],
         # Files all of whose documents ended here: the next run does not read them again.
-        read[INPUT_FACTS] | "RecordInputs" >> RecordInputs(
-            input_outcomes(extracted.articles, errors), read[REFRESHED], run_id, ingested_at)
-        | "WriteInputIndex" >> write(INPUT_INDEX_DATASET, InputIndexEntry, sinks.no_partition,
-                                     after=data),
-    )
-    written = [*data, *indexes]
+        INDEX_INPUTS: read[INPUT_FACTS] | "RecordInputs" >> RecordInputs(
+            input_outcomes(extracted.articles, errors), read[REFRESHED], run_id, ingested_at),
+    }
+    indexes = [entries | f"Write_{spec.name}" >> write_index(spec)
+               for spec, entries in index_entries.items()]
     counts = {
         "documents": documents,
         "read_errors": read[ERRORS],
@@ -216,15 +184,15 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         "feeds_not_modified": web[NOT_MODIFIED],
         "entries_seen_before": web[ENTRIES_SEEN],
         "warc_records_skipped": read[SKIPPED],
+        "inputs_unchanged": read[UNCHANGED],
         "extracted": extracted.articles,
         "articles": articles,
         "duplicates": distinct[DUPLICATES],
         "already_ingested": resolved[ALREADY_INGESTED],
-        "inputs_unchanged": read[UNCHANGED],
         "errors": errors,
         "errors_new": new_errors,
     }
-    manifest = pipeline | "WriteManifest" >> WriteManifest(output, run, counts, errors, written)
+    manifest = pipeline | "Commit" >> CommitRun(output, run, counts, errors, [*data, *indexes])
     return {"articles": articles, "duplicates": distinct[DUPLICATES], "errors": new_errors,
             "stories": storied[STORIES], "manifest": manifest}
 
@@ -254,9 +222,9 @@ def _as_recorded(value):
     return value
 
 
-def new_run(options: NewsOptions) -> dict:
+def new_run(options: NewsOptions, run_id: str | None = None) -> dict:
     started_at = dt.datetime.now(dt.timezone.utc)
-    run_id = options.run_id or new_run_id(started_at)
+    run_id = run_id or options.run_id or new_run_id(started_at)
     recorded = {name: "<redacted>" if _SECRET_OPTION.search(name) and value else value
                 for name, value in options.get_all_options(drop_default=True).items()}
     recorded.update(options.news_values())
@@ -268,27 +236,36 @@ def new_run(options: NewsOptions) -> dict:
 
 
 def check_options(options: NewsOptions) -> None:
-    """Raises InvalidOptions when the options cannot make a run: newsbeam's flags, and a runner
-    Beam could not create."""
+    """Raises InvalidOptions when the options cannot make a run: newsbeam's flags, a runner Beam
+    could not create, an output whose filesystem offers no writer lease."""
     problems = options.validate_news() + runner_problems(options.view_as(StandardOptions).runner)
+    try:
+        lease.check_supported(options.output)
+    except lease.LeaseUnsupported as unsupported:
+        problems.append(str(unsupported))
     if problems:
         raise InvalidOptions(problems)
 
 
 def run_pipeline(options: NewsOptions) -> dict:
-    """Runs the batch pipeline to completion; returns the run manifest. Raises InvalidOptions,
-    before anything is written, when the options cannot make a run."""
+    """Runs the batch pipeline to completion under the output's writer lease; returns the run
+    manifest. Raises InvalidOptions before anything runs, lease.LeaseHeld when another run is
+    writing the output (and did not finish within --wait_for_lease_s)."""
     check_options(options)
-    run_info = new_run(options)
-    _LOG.info("run %s: %s -> %s", run_info["run_id"], _as_recorded(options.input),
-              _as_recorded(options.output))
+    run_id = options.run_id or new_run_id(dt.datetime.now(dt.timezone.utc))
     # Beam starts local worker processes as `python -m ...`, which puts the working directory
     # first on their sys.path: a stray `concurrent.py` or `htmldate.py` where the user runs
     # newsbeam would be imported by every worker. PYTHONSAFEPATH (Python 3.11) keeps it off.
     os.environ["PYTHONSAFEPATH"] = "1"
-    with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, options, run_info)
-    return read_manifest(options.output, run_info["run_id"])
+    with dataset.writing(options.output, run_id, "ingest", options.wait_for_lease_s,
+                         options.lease_expiry_s):
+        # The run starts (its ingestion time, what the index holds) once it holds the lease.
+        run_info = new_run(options, run_id)
+        _LOG.info("run %s: %s -> %s", run_id, _as_recorded(options.input),
+                  _as_recorded(options.output))
+        with beam.Pipeline(options=options) as pipeline:
+            build(pipeline, options, run_info)
+    return read_manifest(options.output, run_id)
 
 
 def run(argv: list[str] | None = None) -> dict:

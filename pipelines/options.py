@@ -241,6 +241,17 @@ class NewsOptions(PipelineOptions):
             help="Lowest classifier score (0-1, calibrated: the chance the topic is right) "
                  "that sets the topic; below it the article is 'unclassified' (its scores are "
                  "kept). Default: 0.25.")
+        dataset = parser.add_argument_group("newsbeam dataset commits")
+        dataset.add_argument(
+            "--wait_for_lease_s", type=float, default=0.0, metavar="SECONDS",
+            help="When another run (or a compaction) is writing --output, wait this long for it "
+                 "to finish; then, or at once by default, exit with status 75 without writing. "
+                 "Default: 0.")
+        dataset.add_argument(
+            "--lease_expiry_s", type=_positive_float, default=300.0, metavar="SECONDS",
+            help="A run on another host whose lease heartbeat is older than this is taken for "
+                 "dead and its unfinished work cleared (on the same host, a run whose process "
+                 "is gone is dead at once). Default: 300.")
         web = parser.add_argument_group("newsbeam web sources")
         web.add_argument(
             "--feed", action="append", default=None, metavar="URL|FILE",

@@ -5,7 +5,10 @@ a field is declared once. Optional[...] fields are nullable, everything else is 
 Timestamps are UTC, microsecond precision. Nested dataclasses become structs, lists become
 `list<...>` columns (written in Parquet's compliant nested layout by the sink).
 
-Bump SCHEMA_VERSION whenever a field is added, removed or changes meaning.
+Bump SCHEMA_VERSION whenever a field is added, removed or changes meaning, and say what changed
+in SCHEMA_CHANGES. Add fields rather than rename or retype them: files of every version then read
+together under their unified schema (DuckDB union_by_name, pyarrow unify_schemas, Spark
+mergeSchema), a field a file lacks reading as null; `newsbeam compact` merges versions that way.
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ from typing import Optional
 import pyarrow as pa
 
 SCHEMA_VERSION = 3
+# Every version that was ever written, and what it changed.
+SCHEMA_CHANGES = {
+    1: "the first layout",
+    2: "articles: feed_url, feed_entry_id, feed_topic added (feeds)",
+    3: "articles: entities[].variants added (the other forms an entity was written in)",
+}
 
 
 @dataclasses.dataclass

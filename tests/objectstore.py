@@ -6,9 +6,12 @@ class-level dict, so it serves pipelines run in this process (FnApiRunner in mem
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 from apache_beam.io.filesystem import BeamIOError, FileMetadata, FileSystem
+
+from transforms import lease
 
 SCHEME = "memobj"
 
@@ -93,3 +96,27 @@ class MemoryObjectStore(FileSystem):
             raise BeamIOError("delete failed", missing)
         for path in paths:
             del self.objects[path]
+
+
+class MemoryLeaseStore:
+    """Compare-and-swap on one object of the store, as GCS does with generation preconditions
+    (the token here is the object's bytes)."""
+
+    _lock = threading.Lock()
+
+    def read(self, path):
+        data = MemoryObjectStore.objects.get(path, (None, 0))[0]
+        return data, data
+
+    def swap(self, path, data, token):
+        with self._lock:
+            if MemoryObjectStore.objects.get(path, (None, 0))[0] != token:
+                return None
+            if data is None:
+                del MemoryObjectStore.objects[path]
+                return b""
+            MemoryObjectStore.objects[path] = (data, time.time())
+            return data
+
+
+lease.register_store(SCHEME, MemoryLeaseStore)

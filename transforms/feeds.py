@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import logging
-import posixpath
 import re
 import urllib.parse
 
@@ -54,8 +53,6 @@ NOT_MODIFIED = "not_modified"
 ENTRIES_SEEN = "entries_seen_before"
 FEED_STATES = "feed_states"
 
-FEED_INDEX_DATASET = "index/feeds"
-ENTRY_INDEX_DATASET = "index/entries"
 
 _MAX_FEED_LIST_BYTES = 10 * 2**20
 
@@ -503,20 +500,6 @@ def entry_index_entry(document: Document, run_id: str) -> EntryIndexEntry:
 
 
 # --- Reading the index at graph build ------------------------------------------------------------
-
-
-def read_feed_states(pipeline, output_dir: str):
-    """(feed URL, latest FeedIndexEntry) from OUTPUT/index/feeds/, listed at graph build."""
-    pattern = posixpath.join(output_dir, FEED_INDEX_DATASET, "*.parquet")
-    files = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    if not files:
-        return pipeline | "NoFeedStates" >> beam.Create([])
-    return (
-        pipeline
-        | "FeedStateFiles" >> beam.Create(sorted(files))
-        | "ReadFeedStates" >> beam.io.ReadAllFromParquet()
-        | "FeedStates" >> beam.Map(lambda row: (row["feed_url"], FeedIndexEntry(**row)))
-        | "LatestState" >> beam.CombinePerKey(latest_state))
 
 
 # --- Composite -----------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import posixpath
 import re
 
 import apache_beam as beam
@@ -27,7 +26,6 @@ from apache_beam.io.filesystems import FileSystems
 from schemas.records import ErrorRow, InputIndexEntry
 from transforms import errors
 
-INPUT_INDEX_DATASET = "index/inputs"
 UNCHANGED = "unchanged"        # tag: one element per input of a file skipped as unchanged
 INPUT_FACTS = "input_facts"    # tag: InputFacts of each file read
 REFRESHED = "refreshed"        # tag: InputIndexEntry of a touched file whose bytes are the same
@@ -131,18 +129,6 @@ def file_hash(path: str) -> str:
 
 
 # --- Reading and writing index/inputs (one place, so the index module can take it over) ----------
-
-
-def read_input_index(pipeline, output_dir: str):
-    """The rows of OUTPUT/index/inputs/ as dicts; the files are listed when the graph is built,
-    so a run never sees its own."""
-    pattern = posixpath.join(output_dir, INPUT_INDEX_DATASET, "*.parquet")
-    files = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    if not files:
-        return pipeline | "NoInputIndex" >> beam.Create([])
-    return (pipeline
-            | "InputIndexFiles" >> beam.Create(sorted(files))
-            | "ReadInputIndex" >> beam.io.ReadAllFromParquet())
 
 
 def input_outcomes(articles, error_rows):

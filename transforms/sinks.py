@@ -1,4 +1,4 @@
-"""Sinks: Hive-partitioned Parquet datasets that appear only complete, and the run manifest.
+"""Sinks: Hive-partitioned Parquet datasets written for a commit, and the run manifest.
 
 Layout (a contract with downstream readers):
     OUTPUT/articles/date=YYYY-MM-DD/topic=<slug>/part-<run_id>-NNNNN.parquet
@@ -9,11 +9,10 @@ Layout (a contract with downstream readers):
 Partition columns live in the path only, not in the files (Spark and BigQuery refuse a column
 that is both); readers get them back with hive partitioning.
 
-How a file becomes visible: workers write row groups into OUTPUT/.tmp/<run_id>/ (a bundle that is
-retried leaves only orphans there), then one finalising step renames every committed file to its
-partition and deletes the temp folder. Partition folders are created before the rename (Beam's
-own fileio does not, and hides the failed rename). Renames go through Beam's FileSystems, so this
-works on local disks and cloud storage alike.
+WriteDataset writes a run's rows into OUTPUT/.tmp/<run_id>/: one writer per partition, so a run
+adds one file per partition it touches (more only past --rows_per_file). Nothing there is
+visible; transforms/dataset.py commits the files (moves them into their partitions) once every
+dataset is written. Paths go through Beam's FileSystems: local disks and cloud storage alike.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 import posixpath
 import re
 import shutil
@@ -34,7 +32,6 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.records import arrow_schema, to_table
-from transforms.bundles import in_global_window
 
 TEMP_FOLDER = ".tmp"
 RUNS_FOLDER = "_runs"
@@ -46,11 +43,21 @@ _MAX_BUFFERED_BYTES = 256 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
+class TempFile:
+    """A finished file of one dataset partition, not yet committed."""
+    dataset: str
+    partition: str   # 'date=2022-02-16/topic=politics', '' when not partitioned
+    path: str        # under OUTPUT/.tmp/<run_id>/
+    rows: int
+
+
+@dataclasses.dataclass(frozen=True)
 class WrittenFile:
     dataset: str
     partition: str   # 'date=2022-02-16/topic=politics', '' when not partitioned
     path: str        # final path
     rows: int
+    temp_path: str | None = None  # where it waits until the commit moves it
 
 
 # --- Pure functions ------------------------------------------------------------------------------
@@ -107,86 +114,66 @@ def _text_bytes(record) -> int:
     return 100 + sum(len(value) for value in vars(record).values() if isinstance(value, str))
 
 
-def _write_parquet(path: str, table: pa.Table, row_group_rows: int) -> None:
-    with FileSystems.create(path) as stream:
-        with pq.ParquetWriter(pa.PythonFile(stream, mode="w"), table.schema,
-                              compression=PARQUET_COMPRESSION, use_compliant_nested_type=True,
-                              write_statistics=True) as writer:
-            writer.write_table(table, row_group_size=row_group_rows)
+class _WritePartitionFn(beam.DoFn):
+    """(partition, records) -> temp Parquet files of that partition, each of at most
+    `rows_per_file` rows in row groups of at most `row_group_rows`; emits TempFiles. Rows are
+    written a row group at a time, so a partition never needs to fit in memory."""
 
-
-class _WriteTempFilesFn(beam.DoFn):
-    """Records -> temp Parquet files, one per partition per flush; emits (partition, temp path,
-    rows). Rows are buffered per partition and flushed as one file when a partition holds
-    `rows_per_file` rows, when the bundle's buffers together hold too many, and at bundle end."""
-
-    def __init__(self, temp_dir: str, schema: pa.Schema, partition_fn: Callable,
-                 rows_per_file: int, row_group_rows: int):
+    def __init__(self, temp_dir: str, dataset: str, schema: pa.Schema, rows_per_file: int,
+                 row_group_rows: int):
         self._temp_dir = temp_dir
+        self._dataset = dataset
         self._schema = schema
-        self._partition_fn = partition_fn
         self._rows_per_file = rows_per_file
         self._row_group_rows = row_group_rows
 
-    def start_bundle(self):
-        self._buffers: dict[str, list] = {}
-        self._buffer_bytes: dict[str, int] = {}
-        self._buffered_bytes = 0
-
-    def process(self, record):
-        partition = partition_path(self._partition_fn(record))
-        buffer = self._buffers.setdefault(partition, [])
-        buffer.append(record)
-        size = _text_bytes(record)
-        self._buffer_bytes[partition] = self._buffer_bytes.get(partition, 0) + size
-        self._buffered_bytes += size
-        if len(buffer) >= self._rows_per_file:
-            yield self._flush(partition)
-        elif self._buffered_bytes >= _MAX_BUFFERED_BYTES:
-            yield self._flush(max(self._buffer_bytes, key=self._buffer_bytes.get))
-
-    def finish_bundle(self):
-        for partition in list(self._buffers):
-            yield in_global_window(self._flush(partition))
-
-    def _flush(self, partition: str):
-        records = self._buffers.pop(partition)
-        self._buffered_bytes -= self._buffer_bytes.pop(partition)
-        path = posixpath.join(self._temp_dir, f"{uuid.uuid4().hex}.parquet")
-        _write_parquet(path, to_table(records, self._schema), self._row_group_rows)
-        return partition, path, len(records)
+    def process(self, keyed):
+        partition, records = keyed
+        batch, batch_bytes, file = [], 0, None
+        for record in records:
+            batch.append(record)
+            batch_bytes += _text_bytes(record)
+            room = self._rows_per_file - (file.rows if file else 0)
+            if len(batch) >= min(self._row_group_rows, room) or \
+                    batch_bytes >= _MAX_BUFFERED_BYTES:
+                file = file or _TempParquet(self._temp_dir, self._schema)
+                file.write(batch)
+                batch, batch_bytes = [], 0
+                if file.rows >= self._rows_per_file:
+                    yield file.close(self._dataset, partition)
+                    file = None
+        if batch:
+            file = file or _TempParquet(self._temp_dir, self._schema)
+            file.write(batch)
+        if file is not None:
+            yield file.close(self._dataset, partition)
 
 
-class _FinalizeFn(beam.DoFn):
-    """All temp files of one dataset -> renamed into their partitions; emits WrittenFiles."""
+class _TempParquet:
+    """One temp Parquet file being written, a row group per `write`."""
 
-    def __init__(self, output_dir: str, dataset: str, run_id: str, temp_dir: str):
-        self._output_dir = output_dir
-        self._dataset = dataset
-        self._run_id = run_id
-        self._temp_dir = temp_dir
+    def __init__(self, temp_dir: str, schema: pa.Schema):
+        self.path = posixpath.join(temp_dir, f"{uuid.uuid4().hex}.parquet")
+        self.rows = 0
+        self._schema = schema
+        self._stream = FileSystems.create(self.path)
+        self._writer = pq.ParquetWriter(pa.PythonFile(self._stream, mode="w"), schema,
+                                        compression=PARQUET_COMPRESSION,
+                                        use_compliant_nested_type=True, write_statistics=True)
 
-    def process(self, keyed, committed_before=()):
-        _, temp_files = keyed
-        by_partition: dict[str, list] = {}
-        for partition, temp_path, rows in sorted(temp_files):
-            by_partition.setdefault(partition, []).append((temp_path, rows))
-        for partition, files in sorted(by_partition.items()):
-            folder = posixpath.join(self._output_dir, self._dataset, partition).rstrip("/")
-            _make_dirs(folder)
-            for number, (temp_path, rows) in enumerate(files):
-                final = posixpath.join(folder, part_file_name(self._run_id, number))
-                # On a retry of this step, files renamed the first time are already in place.
-                if FileSystems.exists(temp_path):
-                    FileSystems.rename([temp_path], [final])
-                elif not FileSystems.exists(final):
-                    raise IOError(f"temp file {temp_path} vanished before it reached {final}")
-                yield WrittenFile(self._dataset, partition, final, rows)
-        # Every committed file is in place; what is left are orphans of retried bundles.
-        _delete_folder(self._temp_dir)
+    def write(self, records: list) -> None:
+        if records:
+            self._writer.write_table(to_table(records, self._schema),
+                                     row_group_size=len(records))
+            self.rows += len(records)
+
+    def close(self, dataset: str, partition: str) -> TempFile:
+        self._writer.close()
+        self._stream.close()
+        return TempFile(dataset, partition, self.path, self.rows)
 
 
-def _make_dirs(folder: str) -> None:
+def make_dirs(folder: str) -> None:
     try:
         FileSystems.mkdirs(folder)
     except IOError:
@@ -194,18 +181,14 @@ def _make_dirs(folder: str) -> None:
 
 
 class WriteDataset(beam.PTransform):
-    """Records -> one Parquet dataset under OUTPUT/<dataset>/, partitioned by `partition_fn`.
-    The output is a PCollection of WrittenFile, one per final file."""
+    """Records -> one dataset's rows in temp Parquet files, partitioned by `partition_fn`: a
+    PCollection of TempFile for the commit (transforms/dataset.py) to move into
+    OUTPUT/<dataset>/<partition>/."""
 
     def __init__(self, output_dir: str, dataset: str, record_type, run_id: str,
                  partition_fn: Callable = no_partition, partition_columns: tuple = (),
-                 rows_per_file: int = 100_000, row_group_rows: int = 10_000,
-                 commit_after: tuple = ()):
-        """commit_after: WrittenFile PCollections of datasets whose files must all be in place
-        before this one's appear (the index commits last, so it never names an article that
-        is not stored)."""
+                 rows_per_file: int = 100_000, row_group_rows: int = 10_000):
         super().__init__()
-        self._commit_after = commit_after
         self._output_dir = output_dir
         self._dataset = dataset
         self._schema = arrow_schema(record_type, drop=partition_columns)
@@ -215,20 +198,16 @@ class WriteDataset(beam.PTransform):
         self._row_group_rows = row_group_rows
 
     def expand(self, records):
-        temp_dir = posixpath.join(self._output_dir, TEMP_FOLDER, partition_value(self._run_id),
-                                  self._dataset.replace("/", "-"))
+        temp_dir = posixpath.join(self._output_dir.rstrip("/"), TEMP_FOLDER,
+                                  partition_value(self._run_id), self._dataset.replace("/", "-"))
+        partition_fn = self._partition_fn
         return (
             records
-            | "WriteTemp" >> beam.ParDo(_WriteTempFilesFn(
-                temp_dir, self._schema, self._partition_fn, self._rows_per_file,
-                self._row_group_rows))
-            | "OneKey" >> beam.Map(lambda written: (None, written))
-            | "Gather" >> beam.GroupByKey()
-            | "Finalize" >> beam.ParDo(_FinalizeFn(self._output_dir, self._dataset, self._run_id,
-                                                   temp_dir),
-                                       committed_before=beam.pvalue.AsList(
-                                           self._commit_after | "Before" >> beam.Flatten(
-                                               pipeline=records.pipeline))))
+            | "ByPartition" >> beam.Map(lambda r: (partition_path(partition_fn(r)), r))
+            | "OneWriterPerPartition" >> beam.GroupByKey()
+            | "WriteTemp" >> beam.ParDo(_WritePartitionFn(
+                temp_dir, self._dataset, self._schema, self._rows_per_file,
+                self._row_group_rows)))
 
 
 # --- Run manifest --------------------------------------------------------------------------------
@@ -291,37 +270,13 @@ def build_manifest(run: dict, counts: dict, error_counts: list, written: list,
 
 def write_json_atomically(path: str, value: dict) -> None:
     temp = f"{path}.{uuid.uuid4().hex}.tmp"
-    _make_dirs(posixpath.dirname(path))
+    make_dirs(posixpath.dirname(path))
     with FileSystems.create(temp) as stream:
         stream.write(json.dumps(value, indent=2, sort_keys=True, default=str).encode())
     FileSystems.rename([temp], [path])
 
 
-class _WriteManifestFn(beam.DoFn):
-    def __init__(self, output_dir: str, run: dict):
-        self._output_dir = output_dir
-        self._run = run
-
-    def process(self, _, counts, error_counts, written):
-        manifest = build_manifest(self._run, dict(counts), list(error_counts), list(written),
-                                  dt.datetime.now(dt.timezone.utc))
-        write_json_atomically(manifest_path(self._output_dir, self._run["run_id"]), manifest)
-        _remove_temp_folder(self._output_dir, self._run["run_id"])
-        yield manifest
-
-
-def _remove_temp_folder(output_dir: str, run_id: str) -> None:
-    """Deletes this run's temp folder, and the shared .tmp folder once no other run uses it."""
-    temp_root = posixpath.join(output_dir, TEMP_FOLDER)
-    _delete_folder(posixpath.join(temp_root, partition_value(run_id)))
-    if FileSystems.get_scheme(output_dir) is None:
-        try:
-            os.rmdir(temp_root)
-        except OSError:
-            pass  # absent, or another run's files are in it
-
-
-def _delete_folder(folder: str) -> None:
+def delete_folder(folder: str) -> None:
     """Deletes a folder and everything below it, locally or on an object store."""
     if FileSystems.get_scheme(folder) is None:
         shutil.rmtree(folder, ignore_errors=True)
@@ -329,38 +284,3 @@ def _delete_folder(folder: str) -> None:
     leftovers = [m.path for m in FileSystems.match([folder + "/**"])[0].metadata_list]
     if leftovers:
         FileSystems.delete(leftovers)
-
-
-class WriteManifest(beam.PTransform):
-    """Writes OUTPUT/_runs/<run_id>.json once everything else is written.
-
-    counts: {name: PCollection} whose sizes are counted; errors: the ErrorRow PCollection;
-    written: the WrittenFile PCollections of every dataset."""
-
-    def __init__(self, output_dir: str, run: dict, counts: dict, errors, written: list):
-        super().__init__()
-        self._output_dir = output_dir
-        self._run = run
-        self._counts = counts
-        self._errors = errors
-        self._written = written
-
-    def expand(self, pipeline):
-        counted = [
-            pcoll | f"Count_{name}" >> beam.combiners.Count.Globally()
-                  | f"Name_{name}" >> beam.Map(lambda n, name=name: (name, n))
-            for name, pcoll in sorted(self._counts.items())]
-        counts = counted | "AllCounts" >> beam.Flatten()
-        error_counts = (
-            self._errors
-            | "StageReason" >> beam.Map(lambda e: (e.stage, e.reason))
-            | "CountErrors" >> beam.combiners.Count.PerElement())
-        written = self._written | "AllWritten" >> beam.Flatten()
-        return (
-            pipeline
-            | "Once" >> beam.Create([None])
-            | "Manifest" >> beam.ParDo(
-                _WriteManifestFn(self._output_dir, self._run),
-                counts=beam.pvalue.AsList(counts),
-                error_counts=beam.pvalue.AsList(error_counts),
-                written=beam.pvalue.AsList(written)))

@@ -1,0 +1,480 @@
+"""The dataset's memory and its commit protocol: what every graph (batch now, stream next) uses
+to read what earlier runs stored (`index/`) and to make its own files visible exactly once.
+
+    OUTPUT/.tmp/<run_id>/...             a run's files while it works (nobody reads them)
+    OUTPUT/_commits/<id>.started.json    a run (or compaction) that holds the lease and works
+    OUTPUT/_commits/<id>.intent.json     write-ahead commit record: every temp -> final move
+                                         (and, for a compaction, every file it replaces) and
+                                         the record that marks it done
+    OUTPUT/_commits/abandoned/<id>.json  a run that died before its intent (nothing of it shows)
+    OUTPUT/_runs/<run_id>.json           the manifest: the run is committed
+    OUTPUT/_leases/writer.json           who may commit now (transforms/lease.py)
+
+The protocol, under the writer lease:
+1. every data and index file is written into .tmp/<id>/ (WriteDataset);
+2. one atomic write of the intent (a single object: complete or absent);
+3. the moves, data datasets first, then index/; then a compaction's deletions;
+4. the done record (the manifest), then the intent, the started marker and .tmp/<id>/ go.
+Recovery (`recover`, at the start of every run, compaction and `newsbeam repair`, under the
+lease) rolls every intent forward (a move whose temp file is gone happened already; a
+deletion of a missing file too) and deletes every temp folder and started marker of a dead run.
+So a kill before the intent leaves nothing visible (and the next run ingests those inputs
+again); a kill after it is completed by the next run before that run reads the index.
+
+Index reads are decided when the job runs (`ReadIndex`: the files are listed by a DoFn off an
+Impulse, after recovery), so a long-lived graph or a template sees the current index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import posixpath
+import signal
+from typing import Callable, Optional
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
+                             FeedIndexEntry, IndexEntry, InputIndexEntry, SignatureIndexEntry,
+                             StoryIndexEntry)
+from transforms import lease as leases
+from transforms.sinks import (TEMP_FOLDER, WrittenFile, build_manifest, delete_folder, make_dirs,
+                              manifest_path, part_file_name, partition_value,
+                              write_json_atomically)
+
+_LOG = logging.getLogger(__name__)
+
+COMMITS_FOLDER = "_commits"
+ABANDONED_FOLDER = "_commits/abandoned"
+COMPACTIONS_FOLDER = "_compactions"
+# Data datasets, in the order their files are moved; index/ follows them.
+DATA_DATASETS = ("articles", "duplicates", "errors", "stories")
+
+# The fault-injection seam of the kill tests: at the named step of a commit, the process group
+# is killed with SIGKILL (nothing runs after it: no finally, no atexit).
+KILL_AT_ENV = "NEWSBEAM_KILL_AT"
+COMMIT_STEPS = ("before_intent", "between_datasets", "before_index", "after_index",
+                "after_manifest", "before_deletes")
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexSpec:
+    """One index dataset: where it lives and what its rows are."""
+    name: str           # the folder under OUTPUT, e.g. 'index/articles'
+    record_type: type
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self.record_type))
+
+
+INDEX_ARTICLES = IndexSpec("index/articles", IndexEntry)
+INDEX_ERRORS = IndexSpec("index/errors", ErrorIndexEntry)
+INDEX_DUPLICATES = IndexSpec("index/duplicates", DuplicateIndexEntry)
+INDEX_SIGNATURES = IndexSpec("index/signatures", SignatureIndexEntry)
+INDEX_STORIES = IndexSpec("index/stories", StoryIndexEntry)
+INDEX_FEEDS = IndexSpec("index/feeds", FeedIndexEntry)
+INDEX_ENTRIES = IndexSpec("index/entries", EntryIndexEntry)
+INDEX_INPUTS = IndexSpec("index/inputs", InputIndexEntry)
+# Every index dataset; a new one is one IndexSpec more here.
+INDEXES = (INDEX_ARTICLES, INDEX_ERRORS, INDEX_DUPLICATES, INDEX_SIGNATURES, INDEX_STORIES,
+           INDEX_FEEDS, INDEX_ENTRIES, INDEX_INPUTS)
+
+
+# --- Pure functions: paths and plans -------------------------------------------------------------
+
+
+def _root(output_dir: str) -> str:
+    return output_dir.rstrip("/")
+
+
+def temp_dir(output_dir: str, run_id: str) -> str:
+    return posixpath.join(_root(output_dir), TEMP_FOLDER, partition_value(run_id))
+
+
+def intent_path(output_dir: str, run_id: str) -> str:
+    return posixpath.join(_root(output_dir), COMMITS_FOLDER,
+                          f"{partition_value(run_id)}.intent.json")
+
+
+def started_path(output_dir: str, run_id: str) -> str:
+    return posixpath.join(_root(output_dir), COMMITS_FOLDER,
+                          f"{partition_value(run_id)}.started.json")
+
+
+def abandoned_path(output_dir: str, run_id: str) -> str:
+    return posixpath.join(_root(output_dir), ABANDONED_FOLDER, f"{partition_value(run_id)}.json")
+
+
+def commit_rank(dataset: str) -> tuple[int, str]:
+    """Data datasets move first (in DATA_DATASETS order), index datasets after them."""
+    if dataset in DATA_DATASETS:
+        return 0, f"{DATA_DATASETS.index(dataset)}"
+    return 1, dataset
+
+
+def plan_moves(output_dir: str, run_id: str, temp_files) -> list[WrittenFile]:
+    """The final place of every temp file of a run, in commit order: per dataset and partition,
+    part-<run_id>-00000.parquet, -00001, ... (`temp_path` holds where it is now)."""
+    by_partition: dict[tuple[str, str], list] = {}
+    for temp in temp_files:
+        by_partition.setdefault((temp.dataset, temp.partition), []).append(temp)
+    planned = []
+    for (dataset, partition), temps in sorted(by_partition.items(),
+                                              key=lambda kv: (commit_rank(kv[0][0]), kv[0])):
+        folder = posixpath.join(_root(output_dir), dataset, partition).rstrip("/")
+        for number, temp in enumerate(sorted(temps, key=lambda t: t.path)):
+            final = posixpath.join(folder, part_file_name(run_id, number))
+            planned.append(WrittenFile(dataset, partition, final, temp.rows, temp.path))
+    return planned
+
+
+def ingest_intent(run: dict, planned: list[WrittenFile], manifest: dict,
+                  output_dir: str) -> dict:
+    return {
+        "kind": "ingest",
+        "id": run["run_id"],
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "moves": [[f.dataset, f.temp_path, f.path] for f in planned],
+        "deletes": [],
+        "done": {"path": manifest_path(output_dir, run["run_id"]), "record": manifest},
+    }
+
+
+def _kill_point(step: str) -> None:
+    if os.environ.get(KILL_AT_ENV) == step:
+        _LOG.warning("%s=%s: killing the process group", KILL_AT_ENV, step)
+        logging.shutdown()
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+# --- Filesystem helpers --------------------------------------------------------------------------
+
+
+def _list(pattern: str) -> list:
+    try:
+        return FileSystems.match([pattern])[0].metadata_list
+    except Exception:  # a folder that is not there matches nothing on some filesystems
+        return []
+
+
+def read_json(path: str) -> dict:
+    with FileSystems.open(path) as stream:
+        return json.loads(stream.read())
+
+
+def _delete_if_there(path: str) -> None:
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+
+
+# --- The commit protocol -------------------------------------------------------------------------
+
+
+def apply_intent(output_dir: str, intent: dict, recovered_by: str | None = None,
+                 kill_points: bool = False) -> None:
+    """Makes an intent true; safe to repeat after a kill at any step (every step checks what
+    is there before it acts)."""
+    by_dataset: dict[str, list] = {}
+    for name, temp, final in intent["moves"]:
+        by_dataset.setdefault(name, []).append((temp, final))
+    previous = None
+    for name, moves in by_dataset.items():  # in the intent's order: data first, then index/
+        if kill_points and previous is not None:
+            crossing = (commit_rank(previous)[0], commit_rank(name)[0]) == (0, 1)
+            _kill_point("before_index" if crossing else "between_datasets")
+        previous = name
+        pending = []
+        for temp, final in moves:
+            if not FileSystems.exists(temp):
+                continue  # moved already
+            if FileSystems.exists(final):
+                FileSystems.delete([temp])  # a copy-then-delete rename that stopped after the copy
+            else:
+                pending.append((temp, final))
+        for folder in sorted({posixpath.dirname(final) for _, final in pending}):
+            make_dirs(folder)
+        if pending:
+            # One call per dataset: object stores copy and delete in batches.
+            FileSystems.rename([temp for temp, _ in pending], [final for _, final in pending])
+    if kill_points:
+        _kill_point("after_index" if intent["kind"] == "ingest" else "before_deletes")
+    still_there = [path for path in intent["deletes"] if FileSystems.exists(path)]
+    if still_there:
+        FileSystems.delete(still_there)
+    done = intent["done"]
+    if not FileSystems.exists(done["path"]):
+        record = dict(done["record"])
+        if recovered_by:
+            record["committed_by_recovery"] = {
+                "by": recovered_by, "at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        write_json_atomically(done["path"], record)
+    if kill_points:
+        _kill_point("after_manifest")
+    _finish(output_dir, intent["id"])
+
+
+def _finish(output_dir: str, run_id: str) -> None:
+    _delete_if_there(intent_path(output_dir, run_id))
+    _delete_if_there(started_path(output_dir, run_id))
+    delete_folder(temp_dir(output_dir, run_id))
+    _remove_empty_temp_root(output_dir)
+
+
+def _remove_empty_temp_root(output_dir: str) -> None:
+    if FileSystems.get_scheme(output_dir) is None:
+        try:
+            os.rmdir(posixpath.join(_root(output_dir), TEMP_FOLDER))
+        except OSError:
+            pass  # absent, or another run's files are in it
+
+
+def commit(output_dir: str, intent: dict) -> None:
+    """Steps 2-4 of the protocol for the current lease holder."""
+    _kill_point("before_intent")
+    leases.verify_holder(output_dir, intent["id"])
+    write_json_atomically(intent_path(output_dir, intent["id"]), intent)
+    apply_intent(output_dir, intent, kill_points=True)
+
+
+@dataclasses.dataclass
+class Recovery:
+    rolled_forward: list[str] = dataclasses.field(default_factory=list)
+    abandoned: list[str] = dataclasses.field(default_factory=list)
+    orphan_temp_files: int = 0
+    orphan_temp_folders: list[str] = dataclasses.field(default_factory=list)
+
+    def __bool__(self):
+        return bool(self.rolled_forward or self.abandoned or self.orphan_temp_folders)
+
+    def describe(self) -> str:
+        parts = []
+        if self.rolled_forward:
+            parts.append(f"completed the commit of {', '.join(self.rolled_forward)}")
+        if self.abandoned:
+            parts.append(f"cleared {', '.join(self.abandoned)} (stopped before committing)")
+        if self.orphan_temp_folders:
+            parts.append(f"deleted {self.orphan_temp_files} orphan temp files in "
+                         f".tmp/{{{','.join(self.orphan_temp_folders)}}}")
+        return "; ".join(parts)
+
+
+def _marker_ids(output_dir: str, suffix: str) -> list[str]:
+    pattern = posixpath.join(_root(output_dir), COMMITS_FOLDER, f"*{suffix}")
+    return sorted(posixpath.basename(m.path)[:-len(suffix)] for m in _list(pattern))
+
+
+def pending_intents(output_dir: str) -> list[str]:
+    return _marker_ids(output_dir, ".intent.json")
+
+
+def started_runs(output_dir: str) -> list[str]:
+    return _marker_ids(output_dir, ".started.json")
+
+
+def temp_folders(output_dir: str) -> dict[str, int]:
+    """{folder under .tmp/: number of files in it}."""
+    root = posixpath.join(_root(output_dir), TEMP_FOLDER)
+    folders: dict[str, int] = {}
+    if FileSystems.get_scheme(output_dir) is None and os.path.isdir(root):
+        for name in os.listdir(root):
+            folders[name] = sum(len(files) for _, _, files in os.walk(os.path.join(root, name)))
+        return folders
+    for metadata in _list(root + "/**"):
+        name = metadata.path[len(root) + 1:].split("/", 1)[0]
+        folders[name] = folders.get(name, 0) + 1
+    return folders
+
+
+def recover(output_dir: str, holder: str) -> Recovery:
+    """Rolls forward every commit a dead process left half-done and removes what dead runs left
+    behind. Only for the lease holder `holder`: every other run is dead or waiting."""
+    report = Recovery()
+    for run_id in pending_intents(output_dir):
+        if run_id == partition_value(holder):
+            continue
+        apply_intent(output_dir, read_json(intent_path(output_dir, run_id)), recovered_by=holder)
+        report.rolled_forward.append(run_id)
+    for run_id in started_runs(output_dir):
+        if run_id == partition_value(holder):
+            continue
+        marker = started_path(output_dir, run_id)
+        try:
+            started = read_json(marker)
+        except (OSError, ValueError):
+            started = {}
+        write_json_atomically(abandoned_path(output_dir, run_id), {
+            **started, "abandoned_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "found_by": holder})
+        _delete_if_there(marker)
+        report.abandoned.append(run_id)
+    for name, files in sorted(temp_folders(output_dir).items()):
+        if name == partition_value(holder):
+            continue
+        delete_folder(posixpath.join(_root(output_dir), TEMP_FOLDER, name))
+        report.orphan_temp_folders.append(name)
+        report.orphan_temp_files += files
+    _remove_empty_temp_root(output_dir)
+    return report
+
+
+@contextlib.contextmanager
+def writing(output_dir: str, holder: str, kind: str, wait_for_lease_s: float = 0.0,
+            lease_expiry_s: float = leases.DEFAULT_EXPIRY_S, started: dict | None = None):
+    """Holds the writer lease, recovers the dataset, marks `holder` started; yields the
+    Recovery. At the end (or on a failure before the intent, which is raised) the started
+    marker and the temp folder are cleared; after an intent, the commit is left for the next
+    recovery to complete."""
+    lease = leases.Lease(output_dir, holder, kind, lease_expiry_s).acquire(wait_for_lease_s)
+    try:
+        report = recover(output_dir, holder)
+        if report:
+            _LOG.warning("%s: %s", _root(output_dir), report.describe())
+        write_json_atomically(started_path(output_dir, holder), {
+            "id": holder, "kind": kind,
+            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(), **(started or {})})
+        try:
+            yield report
+        finally:
+            # Done, or failed before its intent: clear what it left. After the intent, the
+            # commit is the next recovery's to complete.
+            if not FileSystems.exists(intent_path(output_dir, holder)):
+                _finish(output_dir, holder)
+    finally:
+        lease.release()
+
+
+# --- Index reads, decided when the job runs ------------------------------------------------------
+
+
+def index_files(output_dir: str, spec: IndexSpec) -> list[str]:
+    return sorted(m.path for m in _list(posixpath.join(_root(output_dir), spec.name,
+                                                       "*.parquet")))
+
+
+def read_parquet_rows(path: str, columns: tuple[str, ...], batch_rows: int = 10_000):
+    """The rows of one Parquet file as dicts of `columns`; a column the file does not have
+    (written by another schema version) is None."""
+    with FileSystems.open(path) as stream:
+        parquet = pq.ParquetFile(stream)
+        present = [c for c in columns if c in parquet.schema_arrow.names]
+        missing = [c for c in columns if c not in present]
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
+            for row in batch.to_pylist():
+                row.update(dict.fromkeys(missing))
+                yield row
+
+
+class _ListIndexFn(beam.DoFn):
+    def __init__(self, output_dir: str, spec: IndexSpec):
+        self._output_dir, self._spec = output_dir, spec
+
+    def process(self, _):
+        yield from index_files(self._output_dir, self._spec)
+
+
+class _ReadIndexFileFn(beam.DoFn):
+    def __init__(self, columns: tuple[str, ...], keep: Optional[Callable]):
+        self._columns, self._keep = columns, keep
+
+    def process(self, path: str):
+        for row in read_parquet_rows(path, self._columns):
+            if self._keep is None or self._keep(row):
+                yield row
+
+
+class ReadIndex(beam.PTransform):
+    """pipeline -> the rows (dicts of `columns`, default the spec's fields) earlier runs stored
+    in one index dataset. The files are listed when the job runs, not when the graph is built;
+    `since=(column, moment)` keeps the rows whose column is not before the moment (age-out)."""
+
+    def __init__(self, output_dir: str, spec: IndexSpec, columns: tuple[str, ...] = (),
+                 since: tuple[str, dt.datetime] | None = None):
+        super().__init__()
+        self._output_dir, self._spec = output_dir, spec
+        self._columns = tuple(columns) or spec.columns
+        self._since = since
+
+    def expand(self, pipeline):
+        keep = None
+        if self._since is not None:
+            column, moment = self._since
+            keep = lambda row: row[column] is not None and row[column] >= moment
+        return (
+            pipeline
+            | "Impulse" >> beam.Impulse()
+            | "ListFiles" >> beam.ParDo(_ListIndexFn(self._output_dir, self._spec))
+            | "Spread" >> beam.Reshuffle()
+            | "ReadRows" >> beam.ParDo(_ReadIndexFileFn(self._columns, keep)))
+
+
+class ReadIndexIds(beam.PTransform):
+    """pipeline -> the values of one column of an index dataset (article ids, error ids)."""
+
+    def __init__(self, output_dir: str, spec: IndexSpec, column: str):
+        super().__init__()
+        self._output_dir, self._spec, self._column = output_dir, spec, column
+
+    def expand(self, pipeline):
+        column = self._column
+        return (pipeline
+                | "Rows" >> ReadIndex(self._output_dir, self._spec, (column,))
+                | "Ids" >> beam.Map(lambda row: row[column]).with_output_types(str))
+
+
+# --- The commit step of a graph ------------------------------------------------------------------
+
+
+class _CommitRunFn(beam.DoFn):
+    def __init__(self, output_dir: str, run: dict):
+        self._output_dir = output_dir
+        self._run = run
+
+    def process(self, _, counts, error_counts, temp_files):
+        planned = plan_moves(self._output_dir, self._run["run_id"], list(temp_files))
+        manifest = build_manifest(self._run, dict(counts), list(error_counts), planned,
+                                  dt.datetime.now(dt.timezone.utc))
+        commit(self._output_dir, ingest_intent(self._run, planned, manifest, self._output_dir))
+        yield manifest
+
+
+class CommitRun(beam.PTransform):
+    """Commits a run once everything is written: the manifest's counts, then the protocol above.
+
+    counts: {name: PCollection} whose sizes are counted; errors: the ErrorRow PCollection;
+    temp_files: the TempFile PCollections of every dataset the run wrote (WriteDataset)."""
+
+    def __init__(self, output_dir: str, run: dict, counts: dict, errors, temp_files: list):
+        super().__init__()
+        self._output_dir = output_dir
+        self._run = run
+        self._counts = counts
+        self._errors = errors
+        self._temp_files = temp_files
+
+    def expand(self, pipeline):
+        counted = [
+            pcoll | f"Count_{name}" >> beam.combiners.Count.Globally()
+                  | f"Name_{name}" >> beam.Map(lambda n, name=name: (name, n))
+            for name, pcoll in sorted(self._counts.items())]
+        counts = counted | "AllCounts" >> beam.Flatten()
+        error_counts = (
+            self._errors
+            | "StageReason" >> beam.Map(lambda e: (e.stage, e.reason))
+            | "CountErrors" >> beam.combiners.Count.PerElement())
+        temp_files = self._temp_files | "AllTempFiles" >> beam.Flatten()
+        return (
+            pipeline
+            | "Once" >> beam.Create([None])
+            | "Commit" >> beam.ParDo(
+                _CommitRunFn(self._output_dir, self._run),
+                counts=beam.pvalue.AsList(counts),
+                error_counts=beam.pvalue.AsList(error_counts),
+                temp_files=beam.pvalue.AsList(temp_files)))
