@@ -302,3 +302,28 @@ def test_an_output_without_atomic_create_is_refused_before_anything_runs(capsys,
     from pipelines.cli import main
     assert main(["run", "--output", "s3://bucket/news"]) == 2
     assert "offers no atomic create-if-absent" in capsys.readouterr().err
+
+
+# --- Listing the index ---------------------------------------------------------------------------
+
+
+def test_a_failed_index_listing_is_raised_not_taken_for_an_empty_index(monkeypatch, tmp_path):
+    """A transient object-store error while listing index/articles must fail the run: read as
+    "no index", the run would store again everything earlier runs stored. A folder that is not
+    there still lists as empty."""
+    from apache_beam.io.filesystem import BeamIOError
+    from apache_beam.io.filesystems import FileSystems
+
+    def failing_match(patterns, **_):
+        raise BeamIOError("match failed", {patterns[0]: ConnectionError("connection reset")})
+
+    assert dataset.index_files(str(tmp_path / "none"), dataset.INDEX_ARTICLES) == []
+    monkeypatch.setattr(FileSystems, "match", failing_match)
+    with pytest.raises(BeamIOError):
+        dataset.index_files(str(tmp_path), dataset.INDEX_ARTICLES)
+
+    def missing_match(patterns, **_):
+        raise BeamIOError("match failed", {patterns[0]: FileNotFoundError(patterns[0])})
+
+    monkeypatch.setattr(FileSystems, "match", missing_match)
+    assert dataset.index_files(str(tmp_path), dataset.INDEX_ARTICLES) == []

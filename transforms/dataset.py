@@ -39,6 +39,7 @@ from typing import Callable, Optional
 
 import apache_beam as beam
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
@@ -159,10 +160,16 @@ def _kill_point(step: str) -> None:
 
 
 def _list(pattern: str) -> list:
+    """What `pattern` matches. A folder that is not there matches nothing; any other failure (a
+    transient object-store error) is raised: taken for an empty index, it would make the run
+    store again everything earlier runs stored."""
     try:
         return FileSystems.match([pattern])[0].metadata_list
-    except Exception:  # a folder that is not there matches nothing on some filesystems
-        return []
+    except BeamIOError as error:
+        details = getattr(error, "exception_details", None) or {}
+        if details and all(isinstance(e, FileNotFoundError) for e in details.values()):
+            return []
+        raise
 
 
 def read_json(path: str) -> dict:

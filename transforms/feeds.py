@@ -499,9 +499,6 @@ def entry_index_entry(document: Document, run_id: str) -> EntryIndexEntry:
                            feed_url=document.feed_url, run_id=run_id)
 
 
-# --- Reading the index at graph build ------------------------------------------------------------
-
-
 # --- Composite -----------------------------------------------------------------------------------
 
 

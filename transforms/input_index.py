@@ -128,7 +128,7 @@ def file_hash(path: str) -> str:
     return digest.hexdigest()
 
 
-# --- Reading and writing index/inputs (one place, so the index module can take it over) ----------
+# --- What a run records in index/inputs ---------------------------------------------------------
 
 
 def input_outcomes(articles, error_rows):
