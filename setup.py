@@ -60,9 +60,10 @@ setup(
     extras_require={
         # The README's query recipes are tested with DuckDB, pandas and Polars; the report is
         # opened in the system's Chromium through Playwright (no browser download). The topic
-        # classifier's test retrains it, which needs scikit-learn.
+        # classifier's test retrains it, which needs scikit-learn; the alias table's test
+        # rebuilds it from pycountry.
         "test": ["pytest>=8", "duckdb>=1.1", "pandas==3.1.1", "polars==2.1.0",
-                 "playwright==1.65.2", "scikit-learn==1.9.1"],
+                 "playwright==1.65.2", "scikit-learn==1.9.1", "pycountry==26.2.16"],
         # The Spark recipe's test runs where this is installed and `java` is on PATH.
         "spark": ["pyspark==4.3.0"],
         # Training the topic classifier (make train-topics) fits it with scikit-learn; the
