@@ -76,7 +76,7 @@ bench-soak: venv
 
 # Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
 train-topics: venv
-	nice -n 10 $(BIN)/python -m pipelines.train_topics --output transforms/models/topics.npz
+	nice -n 10 $(BIN)/python -m newsbeam.pipelines.train_topics --output transforms/models/topics.npz
 
 # The README's screenshot of the report (docs/report.png): the html-dev pages and the seeds, one
 # run, the report, a screenshot in headless Chromium, and pngquant (Debian's) to keep it small.

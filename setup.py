@@ -9,6 +9,7 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).parent
+PACKAGES = ("pipelines", "transforms", "schemas")
 SEEDS = sorted(str(path.relative_to(HERE)) for path in (HERE / "seeds").glob("*") if path.is_file())
 
 setup(
@@ -20,11 +21,16 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
-    packages=["pipelines", "transforms", "schemas"],
+    # The repository keeps the design card's top-level folders; installed, they are the packages
+    # `newsbeam.pipelines`, `newsbeam.transforms` and `newsbeam.schemas` (`newsbeam` is a
+    # namespace package), so they cannot collide with other distributions' `pipelines` or
+    # `schemas` in a user's environment or a worker container.
+    packages=[f"newsbeam.{name}" for name in PACKAGES],
+    package_dir={f"newsbeam.{name}": name for name in PACKAGES},
     # The shipped topic classifier (pipelines/train_topics.py writes it), the story stage's
     # background term statistics (bench/make_story_background.py) and the entity stage's alias
     # table (bench/make_entity_aliases.py).
-    package_data={"transforms": ["models/*.npz", "data/*.json.gz"]},
+    package_data={"newsbeam.transforms": ["models/*.npz", "data/*.json.gz"]},
     data_files=[("share/newsbeam/seeds", SEEDS)],
     install_requires=[
         # The SDK version must match between the launcher and Dataflow workers: pinned exactly.
@@ -72,6 +78,6 @@ setup(
         # Only to rebuild transforms/data/entity_aliases.json.gz (bench/make_entity_aliases.py).
         "data": ["pycountry==26.2.16"],
     },
-    entry_points={"console_scripts": ["newsbeam = pipelines.cli:main",
-                                      "newsbeam-train-topics = pipelines.train_topics:main"]},
+    entry_points={"console_scripts": ["newsbeam = newsbeam.pipelines.cli:main",
+                                      "newsbeam-train-topics = newsbeam.pipelines.train_topics:main"]},
 )

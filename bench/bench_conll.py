@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transforms.entities import DEFAULT_SPACY_MODEL  # noqa: E402
+from newsbeam.transforms.entities import DEFAULT_SPACY_MODEL  # noqa: E402
 
 TYPE_OF = {"PERSON": "PER", "PER": "PER", "ORG": "ORG", "GPE": "LOC", "LOC": "LOC",
            "FAC": "LOC", "NORP": "MISC", "EVENT": "MISC", "WORK_OF_ART": "MISC",
@@ -125,9 +125,9 @@ def run_newsbeam(docs: list[dict], workdir: Path) -> tuple[dict, dict]:
 def run_stages(docs: list[dict], model: str) -> tuple[dict, dict]:
     """The same stages in this process: extraction's plain-text article (cleaner, language),
     then the entity stage's functions."""
-    from schemas.records import Document
-    from transforms.entities import EntityTagger
-    from transforms.extract import build_article, plain_text_parts
+    from newsbeam.schemas.records import Document
+    from newsbeam.transforms.entities import EntityTagger
+    from newsbeam.transforms.extract import build_article, plain_text_parts
     now = dt.datetime.now(dt.timezone.utc)
     tagger = EntityTagger.load(model)
     articles, languages = [], collections.Counter()

@@ -68,9 +68,9 @@ def run_one(variant: str, corpus: str) -> None:
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
 
-    from schemas.records import Article
-    from transforms.dedup import DUPLICATES, DropNearCopies
-    from transforms.stories import LinkStories
+    from newsbeam.schemas.records import Article
+    from newsbeam.transforms.dedup import DUPLICATES, DropNearCopies
+    from newsbeam.transforms.stories import LinkStories
 
     def to_article(line: str) -> Article:
         row = json.loads(line)

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transforms.entities import (DEFAULT_SPACY_MODEL, NUMERIC_LABELS, load_ner,  # noqa: E402
+from newsbeam.transforms.entities import (DEFAULT_SPACY_MODEL, NUMERIC_LABELS, load_ner,  # noqa: E402
                                  mentions_in, merge_mentions, recase_for_ner,
                                  shipped_aliases)
 
@@ -108,8 +108,8 @@ def beam_stage_seconds(texts: list[str], model: str) -> float:
 
     import apache_beam as beam
 
-    from schemas.records import Article
-    from transforms.entities import TagEntities
+    from newsbeam.schemas.records import Article
+    from newsbeam.transforms.entities import TagEntities
     now = dt.datetime.now(dt.timezone.utc)
     articles = [Article(article_id=str(i), source_uri=f"bench/{i}", text=t,
                         word_count=len(t.split()), content_hash=str(i), ingested_at=now,

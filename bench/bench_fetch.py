@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 READ_WARC = """
 import resource, sys, time
-from transforms.warc import warc_outcomes
+from newsbeam.transforms.warc import warc_outcomes
 def rss_kib():
     with open("/proc/self/status") as status:
         return next(int(l.split()[1]) for l in status if l.startswith("VmRSS:"))
@@ -146,7 +146,7 @@ def bare_loop(port: int, count: int) -> int:
 
 
 def newsbeam_loop(port: int, count: int) -> int:
-    from transforms.fetch import FetchPolicy, HttpClient, decode_html
+    from newsbeam.transforms.fetch import FetchPolicy, HttpClient, decode_html
     client = HttpClient(FetchPolicy(allow_loopback=True))
     total = 0
     for number in range(count):
@@ -156,7 +156,7 @@ def newsbeam_loop(port: int, count: int) -> int:
 
 
 def bench_client(pages: list[bytes], count: int, repeats: int) -> dict:
-    import transforms.fetch  # noqa: F401 - imported before the clock starts
+    import newsbeam.transforms.fetch  # noqa: F401 - imported before the clock starts
     server = serve(pages)
     port = server.server_address[1]
     times: dict[str, list[float]] = {"bare http.client": [], "newsbeam HttpClient": []}

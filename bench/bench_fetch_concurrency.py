@@ -106,8 +106,8 @@ def run_fetch(ports: list[int], pages: int, concurrency: int | None) -> dict:
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from transforms.errors import ERRORS
-    from transforms.fetch import FetchByHost, FetchPolicy, FetchRequest
+    from newsbeam.transforms.errors import ERRORS
+    from newsbeam.transforms.fetch import FetchByHost, FetchPolicy, FetchRequest
 
     settings = dict(delay_s=DELAY_S, max_crawl_delay_s=DELAY_S, read_timeout_s=DEADLINE_S,
                     total_timeout_s=DEADLINE_S, retries=0, allow_loopback=True)
@@ -153,7 +153,7 @@ def main(argv=None):
     parser.add_argument("--sequential_repeats", type=int, default=1,
                         help="repeats of the slow one-host-after-another run")
     args = parser.parse_args(argv)
-    from transforms.fetch import FetchPolicy
+    from newsbeam.transforms.fetch import FetchPolicy
     has_concurrency = "concurrency" in {f.name for f in dataclasses.fields(FetchPolicy)}
     default_concurrency = FetchPolicy().concurrency if has_concurrency else 1
 

@@ -39,9 +39,9 @@ sys.path.insert(0, str(HERE.parent))
 import apache_beam as beam  # noqa: E402
 from apache_beam.testing.test_pipeline import TestPipeline  # noqa: E402
 
-from schemas.records import Article  # noqa: E402
-from transforms.components import components_of  # noqa: E402
-from transforms.dedup import DUPLICATES, DropNearCopies  # noqa: E402
+from newsbeam.schemas.records import Article  # noqa: E402
+from newsbeam.transforms.components import components_of  # noqa: E402
+from newsbeam.transforms.dedup import DUPLICATES, DropNearCopies  # noqa: E402
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 RESULTS = HERE / "results"

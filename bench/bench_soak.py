@@ -51,7 +51,7 @@ def soak_runs(output: Path, inputs: Path, runs: int, per_run: int, seed: int = 1
               log=print) -> dict:
     """`runs` runs of `per_run` new articles each (plus the last run's again and one exact
     copy); returns {"articles": distinct articles given, "seconds": per run}."""
-    from pipelines import ingest
+    from newsbeam.pipelines import ingest
     rng = random.Random(seed)
     previous: list[tuple[str, str]] = []
     number, seconds = 0, []
@@ -104,7 +104,7 @@ def assert_exactly_once(output: Path) -> None:
     import duckdb
     import pyarrow.dataset as ds
 
-    from transforms.check import check
+    from newsbeam.transforms.check import check
     table = ds.dataset(str(output / "articles"), format="parquet", partitioning="hive")
     ids = table.to_table(columns=["article_id"]).column(0).to_pylist()
     with duckdb.connect() as db:
@@ -116,7 +116,7 @@ def assert_exactly_once(output: Path) -> None:
 
 
 def compact_figures(output: Path, scans: int) -> tuple[dict, dict, float]:
-    from transforms import compact
+    from newsbeam.transforms import compact
     before = dataset_figures(output, scans)
     started = time.perf_counter()
     compact.compact(str(output))
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
         pages = sorted((args.data / "html-dev" / "html").glob("*"))
         if pages and args.html_runs:
-            from pipelines import ingest
+            from newsbeam.pipelines import ingest
             output = work / "html"
             share = -(-len(pages) // args.html_runs)
             for run in range(args.html_runs):

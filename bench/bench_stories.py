@@ -36,10 +36,10 @@ sys.path.insert(0, str(HERE.parent))
 import apache_beam as beam  # noqa: E402
 from apache_beam.testing.test_pipeline import TestPipeline  # noqa: E402
 
-from schemas.records import Article  # noqa: E402
-from transforms.entities import (DEFAULT_MAX_CHARS, DEFAULT_SPACY_MODEL, load_ner,  # noqa: E402
+from newsbeam.schemas.records import Article  # noqa: E402
+from newsbeam.transforms.entities import (DEFAULT_MAX_CHARS, DEFAULT_SPACY_MODEL, load_ner,  # noqa: E402
                                  merge_mentions, mentions_in, ner_text)
-from transforms.stories import LinkStories, StoryParams  # noqa: E402
+from newsbeam.transforms.stories import LinkStories, StoryParams  # noqa: E402
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 # The thresholds cross-validation chooses from.

@@ -33,7 +33,7 @@ TERMS_PER_ARTICLE = 30
 
 
 def component(size: int, seed: int = 1) -> list:
-    from transforms.stories import StoryDoc, StoryVector, tfidf_vector
+    from newsbeam.transforms.stories import StoryDoc, StoryVector, tfidf_vector
     rng = random.Random(seed)
     members = []
     for i in range(size):
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from transforms.stories import StoryParams, cluster_component
+    from newsbeam.transforms.stories import StoryParams, cluster_component
     params = StoryParams()
     rows = []
     for size in args.sizes:

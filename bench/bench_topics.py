@@ -31,10 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines.train_topics import (article_examples, held_out_short_texts,  # noqa: E402
+from newsbeam.pipelines.train_topics import (article_examples, held_out_short_texts,  # noqa: E402
                                     training_sets)
-from schemas.records import Document  # noqa: E402
-from transforms.topics import (DEFAULT_TOPIC_THRESHOLD, IPTC_TOPICS, SHIPPED_MODEL,  # noqa: E402
+from newsbeam.schemas.records import Document  # noqa: E402
+from newsbeam.transforms.topics import (DEFAULT_TOPIC_THRESHOLD, IPTC_TOPICS, SHIPPED_MODEL,  # noqa: E402
                                UNCLASSIFIED, TopicModel, assign_topic)
 
 BEFORE_THRESHOLD = 0.3   # the default of the models before temperature calibration
@@ -79,9 +79,9 @@ def evaluate(model: TopicModel, threshold: float, examples) -> dict:
 def html_dev_articles(folder: Path) -> list:
     """The html-dev pages as newsbeam's extraction makes them (trafilatura, then
     build_article), without topics."""
-    from transforms.extract import _html_paragraphs, build_article
-    from transforms.text import drop_boilerplate
-    from transforms.trafilatura_page import extract_page
+    from newsbeam.transforms.extract import _html_paragraphs, build_article
+    from newsbeam.transforms.text import drop_boilerplate
+    from newsbeam.transforms.trafilatura_page import extract_page
     articles = []
     evaldata = json.loads((folder / "evaldata.json").read_text())
     for url, entry in sorted(evaldata.items()):

@@ -77,9 +77,9 @@ def retag(rows: list[dict]) -> list[dict]:
     import py3langid
 
     sys.path.insert(0, str(ROOT))
-    from schemas.records import Article
-    from transforms.entities import DEFAULT_SPACY_MODELS, EntityTagger
-    from transforms.extract import detect_language
+    from newsbeam.schemas.records import Article
+    from newsbeam.transforms.entities import DEFAULT_SPACY_MODELS, EntityTagger
+    from newsbeam.transforms.extract import detect_language
     now = dt.datetime.now(dt.timezone.utc)
     articles = []
     for row in rows:

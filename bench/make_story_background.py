@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from transforms.stories import BACKGROUND_PATH, story_term_counts  # noqa: E402
+from newsbeam.transforms.stories import BACKGROUND_PATH, story_term_counts  # noqa: E402
 
 
 def main(argv=None):

@@ -95,12 +95,12 @@ def _add_run_command_flags(parser) -> None:
 
 def run_options_parser() -> argparse.ArgumentParser:
     """Every flag `newsbeam run` takes: Beam's, newsbeam's and the command's own."""
-    from pipelines.options import all_options_parser
+    from newsbeam.pipelines.options import all_options_parser
     return all_options_parser("newsbeam run", _add_run_command_flags)
 
 
 def _add_run(commands) -> argparse.ArgumentParser:
-    from pipelines.options import DEFAULT_RUNNER, NewsOptions
+    from newsbeam.pipelines.options import DEFAULT_RUNNER, NewsOptions
     run = commands.add_parser(
         "run", help="run the batch pipeline", description="Run the batch pipeline once over "
         "the inputs, adding to the dataset in --output.",
@@ -113,7 +113,7 @@ def _add_run(commands) -> argparse.ArgumentParser:
 
 
 def _add_inspect(commands) -> argparse.ArgumentParser:
-    from pipelines.options import DEFAULT_OUTPUT
+    from newsbeam.pipelines.options import DEFAULT_OUTPUT
     inspect = commands.add_parser(
         "inspect", help="summarise a dataset and its runs",
         description="Print what a dataset holds: articles by topic, language, date source, "
@@ -134,8 +134,8 @@ def _add_inspect(commands) -> argparse.ArgumentParser:
 
 
 def _add_compact(commands) -> argparse.ArgumentParser:
-    from pipelines.options import DEFAULT_OUTPUT
-    from transforms.compact import DATASET_CHOICES
+    from newsbeam.pipelines.options import DEFAULT_OUTPUT
+    from newsbeam.transforms.compact import DATASET_CHOICES
     compact = commands.add_parser(
         "compact", help="merge small files into well-sized ones", allow_abbrev=False,
         description="Rewrite each partition's small files into few large ones (sorted by time, "
@@ -159,7 +159,7 @@ def _add_compact(commands) -> argparse.ArgumentParser:
 
 
 def _add_repair(commands) -> argparse.ArgumentParser:
-    from pipelines.options import DEFAULT_OUTPUT
+    from newsbeam.pipelines.options import DEFAULT_OUTPUT
     repair = commands.add_parser(
         "repair", help="complete interrupted commits, remove orphan temp files",
         allow_abbrev=False,
@@ -183,7 +183,7 @@ def _add_lease_args(command: argparse.ArgumentParser, default_output: str) -> No
 
 
 def _add_inspect_breakdown_args(inspect: argparse.ArgumentParser) -> None:
-    from pipelines.stats import RUNS
+    from newsbeam.pipelines.stats import RUNS
     inspect.add_argument("--json", action="store_true",
                          help="print the breakdowns as one JSON object, for scripts")
     inspect.add_argument("--runs", type=_positive_int, default=RUNS, metavar="N",
@@ -191,8 +191,8 @@ def _add_inspect_breakdown_args(inspect: argparse.ArgumentParser) -> None:
 
 
 def _add_report(commands) -> argparse.ArgumentParser:
-    from pipelines.options import DEFAULT_OUTPUT
-    from pipelines.report import DEFAULT_FILE
+    from newsbeam.pipelines.options import DEFAULT_OUTPUT
+    from newsbeam.pipelines.report import DEFAULT_FILE
     report = commands.add_parser(
         "report", help="write an HTML report of a dataset", allow_abbrev=False,
         description="Write one self-contained HTML page (charts inline, no network needed to "
@@ -332,9 +332,9 @@ def parse_run(words: list[str]):
     """`newsbeam run WORDS` -> (the pipeline's NewsOptions, the parsed command line). The config
     file's options come first, so the command line's win. Raises InvalidOptions for a flag or
     key that neither newsbeam nor Beam knows, and for a bad config file."""
-    from pipelines import ingest
-    from pipelines.config import config_words
-    from pipelines.options import InvalidOptions, unknown_flag_problems
+    from newsbeam.pipelines import ingest
+    from newsbeam.pipelines.config import config_words
+    from newsbeam.pipelines.options import InvalidOptions, unknown_flag_problems
     args, rest = build_parser().parse_known_args(["run", *words])
     if args.config:
         from_file = config_words(args.config, run_options_parser, words)
@@ -374,10 +374,10 @@ def failure_warning(accounting: dict) -> str | None:
 
 
 def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
-    from pipelines import ingest
-    from pipelines.options import InvalidOptions
-    from transforms.sources import printable_path
-    from transforms.urls import redact_url
+    from newsbeam.pipelines import ingest
+    from newsbeam.pipelines.options import InvalidOptions
+    from newsbeam.transforms.sources import printable_path
+    from newsbeam.transforms.urls import redact_url
     # What is printed shows no credentials in URLs, and names that are not UTF-8 escaped.
     shown = lambda text: printable_path(redact_url(text))
     try:
@@ -390,7 +390,7 @@ def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
             (options.urls or [])
         print(shown(f"newsbeam: reading {', '.join(sources)} -> {options.output}"),
               file=sys.stderr)
-    from transforms.lease import LeaseHeld
+    from newsbeam.transforms.lease import LeaseHeld
     try:
         manifest = ingest.run_pipeline(options)
     except InvalidOptions as invalid:  # the output changed since the check (a run id taken)
@@ -421,7 +421,7 @@ def _news_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _inspect_check(args: argparse.Namespace) -> int:
-    from transforms.check import check, format_findings
+    from newsbeam.transforms.check import check, format_findings
     findings = check(args.output)
     print(format_findings(args.output, findings))
     return 1 if any(f.broken for f in findings) else 0
@@ -430,8 +430,8 @@ def _inspect_check(args: argparse.Namespace) -> int:
 def _compact(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     if rest:
         return _refuse_unknown("compact", rest, _add_compact)
-    from transforms import compact
-    from transforms.lease import LeaseHeld, LeaseUnsupported
+    from newsbeam.transforms import compact
+    from newsbeam.transforms.lease import LeaseHeld, LeaseUnsupported
     try:
         dates = compact.parse_date_range(args.date)
     except ValueError as bad:
@@ -466,8 +466,8 @@ def _compact(args: argparse.Namespace, rest: list[str], words: list[str]) -> int
 def _repair(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     if rest:
         return _refuse_unknown("repair", rest, _add_repair)
-    from transforms import compact
-    from transforms.lease import LeaseHeld, LeaseUnsupported
+    from newsbeam.transforms import compact
+    from newsbeam.transforms.lease import LeaseHeld, LeaseUnsupported
     try:
         recovered, dropped = compact.repair(args.output, args.drop_duplicate_ids,
                                             args.wait_for_lease_s)
@@ -484,7 +484,7 @@ def _repair(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
 
 
 def _refuse_unknown(command: str, rest: list[str], add_parser) -> int:
-    from pipelines.options import unknown_flag_problems
+    from newsbeam.pipelines.options import unknown_flag_problems
     parser = add_parser(argparse.ArgumentParser().add_subparsers())
     return _refuse(command, unknown_flag_problems(rest, parser))
 
@@ -496,7 +496,7 @@ def _inspect(args: argparse.Namespace, rest: list[str], words: list[str]) -> int
         return _inspect_check(args)
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.ingest import read_manifest
+    from newsbeam.pipelines.ingest import read_manifest
     runs_glob = f"{args.output.rstrip('/')}/_runs/*.json"
     manifests = sorted(m.path for m in FileSystems.match([runs_glob])[0].metadata_list)
     if not manifests:
@@ -505,18 +505,18 @@ def _inspect(args: argparse.Namespace, rest: list[str], words: list[str]) -> int
     if args.run_id:
         print(json.dumps(read_manifest(args.output, args.run_id), indent=2, sort_keys=True))
         return 0
-    from pipelines.stats import dataset_stats, format_stats
+    from newsbeam.pipelines.stats import dataset_stats, format_stats
     stats = dataset_stats(args.output, runs=args.runs)
     print(json.dumps(stats, indent=2, default=str) if args.json else format_stats(stats))
     return 0
 
 
 def _report(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
-    from pipelines.options import unknown_flag_problems
+    from newsbeam.pipelines.options import unknown_flag_problems
     if rest:
         report_parser = _add_report(argparse.ArgumentParser().add_subparsers())
         return _refuse("report", unknown_flag_problems(rest, report_parser))
-    from pipelines import report
+    from newsbeam.pipelines import report
     problems = report.check_arguments(args.output, args.run_id, args.file)
     for problem in problems:
         print(f"newsbeam report: {problem}", file=sys.stderr)

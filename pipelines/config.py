@@ -26,7 +26,7 @@ import yaml
 from apache_beam.options.pipeline_options import (_CommaSeparatedListAction, _DictUnionAction,
                                                   _GcsCustomAuditEntriesAction)
 
-from pipelines.options import InvalidOptions, did_you_mean
+from newsbeam.pipelines.options import InvalidOptions, did_you_mean
 
 # Options (argparse dests) whose relative paths are resolved against the config file's folder.
 # newsbeam's local paths, and Beam's files staged for Dataflow workers.

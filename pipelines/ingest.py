@@ -26,30 +26,30 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
-from pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, all_options_parser,
+from newsbeam.pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, all_options_parser,
                                bundled_seeds, new_run_id, runner_problems, unknown_flag_problems)
-from schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
+from newsbeam.schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                              ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry, Story)
-from transforms import dataset, lease, sinks
-from transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ENTRIES, INDEX_ERRORS,
+from newsbeam.transforms import dataset, lease, sinks
+from newsbeam.transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ENTRIES, INDEX_ERRORS,
                                 INDEX_FEEDS, INDEX_INPUTS, INDEX_SIGNATURES, INDEX_STORIES,
                                 CommitRun, IndexSpec, ReadIndex, ReadIndexIds)
-from transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
+from newsbeam.transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
                               DropNearCopies)
-from transforms.entities import TagEntities
-from transforms.errors import ERRORS, DropRecordedErrors
-from transforms.extract import ExtractArticles
-from transforms.feeds import ENTRIES_SEEN, FEED_STATES, NOT_MODIFIED, latest_state
-from transforms.fetch import FetchPolicy
-from transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, RecordInputs,
+from newsbeam.transforms.entities import TagEntities
+from newsbeam.transforms.errors import ERRORS, DropRecordedErrors
+from newsbeam.transforms.extract import ExtractArticles
+from newsbeam.transforms.feeds import ENTRIES_SEEN, FEED_STATES, NOT_MODIFIED, latest_state
+from newsbeam.transforms.fetch import FetchPolicy
+from newsbeam.transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, RecordInputs,
                                     input_outcomes)
-from transforms.sinks import WriteDataset
-from transforms.sources import ReadInputs, printable_path
-from transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition
-from transforms.topics import AssignTopics
-from transforms.urls import redact_url
-from transforms.warc import SKIPPED
-from transforms.web import ENTRY_INDEX, ReadWebSources, feed_specs
+from newsbeam.transforms.sinks import WriteDataset
+from newsbeam.transforms.sources import ReadInputs, printable_path
+from newsbeam.transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition
+from newsbeam.transforms.topics import AssignTopics
+from newsbeam.transforms.urls import redact_url
+from newsbeam.transforms.warc import SKIPPED
+from newsbeam.transforms.web import ENTRY_INDEX, ReadWebSources, feed_specs
 
 _LOG = logging.getLogger(__name__)
 

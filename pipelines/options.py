@@ -147,7 +147,7 @@ def feed_problem(flag: str, location: str) -> str | None:
 
 def _spacy_pipeline_language(name: str) -> str | None:
     """The language a pipeline's meta.json names (None when it cannot be read)."""
-    from transforms.entities import pipeline_language
+    from newsbeam.transforms.entities import pipeline_language
     try:
         return pipeline_language(name)
     except (OSError, KeyError, ValueError):
@@ -316,8 +316,8 @@ class NewsOptions(PipelineOptions):
         """Problems with the newsbeam flags, as sentences; empty when all is well."""
         from apache_beam.io.filesystems import FileSystems
 
-        from transforms.sinks import manifest_path
-        from transforms.sources import has_wildcard, is_local
+        from newsbeam.transforms.sinks import manifest_path
+        from newsbeam.transforms.sources import has_wildcard, is_local
         problems = []
         if self.run_id is not None:
             if not RUN_ID.fullmatch(self.run_id):
@@ -363,9 +363,9 @@ class NewsOptions(PipelineOptions):
         return problems
 
     def _web_problems(self) -> list[str]:
-        from transforms.feeds import InvalidFeedList
-        from transforms.sources import is_local
-        from transforms.web import feed_specs
+        from newsbeam.transforms.feeds import InvalidFeedList
+        from newsbeam.transforms.sources import is_local
+        from newsbeam.transforms.web import feed_specs
         problems = [problem for feed in self.feed or []
                     if (problem := feed_problem("--feed", feed))]
         for flag, paths in (("--feeds", self.feeds), ("--urls", self.urls)):

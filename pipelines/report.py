@@ -7,7 +7,7 @@ topic (matplotlib's SVG is a still picture); Vega-Altair inlines its JavaScript 
 vl-convert, a second native package, where plotly is one pure-Python wheel; and the browser
 renders Plotly's charts as SVG, which a test can count.
 
-The numbers all come from `pipelines.stats.dataset_stats`, as `inspect --json` prints them.
+The numbers all come from `newsbeam.pipelines.stats.dataset_stats`, as `inspect --json` prints them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import posixpath
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.stats import dataset_stats, read_manifests
+from newsbeam.pipelines.stats import dataset_stats, read_manifests
 
 __all__ = ["DEFAULT_FILE", "check_arguments", "time_bins", "render", "write_report"]
 
@@ -63,7 +63,7 @@ def topic_colours(topics) -> dict[str, str]:
     grey."""
     from plotly.colors import qualitative
 
-    from transforms.topics import IPTC_TOPICS, UNCLASSIFIED
+    from newsbeam.transforms.topics import IPTC_TOPICS, UNCLASSIFIED
     palette = qualitative.Dark24
     known = {topic: palette[i % len(palette)] for i, topic in enumerate(IPTC_TOPICS)}
     known[UNCLASSIFIED] = UNCLASSIFIED_COLOUR

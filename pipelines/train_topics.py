@@ -1,4 +1,4 @@
-"""Trains the shipped IPTC topic classifier: `python -m pipelines.train_topics` (or
+"""Trains the shipped IPTC topic classifier: `python -m newsbeam.pipelines.train_topics` (or
 `newsbeam-train-topics`) writes transforms/models/topics.npz.
 
 Only redistributable data goes into the shipped model (TRAINED_ON; the data folder's SOURCES.md
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transforms.topics import IPTC_TOPICS, TopicModel, classifier_text, terms
+from newsbeam.transforms.topics import IPTC_TOPICS, TopicModel, classifier_text, terms
 
 DEFAULT_DATA = Path(os.environ.get("NEWSBEAM_SHARED_DATA",
                                    Path(__file__).resolve().parent.parent.parent / "shared" /

@@ -91,7 +91,7 @@ def read_dataset(path: Path):
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:
     """`newsbeam ARGS` in this process; returns (exit status, what it printed)."""
-    from pipelines.cli import main
+    from newsbeam.pipelines.cli import main
     status = main(list(args))
     return status, capsys.readouterr().out
 
@@ -113,7 +113,7 @@ def sample_dataset(tmp_path_factory) -> Path:
     import contextlib
     import io
 
-    from pipelines.cli import main
+    from newsbeam.pipelines.cli import main
     from tests import dataset
     folder = tmp_path_factory.mktemp("sample")
     first, second = dataset.write_inputs(folder / "inputs", SEEDS)

@@ -11,7 +11,7 @@ import time
 
 from apache_beam.io.filesystem import BeamIOError, FileMetadata, FileSystem
 
-from transforms import lease
+from newsbeam.transforms import lease
 
 SCHEME = "memobj"
 

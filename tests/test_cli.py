@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import (EXIT_FAILED, EXIT_FINISHED, EXIT_INPUTS_FAILED, EXIT_REFUSED,
+from newsbeam.pipelines.cli import (EXIT_FAILED, EXIT_FINISHED, EXIT_INPUTS_FAILED, EXIT_REFUSED,
                            build_parser, exit_status, main, parse_run, run_options_parser)
-from pipelines.ingest import check_options
-from pipelines.options import InvalidOptions, flag_names, runner_problems, unknown_flag_problems
+from newsbeam.pipelines.ingest import check_options
+from newsbeam.pipelines.options import InvalidOptions, flag_names, runner_problems, unknown_flag_problems
 from tests.conftest import ROOT, SEEDS, manifests, read_dataset
 
 NEWSBEAM = Path(sys.executable).parent / "newsbeam"
@@ -314,9 +314,9 @@ def test_invalid_options_name_every_problem(tmp_path):
 
 
 def test_ingest_run_refuses_unknown_words_too(tmp_path):
-    """The Python entry point (`pipelines.ingest.run(argv)`) checks its words as the command
+    """The Python entry point (`newsbeam.pipelines.ingest.run(argv)`) checks its words as the command
     does, before anything is written."""
-    from pipelines import ingest
+    from newsbeam.pipelines import ingest
     with pytest.raises(InvalidOptions) as refusal:
         ingest.run(["--inputs", str(SEEDS), "--output", str(tmp_path / "out")])
     assert refusal.value.problems == ["--inputs: no such flag; did you mean --input?"]

@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from tests.conftest import ROOT, SEEDS, manifests, run_cli
-from transforms import dataset, lease
+from newsbeam.transforms import dataset, lease
 
 NEWSBEAM = str(Path(sys.executable).parent / "newsbeam")
 # Each input's fate: 4 articles (2 seeds, a note, a JSONL record), 1 exact copy, 2 errors.
@@ -303,7 +303,7 @@ def test_waiting_for_a_lease_gets_it_when_the_holder_finishes(tmp_path):
 
 
 def test_an_output_without_atomic_create_is_refused_before_anything_runs(capsys, tmp_path):
-    from pipelines.cli import main
+    from newsbeam.pipelines.cli import main
     assert main(["run", "--output", "s3://bucket/news"]) == 2
     assert "offers no atomic create-if-absent" in capsys.readouterr().err
 

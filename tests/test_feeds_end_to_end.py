@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import manifests, read_dataset, run_cli
 from tests.newssite import article_html
-from transforms import feeds
+from newsbeam.transforms import feeds
 
 FAST_FETCH = ["--allow_loopback", "--fetch_delay_s", "0.01", "--max_crawl_delay_s", "0.01",
               "--retry_backoff_s", "0.01", "--read_timeout_s", "2", "--fetch_deadline_s", "5"]

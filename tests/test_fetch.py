@@ -17,13 +17,13 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import manifests, read_dataset, run_cli
 from tests.newssite import running_site
-from transforms.errors import ERRORS
-from transforms.fetch import (ROBOTS, TRANSIENT_REASONS, FetchByHost, FetchFailed, FetchPages,
+from newsbeam.transforms.errors import ERRORS
+from newsbeam.transforms.fetch import (ROBOTS, TRANSIENT_REASONS, FetchByHost, FetchFailed, FetchPages,
                               FetchPolicy, FetchRequest, HostSession, HostSessions, HttpClient,
                               _CappedDecoder, blocked_ip, check_url, crawl_delay, decode_html,
                               parse_retry_after, robots_allow, robots_for_status,
                               robots_from_text)
-from transforms.web import url_request
+from newsbeam.transforms.web import url_request
 
 FAST = FetchPolicy(delay_s=0.0, connect_timeout_s=2, read_timeout_s=0.5, total_timeout_s=1.0,
                    max_bytes=2**20, retries=2, backoff_s=0.01, max_retry_after_s=5,

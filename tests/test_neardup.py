@@ -12,13 +12,13 @@ import numpy as np
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from schemas.records import Article
+from newsbeam.schemas.records import Article
 from tests.conftest import SEEDS
-from transforms import dedup
-from transforms.dedup import (DUPLICATES, SIGNATURES, DropNearCopies, NearDupParams, band_keys,
+from newsbeam.transforms import dedup
+from newsbeam.transforms.dedup import (DUPLICATES, SIGNATURES, DropNearCopies, NearDupParams, band_keys,
                               bucket_pairs, estimate_similarity, minhash, normalise_for_shingles,
                               resolve_cluster, shingle_hashes, sign_article)
-from transforms.text import clean_plain_text
+from newsbeam.transforms.text import clean_plain_text
 
 NOW = dt.datetime(2022, 2, 17, 12, tzinfo=dt.timezone.utc)
 PARAMS = NearDupParams()
@@ -107,7 +107,7 @@ def test_bucket_pairs_skip_stored_pairs_and_bound_big_buckets():
     members = [(f"m{i:04d}", False) for i in range(1000)]
     pairs = bucket_pairs(members, 64)
     assert len(pairs) < 10_000
-    from transforms.components import components_of
+    from newsbeam.transforms.components import components_of
     assert set(components_of(pairs).values()) == {"m0000"}
 
 

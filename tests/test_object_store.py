@@ -9,7 +9,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import ingest
+from newsbeam.pipelines import ingest
 from tests.conftest import SEEDS
 from tests.objectstore import SCHEME, MemoryObjectStore
 

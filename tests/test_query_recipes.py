@@ -11,7 +11,7 @@ import shutil
 import duckdb
 import pytest
 
-from pipelines.bigquery import external_table_ddl
+from newsbeam.pipelines.bigquery import external_table_ddl
 from tests import dataset
 from tests.conftest import ROOT
 

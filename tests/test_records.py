@@ -6,7 +6,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from schemas.records import (Article, Duplicate, Entity, ErrorRow, IndexEntry, TopicScore,
+from newsbeam.schemas.records import (Article, Duplicate, Entity, ErrorRow, IndexEntry, TopicScore,
                              arrow_schema, to_row, to_table)
 
 UTC = dt.timezone.utc

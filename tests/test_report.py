@@ -12,8 +12,8 @@ import struct
 
 import pytest
 
-from pipelines import report, stats
-from pipelines.cli import main
+from newsbeam.pipelines import report, stats
+from newsbeam.pipelines.cli import main
 from tests import dataset
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -154,7 +154,7 @@ def test_each_topic_keeps_its_colour():
     some = report.topic_colours(["sport", "unclassified", "politics"])
     assert some["unclassified"] == report.UNCLASSIFIED_COLOUR
     assert some["sport"] == report.topic_colours(["sport"])["sport"] != some["politics"]
-    from transforms.topics import IPTC_TOPICS
+    from newsbeam.transforms.topics import IPTC_TOPICS
     every = report.topic_colours(list(IPTC_TOPICS))
     assert len(set(every.values())) == len(IPTC_TOPICS)
 

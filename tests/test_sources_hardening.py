@@ -15,10 +15,10 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import SEEDS, manifests, read_dataset, run_cli
-from transforms import sources
-from transforms.errors import ERRORS, error_row
-from transforms.sources import ReadInputs, expand_input
-from transforms.warc import warc_outcomes
+from newsbeam.transforms import sources
+from newsbeam.transforms.errors import ERRORS, error_row
+from newsbeam.transforms.sources import ReadInputs, expand_input
+from newsbeam.transforms.warc import warc_outcomes
 
 
 def pipeline():

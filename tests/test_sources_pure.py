@@ -2,8 +2,8 @@
 
 import pytest
 
-from schemas.records import Document
-from transforms.sources import (InvalidRecord, document_from_record, expand_input, file_kind,
+from newsbeam.schemas.records import Document
+from newsbeam.transforms.sources import (InvalidRecord, document_from_record, expand_input, file_kind,
                                 is_hidden, looks_binary)
 
 # --- file_kind -----------------------------------------------------------------------------------

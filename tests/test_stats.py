@@ -9,8 +9,8 @@ import shutil
 import duckdb
 import pytest
 
-from pipelines import stats
-from pipelines.cli import main
+from newsbeam.pipelines import stats
+from newsbeam.pipelines.cli import main
 from tests import dataset
 from tests.conftest import run_cli
 from tests.objectstore import SCHEME, MemoryObjectStore

@@ -12,13 +12,13 @@ import apache_beam as beam
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from schemas.records import Article, Entity
+from newsbeam.schemas.records import Article, Entity
 from tests.conftest import SEEDS
-from transforms import stories
-from transforms.stories import (STORIES, STORY_INDEX, LinkStories, StoryParams, StoryVector,
+from newsbeam.transforms import stories
+from newsbeam.transforms.stories import (STORIES, STORY_INDEX, LinkStories, StoryParams, StoryVector,
                                 candidate_pairs, cluster_component, cosine, story_term_counts,
                                 tfidf_vector)
-from transforms.text import clean_plain_text
+from newsbeam.transforms.text import clean_plain_text
 
 NOW = dt.datetime(2022, 2, 17, 12, tzinfo=dt.timezone.utc)
 REUTERS = clean_plain_text((SEEDS / "000_dac305c5b36f0b2f.txt").read_text())
@@ -185,7 +185,7 @@ def test_a_later_run_joins_an_earlier_story_and_counts_on(tmp_path):
 
 
 def test_a_link_threshold_above_one_is_refused_before_the_run(tmp_path):
-    from pipelines.options import NewsOptions
+    from newsbeam.pipelines.options import NewsOptions
     problems = NewsOptions(["--story_link_threshold", "1.5", "--output",
                             str(tmp_path)]).validate_news()
     assert problems == ["--story_link_threshold 1.5: use a cosine above 0, at most 1"]
@@ -193,7 +193,7 @@ def test_a_link_threshold_above_one_is_refused_before_the_run(tmp_path):
 
 def test_the_shipped_background_is_found_by_name_not_by_the_launcher_path():
     # A graph carries the name; each worker resolves it against its own installed package.
-    from transforms.stories import SHIPPED_BACKGROUND, load_background
+    from newsbeam.transforms.stories import SHIPPED_BACKGROUND, load_background
     frequencies, documents = load_background(SHIPPED_BACKGROUND)
     assert documents > 1000 and frequencies
     assert load_background(None) == ({}, 0)

@@ -3,7 +3,7 @@ the alphabetically first, articles per topic, and a last line that says how the 
 
 from __future__ import annotations
 
-from pipelines.cli import SUMMARY_PARTITIONS, format_summary
+from newsbeam.pipelines.cli import SUMMARY_PARTITIONS, format_summary
 
 # (date, topic, rows): old archive pages sort first by name, the news of the week last.
 PARTITIONS = [("1996-01-01", "sport", 1), ("2000-01-01", "politics", 1),

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from transforms.extract import detect_language
-from transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
+from newsbeam.transforms.extract import detect_language
+from newsbeam.transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
                              english_word_share, fingerprint_text, is_boilerplate, markdown_title,
                              normalize_text, prose_sample, unwrap_paragraphs, wire_sources)
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests import helpers_timelimit as helpers
 from tests.conftest import FIXTURES, ROOT, read_dataset
-from transforms.timelimit import ChildFailed, TimeLimitedWorker, TimeLimitExceeded
+from newsbeam.transforms.timelimit import ChildFailed, TimeLimitedWorker, TimeLimitExceeded
 
 LIMIT_S = 1.0
 
@@ -188,12 +188,12 @@ def test_the_child_finds_newsbeam_installed_normally(tmp_path):
     script.parent.mkdir()
     script.write_text(
         "import sys\n"
-        "from transforms.timelimit import TimeLimitedWorker\n"
-        "from transforms.trafilatura_page import extract_page\n"
+        "from newsbeam.transforms.timelimit import TimeLimitedWorker\n"
+        "from newsbeam.transforms.trafilatura_page import extract_page\n"
         "with TimeLimitedWorker(extract_page, 60) as worker:\n"
         "    page = worker.call(open(sys.argv[1], 'rb').read(), None)\n"
-        "import transforms\n"
-        "print(transforms.__file__)\n"
+        "import newsbeam.transforms\n"
+        "print(newsbeam.transforms.__file__)\n"
         "print(page['title'])\n")
     workdir = tmp_path / "work"
     workdir.mkdir()

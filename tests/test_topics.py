@@ -5,8 +5,8 @@ import datetime as dt
 
 import pytest
 
-from schemas.records import Article, TopicScore
-from transforms.topics import (IPTC_TOPICS, SECTION_TOPICS, UNCLASSIFIED, assign_topic,
+from newsbeam.schemas.records import Article, TopicScore
+from newsbeam.transforms.topics import (IPTC_TOPICS, SECTION_TOPICS, UNCLASSIFIED, assign_topic,
                                section_key, section_topic)
 
 
@@ -77,9 +77,9 @@ and the police commander said no one had been charged so far.</p>
 
 
 def menu_page_article(meta: str = "", menu: list[str] = NAVIGATION_MENU) -> Article:
-    from schemas.records import Document
-    from transforms.extract import build_article
-    from transforms.trafilatura_page import extract_page
+    from newsbeam.schemas.records import Document
+    from newsbeam.transforms.extract import build_article
+    from newsbeam.transforms.trafilatura_page import extract_page
     links = "".join(f'<a href="https://news.example.com/category/{section_key(name)}/">{name}</a>'
                     for name in menu)
     html = MENU_PAGE.format(meta=meta, links=links)
@@ -240,7 +240,7 @@ SHORT_NEWS = {
 
 @pytest.fixture(scope="module")
 def shipped():
-    from transforms.topics import SHIPPED_MODEL, TopicModel
+    from newsbeam.transforms.topics import SHIPPED_MODEL, TopicModel
     return TopicModel.load(SHIPPED_MODEL)
 
 
@@ -312,7 +312,7 @@ def test_section_beats_the_classifier(shipped):
 
 
 def test_model_file_round_trip(tmp_path, shipped):
-    from transforms.topics import TopicModel
+    from newsbeam.transforms.topics import TopicModel
     path = tmp_path / "copy.npz"
     shipped.save(path)
     again = TopicModel.load(path)
@@ -322,7 +322,7 @@ def test_model_file_round_trip(tmp_path, shipped):
 
 
 def test_training_is_deterministic():
-    from pipelines.train_topics import train
+    from newsbeam.pipelines.train_topics import train
     examples = [(f"{topic}-{i}", f"{text} variant {i}", topic)
                 for topic, text in SHORT_NEWS.items() for i in range(3)]
     first, second = train(examples, {}), train(list(examples), {})
@@ -337,7 +337,7 @@ def test_never_seen_bbc_articles_are_mostly_right(shipped):
     if not path.is_file():
         pytest.skip(f"no development data at {path}")
     import json
-    from transforms.topics import classifier_text
+    from newsbeam.transforms.topics import classifier_text
     rows = [json.loads(line) for line in path.open(encoding="utf-8")]
     bbc = [r for r in rows if r["id"].startswith("bbc/")][::10]
     # The 18-way output: an article left unclassified counts as wrong.
@@ -347,7 +347,7 @@ def test_never_seen_bbc_articles_are_mostly_right(shipped):
 
 
 def test_flags_are_checked_before_the_run(tmp_path):
-    from pipelines.options import NewsOptions
+    from newsbeam.pipelines.options import NewsOptions
     problems = NewsOptions(["--topic_threshold", "1.5", "--topic_model", str(tmp_path / "no.npz"),
                             "--spacy_model", "./no/such/pipeline", "--output",
                             str(tmp_path)]).validate_news()

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.conftest import SHARED_DATA, manifests, read_dataset, run_cli
-from transforms.topics import DEFAULT_TOPIC_THRESHOLD, TOPIC_SLUGS
+from newsbeam.transforms.topics import DEFAULT_TOPIC_THRESHOLD, TOPIC_SLUGS
 
 HTML_DEV = SHARED_DATA / "html-dev"
 SAMPLE_SIZE = 40

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from transforms.urls import canonicalize_url, date_from_url, domain_of, header_text, iri_to_uri
+from newsbeam.transforms.urls import canonicalize_url, date_from_url, domain_of, header_text, iri_to_uri
 
 CANONICAL = "https://example.com/news/story?a=1&b=2"
 

@@ -16,9 +16,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import manifests, read_dataset, run_cli
 from tests.newssite import running_site
-from transforms.errors import ERRORS
-from transforms.fetch import FINISHED, FetchPages, FetchPolicy
-from transforms.web import url_request
+from newsbeam.transforms.errors import ERRORS
+from newsbeam.transforms.fetch import FINISHED, FetchPages, FetchPolicy
+from newsbeam.transforms.web import url_request
 
 FAST_FETCH = ["--allow_loopback", "--fetch_delay_s", "0.01", "--max_crawl_delay_s", "0.01",
               "--retry_backoff_s", "0.01", "--read_timeout_s", "0.5", "--fetch_deadline_s", "1",
@@ -294,7 +294,7 @@ def test_feed_files_json_feeds_and_bad_feeds(capsys, tmp_path, site):
 
 
 def test_a_missing_feeds_file_is_a_flag_problem(capsys, tmp_path):
-    from pipelines.cli import main
+    from newsbeam.pipelines.cli import main
     status = main(["run", "--feeds", str(tmp_path / "nope.yaml"), "--output",
                    str(tmp_path / "out")])
     assert status == 2

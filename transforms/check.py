@@ -15,9 +15,9 @@ import dataclasses
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import SCHEMA_CHANGES, SCHEMA_VERSION
-from transforms import dataset, lease
-from transforms.compact import UNIQUE_KEYS, list_partitions
+from newsbeam.schemas.records import SCHEMA_CHANGES, SCHEMA_VERSION
+from newsbeam.transforms import dataset, lease
+from newsbeam.transforms.compact import UNIQUE_KEYS, list_partitions
 
 # A partition with more files than this, of which most are small, is worth compacting.
 SMALL_FILES_PER_PARTITION = 8

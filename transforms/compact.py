@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import dataset
-from transforms.sinks import PARQUET_COMPRESSION, TempFile, make_dirs
+from newsbeam.transforms import dataset
+from newsbeam.transforms.sinks import PARQUET_COMPRESSION, TempFile, make_dirs
 
 DEFAULT_TARGET_FILE_BYTES = 128 * 2**20
 DEFAULT_ROW_GROUP_BYTES = 32 * 2**20

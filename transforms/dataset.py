@@ -42,11 +42,11 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
+from newsbeam.schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
                              FeedIndexEntry, IndexEntry, InputIndexEntry, SignatureIndexEntry,
                              StoryIndexEntry)
-from transforms import lease as leases
-from transforms.sinks import (TEMP_FOLDER, WrittenFile, build_manifest, delete_folder, make_dirs,
+from newsbeam.transforms import lease as leases
+from newsbeam.transforms.sinks import (TEMP_FOLDER, WrittenFile, build_manifest, delete_folder, make_dirs,
                               manifest_path, part_file_name, partition_value,
                               write_json_atomically)
 

@@ -29,9 +29,9 @@ import zlib
 import apache_beam as beam
 import numpy as np
 
-from schemas.records import Article, Duplicate, SignatureIndexEntry
-from transforms.components import ConnectedComponents, ScorePairs
-from transforms.text import WIRE_AGENCIES, is_boilerplate
+from newsbeam.schemas.records import Article, Duplicate, SignatureIndexEntry
+from newsbeam.transforms.components import ConnectedComponents, ScorePairs
+from newsbeam.transforms.text import WIRE_AGENCIES, is_boilerplate
 
 DUPLICATES = "duplicates"
 ALREADY_INGESTED = "already_ingested"

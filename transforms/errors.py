@@ -12,9 +12,9 @@ import hashlib
 
 import apache_beam as beam
 
-from schemas.records import ErrorRow
-from transforms.text import valid_unicode
-from transforms.urls import redact_url
+from newsbeam.schemas.records import ErrorRow
+from newsbeam.transforms.text import valid_unicode
+from newsbeam.transforms.urls import redact_url
 
 ERRORS = "errors"  # the tag of every stage's dead-letter output
 

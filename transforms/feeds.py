@@ -33,11 +33,11 @@ import urllib.parse
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import Document, EntryIndexEntry, FeedIndexEntry
-from transforms import errors
-from transforms.errors import ERRORS, error_row, exception_summary
-from transforms.fetch import ROBOTS, FetchByHost, FetchPolicy, FetchRequest
-from transforms.text import word_count
+from newsbeam.schemas.records import Document, EntryIndexEntry, FeedIndexEntry
+from newsbeam.transforms import errors
+from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
+from newsbeam.transforms.fetch import ROBOTS, FetchByHost, FetchPolicy, FetchRequest
+from newsbeam.transforms.text import word_count
 
 _LOG = logging.getLogger(__name__)
 

@@ -44,11 +44,11 @@ import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 from protego import Protego
 
-from schemas.records import Document
-from transforms import errors
-from transforms.errors import ERRORS, error_row
-from transforms.extract import DecodeError, decode_text
-from transforms.urls import header_text, iri_to_uri
+from newsbeam.schemas.records import Document
+from newsbeam.transforms import errors
+from newsbeam.transforms.errors import ERRORS, error_row
+from newsbeam.transforms.extract import DecodeError, decode_text
+from newsbeam.transforms.urls import header_text, iri_to_uri
 
 FETCH_STAGE = "fetch"
 # Tagged outputs besides ERRORS: robots.txt outcomes, and requests done with for good.

@@ -23,8 +23,8 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import ErrorRow, InputIndexEntry
-from transforms import errors
+from newsbeam.schemas.records import ErrorRow, InputIndexEntry
+from newsbeam.transforms import errors
 
 UNCHANGED = "unchanged"        # tag: one element per input of a file skipped as unchanged
 INPUT_FACTS = "input_facts"    # tag: InputFacts of each file read

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import arrow_schema, to_table
+from newsbeam.schemas.records import arrow_schema, to_table
 
 TEMP_FOLDER = ".tmp"
 RUNS_FOLDER = "_runs"

@@ -33,13 +33,13 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import Document, ErrorRow, InputIndexEntry
-from transforms import errors
-from transforms.errors import ERRORS, error_row, exception_summary
-from transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, HashingReader, InputFacts,
+from newsbeam.schemas.records import Document, ErrorRow, InputIndexEntry
+from newsbeam.transforms import errors
+from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
+from newsbeam.transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, HashingReader, InputFacts,
                                     SkipUnchanged, file_hash)
-from transforms.text import valid_unicode
-from transforms.warc import SKIPPED, is_warc, read_warc
+from newsbeam.transforms.text import valid_unicode
+from newsbeam.transforms.warc import SKIPPED, is_warc, read_warc
 
 TEXT_EXTENSIONS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
 HTML_EXTENSIONS = {".html": "html", ".htm": "html", ".xhtml": "html"}

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from schemas.records import Article, Story, StoryIndexEntry, TermWeight
-from transforms.components import ConnectedComponents, ScorePairs
+from newsbeam.schemas.records import Article, Story, StoryIndexEntry, TermWeight
+from newsbeam.transforms.components import ConnectedComponents, ScorePairs
 
 STORIES = "stories"
 STORY_INDEX = "story_index"
@@ -369,7 +369,7 @@ def latest_story(entries) -> StoryIndexEntry | dict:
 
 
 def story_partition(story: Story) -> tuple[tuple[str, str], ...]:
-    from transforms.sinks import date_value
+    from newsbeam.transforms.sinks import date_value
     return (("date", date_value(story.lead_published_at)),)
 
 

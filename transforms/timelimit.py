@@ -14,8 +14,10 @@ The child runs isolated (`python -I`): `python -c` alone would put the current d
 on its `sys.path`, so a stray `htmldate.py` or `concurrent.py` where the user runs newsbeam
 would be imported instead of the real module. `-I` also ignores PYTHON* variables and the user
 site, so the child is given the parent's own `sys.path` explicitly (the folders the parent
-imports from, never the implicit current directory); the site-packages `.pth` files still run,
-which is how an editable install finds newsbeam's packages.
+imports from, never the implicit current directory) and the folder that holds the `newsbeam.*`
+packages, registered as the `newsbeam` namespace before anything imports it: an editable install
+maps that namespace onto the repository's folders through an import hook that `-I` may skip (it
+lives in the user site when installed there).
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from typing import Any, Callable
 
 # Runs under -I, so nothing here may come from the current directory: only the standard library
 # until sys.path is the parent's.
-_CHILD_MAIN = ("import sys, json; sys.path[:] = json.loads(sys.argv[3]); "
-               "from transforms.timelimit import serve; serve(sys.argv[1], int(sys.argv[2]))")
+_CHILD_MAIN = ("import sys, json, types; paths = json.loads(sys.argv[3]); "
+               "sys.path[:] = paths['sys_path']; "
+               "namespace = types.ModuleType('newsbeam'); namespace.__path__ = paths['newsbeam']; "
+               "sys.modules['newsbeam'] = namespace; "
+               "from newsbeam.transforms.timelimit import serve; serve(sys.argv[1], int(sys.argv[2]))")
 
 
 class TimeLimitExceeded(Exception):
@@ -62,14 +67,14 @@ def serve(func_name: str, fd: int) -> None:
             connection.send(("error", error))
 
 
-def child_sys_path() -> list[str]:
-    """The folders a child imports from: the parent's `sys.path` without its empty entry (the
-    current directory, as `-c` and the REPL add it), then the folder holding newsbeam's own
-    packages, in case they are found through an import hook that `-I` skips (an editable install
-    into the user site)."""
-    import transforms
-    packages_root = os.path.dirname(os.path.dirname(os.path.abspath(transforms.__file__)))
-    return list(dict.fromkeys([*(p for p in sys.path if p), packages_root]))
+def child_import_paths() -> dict[str, list[str]]:
+    """Where a child imports from: `sys_path`, the parent's `sys.path` without its empty entry
+    (the current directory, as `-c` and the REPL add it); `newsbeam`, the folder holding the
+    `pipelines`, `transforms` and `schemas` packages (site-packages/newsbeam when installed,
+    the repository when installed editable)."""
+    packages_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return {"sys_path": list(dict.fromkeys(p for p in sys.path if p)),
+            "newsbeam": [packages_root]}
 
 
 class TimeLimitedWorker:
@@ -89,7 +94,7 @@ class TimeLimitedWorker:
         parent_end, child_end = socket.socketpair()
         self._process = subprocess.Popen(
             [sys.executable, "-I", "-c", _CHILD_MAIN, self._func_name, str(child_end.fileno()),
-             json.dumps(child_sys_path())],
+             json.dumps(child_import_paths())],
             pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL)
         child_end.close()
         self._connection = Connection(parent_end.detach())

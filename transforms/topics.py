@@ -27,7 +27,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
 
-from schemas.records import Article, TopicScore
+from newsbeam.schemas.records import Article, TopicScore
 
 UNCLASSIFIED = "unclassified"
 

@@ -1,6 +1,6 @@
 """trafilatura on one page: what extraction runs in its time-limited child process.
 
-Kept apart from transforms/extract.py so that the child imports trafilatura and nothing else
+Kept apart from newsbeam.transforms/extract.py so that the child imports trafilatura and nothing else
 (not Beam): it starts faster and holds less memory.
 """
 

@@ -15,9 +15,9 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import Document
-from transforms import errors
-from transforms.errors import ERRORS, error_row
+from newsbeam.schemas.records import Document
+from newsbeam.transforms import errors
+from newsbeam.transforms.errors import ERRORS, error_row
 
 SKIPPED = "skipped"
 HTML_TYPES = ("text/html", "application/xhtml+xml")

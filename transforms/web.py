@@ -16,13 +16,13 @@ import os
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import Document
-from transforms.errors import ERRORS
-from transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES, NOT_MODIFIED, FeedSpec,
+from newsbeam.schemas.records import Document
+from newsbeam.transforms.errors import ERRORS
+from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES, NOT_MODIFIED, FeedSpec,
                               InvalidFeedList, ReadFeeds, entry_index_entry, parse_feed_list)
-from transforms.fetch import FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest
-from transforms.sources import is_local
-from transforms.topics import IPTC_TOPICS
+from newsbeam.transforms.fetch import FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest
+from newsbeam.transforms.sources import is_local
+from newsbeam.transforms.topics import IPTC_TOPICS
 
 ENTRY_INDEX = "entry_index"
 
