@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from newsbeam.transforms.entities import (DEFAULT_SPACY_MODEL, NUMERIC_LABELS, load_ner,  # noqa: E402
-                                 mentions_in, merge_mentions, recase_for_ner,
-                                 shipped_aliases)
+                                          mentions_in, merge_mentions, recase_for_ner,
+                                          shipped_aliases)
 
 TYPE_OF = {"PERSON": "PER", "ORG": "ORG", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC",
            "NORP": "MISC", "EVENT": "MISC", "WORK_OF_ART": "MISC", "PRODUCT": "MISC",

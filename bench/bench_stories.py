@@ -38,7 +38,7 @@ from apache_beam.testing.test_pipeline import TestPipeline  # noqa: E402
 
 from newsbeam.schemas.records import Article  # noqa: E402
 from newsbeam.transforms.entities import (DEFAULT_MAX_CHARS, DEFAULT_SPACY_MODEL, load_ner,  # noqa: E402
-                                 merge_mentions, mentions_in, ner_text)
+                                          merge_mentions, mentions_in, ner_text)
 from newsbeam.transforms.stories import LinkStories, StoryParams  # noqa: E402
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from newsbeam.pipelines.train_topics import (article_examples, held_out_short_texts,  # noqa: E402
-                                    training_sets)
+                                             training_sets)
 from newsbeam.schemas.records import Document  # noqa: E402
 from newsbeam.transforms.topics import (DEFAULT_TOPIC_THRESHOLD, IPTC_TOPICS, SHIPPED_MODEL,  # noqa: E402
-                               UNCLASSIFIED, TopicModel, assign_topic)
+                                        UNCLASSIFIED, TopicModel, assign_topic)
 
 BEFORE_THRESHOLD = 0.3   # the default of the models before temperature calibration
 HTML_DEV_LANGUAGES = ("en", "de", "es", "fr")

@@ -27,22 +27,22 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from newsbeam.pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, all_options_parser,
-                               bundled_seeds, new_run_id, runner_problems, unknown_flag_problems)
+                                        bundled_seeds, new_run_id, runner_problems, unknown_flag_problems)
 from newsbeam.schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
-                             ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry, Story)
+                                      ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry, Story)
 from newsbeam.transforms import dataset, lease, sinks
 from newsbeam.transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ENTRIES, INDEX_ERRORS,
-                                INDEX_FEEDS, INDEX_INPUTS, INDEX_SIGNATURES, INDEX_STORIES,
-                                CommitRun, IndexSpec, ReadIndex, ReadIndexIds)
+                                         INDEX_FEEDS, INDEX_INPUTS, INDEX_SIGNATURES, INDEX_STORIES,
+                                         CommitRun, IndexSpec, ReadIndex, ReadIndexIds)
 from newsbeam.transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
-                              DropNearCopies)
+                                       DropNearCopies)
 from newsbeam.transforms.entities import TagEntities
 from newsbeam.transforms.errors import ERRORS, DropRecordedErrors
 from newsbeam.transforms.extract import ExtractArticles
 from newsbeam.transforms.feeds import ENTRIES_SEEN, FEED_STATES, NOT_MODIFIED, latest_state
 from newsbeam.transforms.fetch import FetchPolicy
 from newsbeam.transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, RecordInputs,
-                                    input_outcomes)
+                                             input_outcomes)
 from newsbeam.transforms.sinks import WriteDataset
 from newsbeam.transforms.sources import ReadInputs, printable_path
 from newsbeam.transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition

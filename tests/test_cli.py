@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from newsbeam.pipelines.cli import (EXIT_FAILED, EXIT_FINISHED, EXIT_INPUTS_FAILED, EXIT_REFUSED,
-                           build_parser, exit_status, main, parse_run, run_options_parser)
+                                    build_parser, exit_status, main, parse_run, run_options_parser)
 from newsbeam.pipelines.ingest import check_options
 from newsbeam.pipelines.options import InvalidOptions, flag_names, runner_problems, unknown_flag_problems
 from tests.conftest import ROOT, SEEDS, manifests, read_dataset

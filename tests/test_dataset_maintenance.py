@@ -20,7 +20,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from newsbeam.pipelines.cli import main
 from newsbeam.schemas.records import (SCHEMA_CHANGES, SCHEMA_VERSION, Article, Entity, IndexEntry,
-                             Story, TopicScore, arrow_schema, to_table)
+                                      Story, TopicScore, arrow_schema, to_table)
 from newsbeam.transforms import check, compact, dataset
 from newsbeam.transforms.sinks import PARQUET_COMPRESSION
 

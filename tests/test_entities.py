@@ -10,9 +10,9 @@ from apache_beam.testing.util import assert_that
 
 from newsbeam.schemas.records import Article
 from newsbeam.transforms.entities import (ALIAS_TABLE, AliasTable, EntityTagger, Mention, TagEntities,
-                                 clean_span, is_caps_line, load_ner, mentions_in,
-                                 merge_mentions, ner_components, recase_for_ner,
-                                 shipped_aliases, split_span)
+                                          clean_span, is_caps_line, load_ner, mentions_in,
+                                          merge_mentions, ner_components, recase_for_ner,
+                                          shipped_aliases, split_span)
 from newsbeam.transforms.text import is_table_line
 from tests.conftest import SEEDS, read_dataset, run_cli
 

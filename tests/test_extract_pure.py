@@ -8,7 +8,7 @@ import pytest
 
 from newsbeam.schemas.records import Document
 from newsbeam.transforms.extract import (DecodeError, build_article, decode_text, make_article_id,
-                                parse_datetime)
+                                         parse_datetime)
 from newsbeam.transforms.trafilatura_page import extract_page
 
 UTC = dt.timezone.utc

@@ -16,8 +16,8 @@ from newsbeam.transforms import feeds
 from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.extract import parse_datetime
 from newsbeam.transforms.feeds import (ENTRIES, FEED_STATES, FeedSpec, InvalidFeedList, ParseFeedFn,
-                              entry_document, entry_key, entry_source_uri, html_text,
-                              page_request, parse_feed, parse_feed_list)
+                                       entry_document, entry_key, entry_source_uri, html_text,
+                                       page_request, parse_feed, parse_feed_list)
 from newsbeam.transforms.topics import TOPIC_SLUGS
 
 FEEDS = SHARED_DATA / "feeds"

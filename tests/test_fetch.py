@@ -19,10 +19,10 @@ from tests.conftest import manifests, read_dataset, run_cli
 from tests.newssite import running_site
 from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.fetch import (ROBOTS, TRANSIENT_REASONS, FetchByHost, FetchFailed, FetchPages,
-                              FetchPolicy, FetchRequest, HostSession, HostSessions, HttpClient,
-                              _CappedDecoder, blocked_ip, check_url, crawl_delay, decode_html,
-                              parse_retry_after, robots_allow, robots_for_status,
-                              robots_from_text)
+                                       FetchPolicy, FetchRequest, HostSession, HostSessions, HttpClient,
+                                       _CappedDecoder, blocked_ip, check_url, crawl_delay, decode_html,
+                                       parse_retry_after, robots_allow, robots_for_status,
+                                       robots_from_text)
 from newsbeam.transforms.web import url_request
 
 FAST = FetchPolicy(delay_s=0.0, connect_timeout_s=2, read_timeout_s=0.5, total_timeout_s=1.0,

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import SEEDS, manifests, read_dataset, run_cli
 from tests.test_sources_hardening import BODIES, build_warc
 from newsbeam.transforms.input_index import (InputFacts, entry_if_complete, input_of, latest_entry,
-                                    listing_matches, outcome_summary)
+                                             listing_matches, outcome_summary)
 
 NOW = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
 

@@ -16,8 +16,8 @@ from newsbeam.schemas.records import Article
 from tests.conftest import SEEDS
 from newsbeam.transforms import dedup
 from newsbeam.transforms.dedup import (DUPLICATES, SIGNATURES, DropNearCopies, NearDupParams, band_keys,
-                              bucket_pairs, estimate_similarity, minhash, normalise_for_shingles,
-                              resolve_cluster, shingle_hashes, sign_article)
+                                       bucket_pairs, estimate_similarity, minhash, normalise_for_shingles,
+                                       resolve_cluster, shingle_hashes, sign_article)
 from newsbeam.transforms.text import clean_plain_text
 
 NOW = dt.datetime(2022, 2, 17, 12, tzinfo=dt.timezone.utc)

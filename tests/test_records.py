@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from newsbeam.schemas.records import (Article, Duplicate, Entity, ErrorRow, IndexEntry, TopicScore,
-                             arrow_schema, to_row, to_table)
+                                      arrow_schema, to_row, to_table)
 
 UTC = dt.timezone.utc
 WRITTEN = [Article, Duplicate, ErrorRow, IndexEntry]

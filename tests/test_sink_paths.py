@@ -7,7 +7,7 @@ import re
 import pytest
 
 from newsbeam.transforms.sinks import (WrittenFile, build_manifest, date_value, manifest_path,
-                              part_file_name, partition_path, partition_value)
+                                       part_file_name, partition_path, partition_value)
 
 HOSTILE = [
     "../../etc", "../..", "/abs", "/", "//", "", " ", ".", "..", "...", ".hidden", "-", "-.-",

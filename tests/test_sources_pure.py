@@ -4,7 +4,7 @@ import pytest
 
 from newsbeam.schemas.records import Document
 from newsbeam.transforms.sources import (InvalidRecord, document_from_record, expand_input, file_kind,
-                                is_hidden, looks_binary)
+                                         is_hidden, looks_binary)
 
 # --- file_kind -----------------------------------------------------------------------------------
 

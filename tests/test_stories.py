@@ -16,8 +16,8 @@ from newsbeam.schemas.records import Article, Entity
 from tests.conftest import SEEDS
 from newsbeam.transforms import stories
 from newsbeam.transforms.stories import (STORIES, STORY_INDEX, LinkStories, StoryParams, StoryVector,
-                                candidate_pairs, cluster_component, cosine, story_term_counts,
-                                tfidf_vector)
+                                         candidate_pairs, cluster_component, cosine, story_term_counts,
+                                         tfidf_vector)
 from newsbeam.transforms.text import clean_plain_text
 
 NOW = dt.datetime(2022, 2, 17, 12, tzinfo=dt.timezone.utc)

@@ -7,8 +7,8 @@ import pytest
 
 from newsbeam.transforms.extract import detect_language
 from newsbeam.transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
-                             english_word_share, fingerprint_text, is_boilerplate, markdown_title,
-                             normalize_text, prose_sample, unwrap_paragraphs, wire_sources)
+                                      english_word_share, fingerprint_text, is_boilerplate, markdown_title,
+                                      normalize_text, prose_sample, unwrap_paragraphs, wire_sources)
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 SEED_000 = SEEDS / "000_dac305c5b36f0b2f.txt"   # hard-wrapped, credits Reuters in prose

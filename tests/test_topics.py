@@ -7,7 +7,7 @@ import pytest
 
 from newsbeam.schemas.records import Article, TopicScore
 from newsbeam.transforms.topics import (IPTC_TOPICS, SECTION_TOPICS, UNCLASSIFIED, assign_topic,
-                               section_key, section_topic)
+                                        section_key, section_topic)
 
 
 def make_article(**fields) -> Article:

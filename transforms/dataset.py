@@ -43,12 +43,12 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
-                             FeedIndexEntry, IndexEntry, InputIndexEntry, SignatureIndexEntry,
-                             StoryIndexEntry)
+                                      FeedIndexEntry, IndexEntry, InputIndexEntry, SignatureIndexEntry,
+                                      StoryIndexEntry)
 from newsbeam.transforms import lease as leases
 from newsbeam.transforms.sinks import (TEMP_FOLDER, WrittenFile, build_manifest, delete_folder, make_dirs,
-                              manifest_path, part_file_name, partition_value,
-                              write_json_atomically)
+                                       manifest_path, part_file_name, partition_value,
+                                       write_json_atomically)
 
 _LOG = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from newsbeam.transforms import errors
 from newsbeam.transforms.bundles import in_global_window
 from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
 from newsbeam.transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
-                             english_word_share, markdown_title, normalize_text, prose_sample,
-                             wire_sources, word_count)
+                                      english_word_share, markdown_title, normalize_text, prose_sample,
+                                      wire_sources, word_count)
 from newsbeam.transforms.timelimit import ChildFailed, TimeLimitedWorker, TimeLimitExceeded
 from newsbeam.transforms.trafilatura_page import extract_page
 from newsbeam.transforms.urls import canonicalize_url, date_from_url, domain_of

@@ -37,7 +37,7 @@ from newsbeam.schemas.records import Document, ErrorRow, InputIndexEntry
 from newsbeam.transforms import errors
 from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
 from newsbeam.transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, HashingReader, InputFacts,
-                                    SkipUnchanged, file_hash)
+                                             SkipUnchanged, file_hash)
 from newsbeam.transforms.text import valid_unicode
 from newsbeam.transforms.warc import SKIPPED, is_warc, read_warc
 

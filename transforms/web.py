@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from newsbeam.schemas.records import Document
 from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES, NOT_MODIFIED, FeedSpec,
-                              InvalidFeedList, ReadFeeds, entry_index_entry, parse_feed_list)
+                                       InvalidFeedList, ReadFeeds, entry_index_entry, parse_feed_list)
 from newsbeam.transforms.fetch import FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest
 from newsbeam.transforms.sources import is_local
 from newsbeam.transforms.topics import IPTC_TOPICS
