@@ -70,6 +70,10 @@ setup(
         # rebuilds it from pycountry.
         "test": ["pytest>=8", "duckdb>=1.1", "pandas==3.1.1", "polars==2.1.0",
                  "playwright==1.65.2", "scikit-learn==1.9.1", "pycountry==26.2.16"],
+        # DataflowRunner and gs:// paths (Cloud Storage, the writer lease's generation
+        # preconditions): Beam's GCP extras at Beam's pin. The Flex Template image installs it
+        # (deploy/flex-template/Dockerfile); the default install stays without it.
+        "gcp": ["apache-beam[gcp]==2.77.0"],
         # The Spark recipe's test runs where this is installed and `java` is on PATH.
         "spark": ["pyspark==4.3.0"],
         # Training the topic classifier (make train-topics) fits it with scikit-learn; the

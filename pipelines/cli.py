@@ -345,6 +345,13 @@ def parse_run(words: list[str]):
     return ingest.prepare_options(_news_argv(args) + rest), args
 
 
+def dry_run_line(record: dict) -> str:
+    transforms = f" ({record['transforms']} transforms)" if record.get("transforms") else ""
+    return (f"newsbeam run {record['run_id']}: dry run: the job was built and translated for "
+            f"{record['runner']}{transforms}; nothing was submitted, nothing ran, nothing was "
+            "written")
+
+
 def inputs_handled(accounting: dict) -> int:
     """The inputs this run dealt with: all of them but those an earlier run already stored
     (or recorded as failed) and those that did not change (feeds answering "not modified")."""
@@ -398,6 +405,9 @@ def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     except LeaseHeld as held:
         print(shown(f"newsbeam run: nothing written: {held}"), file=sys.stderr)
         return EXIT_LEASE_HELD
+    if manifest.get("dry_run"):
+        print(dry_run_line(manifest))
+        return EXIT_FINISHED
     summary = format_summary(manifest)
     print(summary.splitlines()[-1] if args.quiet else summary)
     warning = failure_warning(manifest["accounting"])

@@ -27,13 +27,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from newsbeam.pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, all_options_parser,
-                                        bundled_seeds, new_run_id, runner_problems, unknown_flag_problems)
+                                        bundled_seeds, dry_run_requested, launch_problems, new_run_id,
+                                        runner_problems, runs_locally, unknown_flag_problems)
 from newsbeam.schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                                       ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry, Story)
 from newsbeam.transforms import dataset, lease, sinks
 from newsbeam.transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ENTRIES, INDEX_ERRORS,
                                          INDEX_FEEDS, INDEX_INPUTS, INDEX_SIGNATURES, INDEX_STORIES,
-                                         CommitRun, IndexSpec, ReadIndex, ReadIndexIds)
+                                         CommitRun, IndexSpec, ReadIndex, ReadIndexIds, StartRun)
 from newsbeam.transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
                                        DropNearCopies)
 from newsbeam.transforms.entities import TagEntities
@@ -92,33 +93,40 @@ def fetch_policy(options: NewsOptions) -> FetchPolicy:
         concurrency=options.fetch_concurrency)
 
 
-def read_feed_states(pipeline, output_dir: str):
+def read_feed_states(start, output_dir: str):
     """(feed URL, latest FeedIndexEntry) from OUTPUT/index/feeds/, read when the job runs."""
     return (
-        pipeline
+        start
         | "FeedIndex" >> ReadIndex(output_dir, INDEX_FEEDS)
         | "FeedStates" >> beam.Map(lambda row: (row["feed_url"], FeedIndexEntry(**row)))
         | "LatestState" >> beam.CombinePerKey(latest_state))
 
 
-def build(pipeline, options: NewsOptions, run: dict) -> dict:
+def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False) -> dict:
     """Adds the ingest graph to `pipeline`; returns its main PCollections by name. The graph
-    reads index/ when it runs, and commits its files in one step at the end (CommitRun)."""
+    reads index/ when it runs, and commits its files in one step at the end (CommitRun).
+    lease_in_job: the job takes the writer lease and recovers the dataset itself when it
+    starts (StartRun), before it reads index/, and its commit releases the lease; else the
+    launcher holds it around the whole job (run_pipeline)."""
     output, run_id = options.output, run["run_id"]
+    # What reads index/ starts from: the pipeline (an Impulse each), or the job's start step.
+    start = pipeline | "StartRun" >> StartRun(output, run, options.wait_for_lease_s,
+                                              options.lease_expiry_s) \
+        if lease_in_job else pipeline
     ingested_at = dt.datetime.fromisoformat(run["started_at"])
     write = lambda dataset_name, record_type, partition_fn, columns=(): WriteDataset(
         output, dataset_name, record_type, run_id, partition_fn, columns,
         options.rows_per_file, options.row_group_rows)
     write_index = lambda spec: write(spec.name, spec.record_type, sinks.no_partition)
-    ids = lambda spec, column, label: pipeline | label >> ReadIndexIds(output, spec, column)
+    ids = lambda spec, column, label: start | label >> ReadIndexIds(output, spec, column)
     index_not_before = ingested_at - dt.timedelta(days=options.index_max_age_days)
 
     read = pipeline | "ReadInputs" >> ReadInputs(
         options.input, run_id, options.max_document_bytes,
-        pipeline | "InputIndex" >> ReadIndex(output, INDEX_INPUTS), ingested_at)
+        start | "InputIndex" >> ReadIndex(output, INDEX_INPUTS), ingested_at)
     web = pipeline | "ReadWebSources" >> ReadWebSources(
         feed_specs(options.feed or [], options.feeds or []), options.urls or [],
-        fetch_policy(options), run_id, ingested_at, read_feed_states(pipeline, output),
+        fetch_policy(options), run_id, ingested_at, read_feed_states(start, output),
         ids(INDEX_ENTRIES, "entry_key", "EntryIndex"), min_words=options.min_words)
     documents = (read["documents"], web["documents"]) | "AllDocuments" >> beam.Flatten()
     extracted = documents | "ExtractArticles" >> ExtractArticles(
@@ -132,7 +140,7 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         known_ids)
     distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
         resolved[DUPLICATES],
-        pipeline | "SignatureIndex" >> ReadIndex(output, INDEX_SIGNATURES,
+        start | "SignatureIndex" >> ReadIndex(output, INDEX_SIGNATURES,
                                                  since=("ingested_at", index_not_before)),
         run_id, ingested_at)
     tagged = distinct["articles"] | "TagEntities" >> TagEntities(
@@ -141,7 +149,7 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     topical = tagged | "AssignTopics" >> AssignTopics(options.topic_model,
                                                       options.topic_threshold)
     storied = topical | "LinkStories" >> LinkStories(
-        pipeline | "StoryIndex" >> ReadIndex(output, INDEX_STORIES,
+        start | "StoryIndex" >> ReadIndex(output, INDEX_STORIES,
                                              since=("updated_at", index_not_before)),
         run_id, ingested_at, StoryParams(window_hours=options.story_window_hours,
                                          link_threshold=options.story_link_threshold))
@@ -192,7 +200,8 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         "errors": errors,
         "errors_new": new_errors,
     }
-    manifest = pipeline | "Commit" >> CommitRun(output, run, counts, errors, [*data, *indexes])
+    manifest = pipeline | "Commit" >> CommitRun(output, run, counts, errors, [*data, *indexes],
+                                                lease_in_job)
     return {"articles": articles, "duplicates": distinct[DUPLICATES], "errors": new_errors,
             "stories": storied[STORIES], "manifest": manifest}
 
@@ -238,7 +247,8 @@ def new_run(options: NewsOptions, run_id: str | None = None) -> dict:
 def check_options(options: NewsOptions) -> None:
     """Raises InvalidOptions when the options cannot make a run: newsbeam's flags, a runner Beam
     could not create, an output whose filesystem offers no writer lease."""
-    problems = options.validate_news() + runner_problems(options.view_as(StandardOptions).runner)
+    problems = options.validate_news() + runner_problems(options.view_as(StandardOptions).runner) \
+        + launch_problems(options)
     try:
         lease.check_supported(options.output)
     except lease.LeaseUnsupported as unsupported:
@@ -247,16 +257,26 @@ def check_options(options: NewsOptions) -> None:
         raise InvalidOptions(problems)
 
 
+def lease_in_job(options: NewsOptions) -> bool:
+    """Whether the job takes the writer lease itself: on a runner elsewhere, the launcher may be
+    gone long before the job ends (a Flex Template's launcher, a scheduler's one-shot submit),
+    so it cannot be the one that holds the lease."""
+    return not runs_locally(options.view_as(StandardOptions).runner)
+
+
 def run_pipeline(options: NewsOptions) -> dict:
     """Runs the batch pipeline to completion under the output's writer lease; returns the run
-    manifest. Raises InvalidOptions before anything runs, lease.LeaseHeld when another run is
-    writing the output (and did not finish within --wait_for_lease_s)."""
+    manifest (for a --dry_run, a record of the translated job: nothing ran). Raises
+    InvalidOptions before anything runs, lease.LeaseHeld when another run is writing the output
+    (and did not finish within --wait_for_lease_s)."""
     check_options(options)
     run_id = options.run_id or new_run_id(dt.datetime.now(dt.timezone.utc))
     # Beam starts local worker processes as `python -m ...`, which puts the working directory
     # first on their sys.path: a stray `concurrent.py` or `htmldate.py` where the user runs
     # newsbeam would be imported by every worker. PYTHONSAFEPATH (Python 3.11) keeps it off.
     os.environ["PYTHONSAFEPATH"] = "1"
+    if lease_in_job(options):
+        return _run_elsewhere(options, run_id)
     with dataset.writing(options.output, run_id, "ingest", options.wait_for_lease_s,
                          options.lease_expiry_s):
         # The run starts (its ingestion time, what the index holds) once it holds the lease.
@@ -265,6 +285,29 @@ def run_pipeline(options: NewsOptions) -> dict:
                   _as_recorded(options.output))
         with beam.Pipeline(options=options) as pipeline:
             build(pipeline, options, run_info)
+    return read_manifest(options.output, run_id)
+
+
+def _run_elsewhere(options: NewsOptions, run_id: str) -> dict:
+    """A job on a runner elsewhere: it takes the lease, recovers and commits on its workers
+    (StartRun, CommitRun), so this launcher touches neither the dataset nor its lease, and a
+    dry run (Dataflow's: build and translate, submit nothing) needs no access to either."""
+    from apache_beam.options.pipeline_options import TestOptions
+    dry_run = dry_run_requested(options)
+    options.view_as(TestOptions).dry_run = dry_run  # Beam takes any non-empty string for yes
+    run_info = new_run(options, run_id)
+    _LOG.info("run %s: %s -> %s on %s", run_id, _as_recorded(options.input),
+              _as_recorded(options.output), options.view_as(StandardOptions).runner)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options, run_info, lease_in_job=True)
+    result = pipeline.run()
+    if dry_run:
+        job = getattr(result, "job", None)
+        proto = getattr(job, "proto_pipeline", None)
+        return {"run_id": run_id, "dry_run": True,
+                "runner": options.view_as(StandardOptions).runner,
+                "transforms": len(proto.components.transforms) if proto is not None else None}
+    result.wait_until_finish()
     return read_manifest(options.output, run_id)
 
 

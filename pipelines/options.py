@@ -319,6 +319,9 @@ class NewsOptions(PipelineOptions):
         from newsbeam.transforms.sinks import manifest_path
         from newsbeam.transforms.sources import has_wildcard, is_local
         problems = []
+        remote = not runs_locally(self.view_as(StandardOptions).runner)
+        if remote:
+            problems += self.remote_path_problems()
         if self.run_id is not None:
             if not RUN_ID.fullmatch(self.run_id):
                 problems.append(f"--run_id {self.run_id}: use 1-64 of a-z 0-9 . _ - "
@@ -327,7 +330,7 @@ class NewsOptions(PipelineOptions):
                 problems.append(f"--run_id {self.run_id}: a run of that name already wrote to "
                                 f"{self.output}; run ids name files, so each run needs its own")
         for path in self.input or []:
-            if is_local(path) and not has_wildcard(path) and \
+            if is_local(path) and not has_wildcard(path) and not remote and \
                     not os.path.exists(os.path.expanduser(path)):
                 problems.append(f"--input {path}: no such file or folder")
         problems += filter(None, [filesystem_problem("--input", path)
@@ -362,14 +365,52 @@ class NewsOptions(PipelineOptions):
         problems += self._web_problems()
         return problems
 
+    def remote_path_problems(self) -> list[str]:
+        """A line for each path on this machine's disk that a runner on other machines would be
+        asked to read or write (its workers would find nothing there, and the run would
+        "succeed" with no_match rows). For a runner that is not local, only."""
+        from newsbeam.transforms.feeds import InvalidFeedList
+        from newsbeam.transforms.sources import is_local
+        from newsbeam.transforms.web import feed_specs
+        runner = self.view_as(StandardOptions).runner
+        refuse = lambda flag, path: (
+            f"{flag} {path}: a path on this machine, but --runner {runner} runs the job on "
+            "other machines, which cannot read it; put it on cloud storage (gs://...)")
+        problems = [refuse("--input", path) for path in self.input or [] if is_local(path)]
+        if is_local(self.output):
+            problems.append(refuse("--output", self.output))
+        problems += [refuse("--feed", feed) for feed in self.feed or [] if is_local(feed)]
+        problems += [refuse(flag, path) for flag, paths in (("--feeds", self.feeds),
+                                                            ("--urls", self.urls))
+                     for path in paths or [] if is_local(path)]
+        for path in self.feeds or []:
+            if is_local(path):
+                continue
+            try:
+                listed = feed_specs([], [path])
+            except (InvalidFeedList, UnicodeDecodeError, OSError):
+                continue  # said by _web_problems
+            problems += [refuse(f"--feeds {path}: feed", spec.location) for spec in listed
+                         if not spec.is_url and is_local(spec.location)]
+        problems += [refuse("--spacy_model", name.strip())
+                     for name in self.spacy_model.split(",")
+                     if name.strip() and os.path.isdir(os.path.expanduser(name.strip()))]
+        if self.topic_model not in ("shipped", "none") and is_local(self.topic_model):
+            problems.append(refuse("--topic_model", self.topic_model))
+        return problems
+
     def _web_problems(self) -> list[str]:
         from newsbeam.transforms.feeds import InvalidFeedList
         from newsbeam.transforms.sources import is_local
         from newsbeam.transforms.web import feed_specs
-        problems = [problem for feed in self.feed or []
-                    if (problem := feed_problem("--feed", feed))]
+        # With a runner elsewhere, a local file is refused by remote_path_problems.
+        remote = not runs_locally(self.view_as(StandardOptions).runner)
+        problems = [problem for feed in self.feed or [] if not (remote and is_local(feed))
+                    and (problem := feed_problem("--feed", feed))]
         for flag, paths in (("--feeds", self.feeds), ("--urls", self.urls)):
             for path in paths or []:
+                if remote and is_local(path):
+                    continue
                 if is_local(path) and not os.path.isfile(os.path.expanduser(path)):
                     problems.append(f"{flag} {path}: no such file")
                 elif problem := filesystem_problem(flag, path):
@@ -377,6 +418,8 @@ class NewsOptions(PipelineOptions):
         if problems:
             return problems
         for path in self.feeds or []:
+            if remote and is_local(path):
+                continue
             try:
                 listed = feed_specs([], [path])
             except (InvalidFeedList, UnicodeDecodeError, OSError) as error:
@@ -437,6 +480,62 @@ def unknown_flag_problems(words: list[str], parser: argparse.ArgumentParser) -> 
             value_of_unknown_flag = False
         else:
             problems.append(f"{word}: unexpected argument (options are --name value)")
+    return problems
+
+
+# Runners whose workers run on this machine and see its disk. Any other (Dataflow, Flink, Spark,
+# a job server, a class of its own) is taken to run the job elsewhere.
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner",
+                 "SwitchingDirectRunner", "TestDirectRunner", "PrismRunner", "InteractiveRunner")
+
+
+def _runner_path(name: str) -> str:
+    """The full class path of a runner named as Beam names them (any case, 'Runner' optional),
+    or `name` itself when it is no known runner's."""
+    by_lower = {path.rsplit(".", 1)[-1].lower(): path
+                for path in StandardOptions.ALL_KNOWN_RUNNERS}
+    return by_lower.get(name.lower()) or by_lower.get(name.lower() + "runner") or name
+
+
+def runs_locally(runner: str | None) -> bool:
+    """Whether the runner's workers are processes on this machine (they read its disk, and
+    live as long as the command that launched them)."""
+    return _runner_path(runner or DEFAULT_RUNNER).rsplit(".", 1)[-1] in LOCAL_RUNNERS
+
+
+def is_dataflow(runner: str | None) -> bool:
+    return "Dataflow" in _runner_path(runner or DEFAULT_RUNNER).rsplit(".", 1)[-1]
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+
+
+def dry_run_requested(options: PipelineOptions) -> bool:
+    """Beam's --dry_run, a string flag whose every non-empty value (even 'False') is true to
+    Beam: read as a yes/no (launch_problems refuses any other value)."""
+    from apache_beam.options.pipeline_options import TestOptions
+    value = options.view_as(TestOptions).dry_run
+    return value is True or str(value).strip().lower() in _TRUE
+
+
+def launch_problems(options: PipelineOptions) -> list[str]:
+    """How the job is launched: a --dry_run only Dataflow can honour, a classic template that
+    would reuse the run id the graph was built with."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
+    problems = []
+    runner = options.view_as(StandardOptions).runner or DEFAULT_RUNNER
+    dry_run = options.view_as(TestOptions).dry_run
+    if dry_run not in (None, False, True) and str(dry_run).strip().lower() not in _TRUE + _FALSE:
+        problems.append(f"--dry_run {dry_run}: use true or false")
+    elif dry_run_requested(options) and not is_dataflow(runner):
+        problems.append(f"--dry_run: --runner {runner} would run the job anyway; only "
+                        "DataflowRunner builds and translates a job without running it")
+    if options.view_as(GoogleCloudOptions).template_location:
+        problems.append(
+            f"--template_location {options.view_as(GoogleCloudOptions).template_location}: a "
+            "classic template is a graph built once, whose run id and ingestion time every "
+            "execution would reuse; use the Flex Template (deploy/flex-template), whose "
+            "launcher builds the graph at each launch")
     return problems
 
 

@@ -23,6 +23,11 @@ again); a kill after it is completed by the next run before that run reads the i
 
 Index reads are decided when the job runs (`ReadIndex`: the files are listed by a DoFn off an
 Impulse, after recovery), so a long-lived graph or a template sees the current index.
+
+Who holds the lease: a local run's launcher (`writing`, around the whole job). A job on a
+runner elsewhere takes it itself when it starts (`StartRun`, a DoFn off an Impulse: refuse a
+used run id, lease, recovery, started marker) and its commit DoFn releases it, so a job whose
+launcher exits after submitting it (a Flex Template, a scheduler) is exactly-once all the same.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from newsbeam.schemas.records import (DuplicateIndexEntry, EntryIndexEntry, Erro
                                       FeedIndexEntry, IndexEntry, InputIndexEntry, SignatureIndexEntry,
                                       StoryIndexEntry)
 from newsbeam.transforms import lease as leases
+from newsbeam.transforms import sinks
 from newsbeam.transforms.sinks import (TEMP_FOLDER, WrittenFile, build_manifest, delete_folder, make_dirs,
                                        manifest_path, part_file_name, partition_value,
                                        write_json_atomically)
@@ -332,6 +338,51 @@ def recover(output_dir: str, holder: str) -> Recovery:
     return report
 
 
+class RunIdUsed(RuntimeError):
+    """The run id was used on this dataset already: the graph was built for an earlier run."""
+
+
+# The leases this worker process took for jobs (StartRun): their heartbeat threads keep them
+# fresh until the commit releases them.
+_JOB_LEASES: dict[tuple[str, str], leases.Lease] = {}
+
+
+def start_in_job(output_dir: str, holder: str, kind: str, wait_for_lease_s: float,
+                 lease_expiry_s: float, started: dict | None = None) -> Recovery:
+    """What `writing` does in the launcher of a local run, done by the job itself on a worker
+    when it starts (a runner elsewhere: its launcher may be gone before the job ends, and a
+    template or a scheduler launches no newsbeam command at all): refuse a run id the dataset
+    has seen, take the writer lease (heartbeat from this worker), recover, mark the run
+    started. The commit releases the lease (`finish_in_job`); a job that fails before its
+    intent leaves the lease to expire and its started marker to the next recovery."""
+    for seen in (sinks.manifest_path(output_dir, holder), abandoned_path(output_dir, holder)):
+        if FileSystems.exists(seen):
+            raise RunIdUsed(
+                f"run {holder} already ran on {_root(output_dir)} ({seen}): this job's graph "
+                "was built for that run; build it again for a new run (newsbeam run, or the "
+                "Flex Template, builds one at each launch)")
+    lease = leases.Lease(output_dir, holder, kind, lease_expiry_s, adopt_own=True)
+    lease.acquire(wait_for_lease_s)
+    _JOB_LEASES[(output_dir, holder)] = lease
+    report = recover(output_dir, holder)
+    if report:
+        _LOG.warning("%s: %s", _root(output_dir), report.describe())
+    write_json_atomically(started_path(output_dir, holder), {
+        "id": holder, "kind": kind, "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "lease_in_job": True, **(started or {})})
+    return report
+
+
+def finish_in_job(output_dir: str, holder: str) -> None:
+    """After the commit of a job that took its own lease: the lease goes, from whichever
+    worker commits (and this worker's heartbeat stops, if it is the one that took it)."""
+    lease = _JOB_LEASES.pop((output_dir, holder), None)
+    if lease is not None:
+        lease.release()
+    else:
+        leases.release_held(output_dir, holder)
+
+
 @contextlib.contextmanager
 def writing(output_dir: str, holder: str, kind: str, wait_for_lease_s: float = 0.0,
             lease_expiry_s: float = leases.DEFAULT_EXPIRY_S, started: dict | None = None):
@@ -399,7 +450,9 @@ class _ReadIndexFileFn(beam.DoFn):
 
 class ReadIndex(beam.PTransform):
     """pipeline -> the rows (dicts of `columns`, default the spec's fields) earlier runs stored
-    in one index dataset. The files are listed when the job runs, not when the graph is built;
+    in one index dataset. The files are listed when the job runs, not when the graph is built:
+    off an Impulse, or after the one element of a PCollection applied to instead of the
+    pipeline (StartRun's: once the job holds the lease and has recovered the dataset);
     `since=(column, moment)` keeps the rows whose column is not before the moment (age-out)."""
 
     def __init__(self, output_dir: str, spec: IndexSpec, columns: tuple[str, ...] = (),
@@ -409,29 +462,30 @@ class ReadIndex(beam.PTransform):
         self._columns = tuple(columns) or spec.columns
         self._since = since
 
-    def expand(self, pipeline):
+    def expand(self, start):
         keep = None
         if self._since is not None:
             column, moment = self._since
             keep = lambda row: row[column] is not None and row[column] >= moment
+        if isinstance(start, beam.pvalue.PBegin):
+            start = start | "Impulse" >> beam.Impulse()
         return (
-            pipeline
-            | "Impulse" >> beam.Impulse()
+            start
             | "ListFiles" >> beam.ParDo(_ListIndexFn(self._output_dir, self._spec))
             | "Spread" >> beam.Reshuffle()
             | "ReadRows" >> beam.ParDo(_ReadIndexFileFn(self._columns, keep)))
 
 
 class ReadIndexIds(beam.PTransform):
-    """pipeline -> the values of one column of an index dataset (article ids, error ids)."""
+    """pipeline (or StartRun's PCollection) -> the values of one column of an index dataset (article ids, error ids)."""
 
     def __init__(self, output_dir: str, spec: IndexSpec, column: str):
         super().__init__()
         self._output_dir, self._spec, self._column = output_dir, spec, column
 
-    def expand(self, pipeline):
+    def expand(self, start):
         column = self._column
-        return (pipeline
+        return (start
                 | "Rows" >> ReadIndex(self._output_dir, self._spec, (column,))
                 | "Ids" >> beam.Map(lambda row: row[column]).with_output_types(str))
 
@@ -439,16 +493,48 @@ class ReadIndexIds(beam.PTransform):
 # --- The commit step of a graph ------------------------------------------------------------------
 
 
+class _StartRunFn(beam.DoFn):
+    def __init__(self, output_dir: str, run: dict, wait_for_lease_s: float,
+                 lease_expiry_s: float):
+        self._output_dir, self._run = output_dir, run
+        self._wait_for_lease_s, self._lease_expiry_s = wait_for_lease_s, lease_expiry_s
+
+    def process(self, _):
+        start_in_job(self._output_dir, self._run["run_id"], "ingest", self._wait_for_lease_s,
+                     self._lease_expiry_s, {"started_at": self._run["started_at"]})
+        yield self._run["run_id"]
+
+
+class StartRun(beam.PTransform):
+    """pipeline -> one element (the run id) once the job holds the writer lease, has recovered
+    the dataset and marked the run started (start_in_job). Index reads applied to it
+    (ReadIndex) list the index after that. For a job whose launcher does not hold the lease;
+    CommitRun(lease_in_job=True) releases it."""
+
+    def __init__(self, output_dir: str, run: dict, wait_for_lease_s: float = 0.0,
+                 lease_expiry_s: float = leases.DEFAULT_EXPIRY_S):
+        super().__init__()
+        self._fn = _StartRunFn(output_dir, run, wait_for_lease_s, lease_expiry_s)
+
+    def expand(self, pipeline):
+        return (pipeline
+                | "Impulse" >> beam.Impulse()
+                | "TakeLeaseAndRecover" >> beam.ParDo(self._fn))
+
+
 class _CommitRunFn(beam.DoFn):
-    def __init__(self, output_dir: str, run: dict):
+    def __init__(self, output_dir: str, run: dict, lease_in_job: bool = False):
         self._output_dir = output_dir
         self._run = run
+        self._lease_in_job = lease_in_job
 
     def process(self, _, counts, error_counts, temp_files):
         planned = plan_moves(self._output_dir, self._run["run_id"], list(temp_files))
         manifest = build_manifest(self._run, dict(counts), list(error_counts), planned,
                                   dt.datetime.now(dt.timezone.utc))
         commit(self._output_dir, ingest_intent(self._run, planned, manifest, self._output_dir))
+        if self._lease_in_job:
+            finish_in_job(self._output_dir, self._run["run_id"])
         yield manifest
 
 
@@ -456,12 +542,15 @@ class CommitRun(beam.PTransform):
     """Commits a run once everything is written: the manifest's counts, then the protocol above.
 
     counts: {name: PCollection} whose sizes are counted; errors: the ErrorRow PCollection;
-    temp_files: the TempFile PCollections of every dataset the run wrote (WriteDataset)."""
+    temp_files: the TempFile PCollections of every dataset the run wrote (WriteDataset);
+    lease_in_job: the job took the lease itself (StartRun), so the commit releases it."""
 
-    def __init__(self, output_dir: str, run: dict, counts: dict, errors, temp_files: list):
+    def __init__(self, output_dir: str, run: dict, counts: dict, errors, temp_files: list,
+                 lease_in_job: bool = False):
         super().__init__()
         self._output_dir = output_dir
         self._run = run
+        self._lease_in_job = lease_in_job
         self._counts = counts
         self._errors = errors
         self._temp_files = temp_files
@@ -481,7 +570,7 @@ class CommitRun(beam.PTransform):
             pipeline
             | "Once" >> beam.Create([None])
             | "Commit" >> beam.ParDo(
-                _CommitRunFn(self._output_dir, self._run),
+                _CommitRunFn(self._output_dir, self._run, self._lease_in_job),
                 counts=beam.pvalue.AsList(counts),
                 error_counts=beam.pvalue.AsList(error_counts),
                 temp_files=beam.pvalue.AsList(temp_files)))

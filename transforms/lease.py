@@ -169,16 +169,24 @@ class GcsStore:
     """The lease object on Google Cloud Storage, by generation preconditions."""
 
     def __init__(self):
+        self.check()
+        from google.api_core import exceptions
+        from google.cloud import storage
+        self._client = storage.Client()
+        self._exceptions = exceptions
+
+    @staticmethod
+    def check() -> None:
+        """Raises LeaseUnsupported when the client library is missing; makes no request (the
+        client itself looks for credentials, on the network, when it is created)."""
         try:
-            from google.api_core import exceptions
-            from google.cloud import storage
+            from google.api_core import exceptions  # noqa: F401
+            from google.cloud import storage  # noqa: F401
         except ImportError as missing:
             raise LeaseUnsupported(
                 "a gs:// output needs google-cloud-storage for its lease (generation "
                 "preconditions); install the GCP extras: pip install 'apache-beam[gcp]==2.77.0'"
             ) from missing
-        self._client = storage.Client()
-        self._exceptions = exceptions
 
     def _blob(self, path: str):
         bucket, _, name = path[len("gs://"):].partition("/")
@@ -214,21 +222,32 @@ def register_store(scheme: str, factory: Callable[[], object]) -> None:
     _STORES[scheme] = factory
 
 
-def store_for(output_dir: str):
+def _store_factory(output_dir: str) -> Callable[[], object]:
     scheme = FileSystems.get_scheme(output_dir)
     if scheme is None:
-        return LocalStore()
+        return LocalStore
     if scheme not in _STORES:
         raise LeaseUnsupported(
             f"--output {output_dir}: {scheme}:// offers no atomic create-if-absent through "
             "Beam's FileSystems, so two runs could not be kept from writing at once; use a local "
             "folder or gs://")
-    return _STORES[scheme]()
+    return _STORES[scheme]
+
+
+def store_for(output_dir: str):
+    return _store_factory(output_dir)()
 
 
 def check_supported(output_dir: str) -> None:
-    """Raises LeaseUnsupported when no lease can be held on the output's filesystem."""
-    store_for(output_dir)
+    """Raises LeaseUnsupported when no lease can be held on the output's filesystem. Touches
+    neither the dataset nor the network: the launcher of a job that takes its lease on the
+    workers (or of a dry run) may have no access to either."""
+    factory = _store_factory(output_dir)
+    check = getattr(factory, "check", None)
+    if check is not None:
+        check()
+    else:
+        factory()
 
 
 # --- The lease -----------------------------------------------------------------------------------
@@ -249,8 +268,11 @@ class Lease:
     """The writer lease of one dataset, held by `holder` (a run id) once `acquire` returns."""
 
     def __init__(self, output_dir: str, holder: str, kind: str = "ingest",
-                 expiry_s: float = DEFAULT_EXPIRY_S, clock=None):
+                 expiry_s: float = DEFAULT_EXPIRY_S, clock=None, adopt_own: bool = False):
         self.path = lease_path(output_dir)
+        # A job's start step, retried by the runner, finds the lease its first attempt took
+        # (same holder, maybe another worker): it takes it over instead of waiting for itself.
+        self._adopt_own = adopt_own
         self.holder = holder
         self._store = store_for(output_dir)
         self._kind = kind
@@ -281,7 +303,8 @@ class Lease:
                 current = json.loads(data)
             except ValueError:
                 current = {}
-            if not holder_is_dead(current, self._clock()):
+            own = self._adopt_own and current.get("holder") == self.holder
+            if not own and not holder_is_dead(current, self._clock()):
                 return current
         content = self._content()
         new_token = self._store.swap(self.path, content, token if data else None)
@@ -341,6 +364,20 @@ class Lease:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def release_held(output_dir: str, holder: str) -> bool:
+    """Deletes the lease if `holder` still holds it, from any process (the one that took it
+    may be another worker of the job); False when someone else holds it now."""
+    store = store_for(output_dir)
+    data, token = store.read(lease_path(output_dir))
+    try:
+        current = json.loads(data) if data else None
+    except ValueError:
+        current = None
+    if not current or current.get("holder") != holder:
+        return False
+    return store.swap(lease_path(output_dir), None, token) is not None
 
 
 def verify_holder(output_dir: str, holder: str) -> None:
