@@ -49,7 +49,9 @@ Apache Beam's options are taken too, for example:
   --direct_num_workers N --direct_running_mode multi_processing
                                    N local worker processes
   --project P --region R --temp_location gs://... --setup_file ./setup.py
-                                   what DataflowRunner needs
+                                   what DataflowRunner needs (paths then on gs://)
+  --dry_run=true                   with DataflowRunner: build and translate the job, submit
+                                   nothing
 A flag that neither newsbeam nor Beam knows is refused (exit 2), with the nearest known flag.
 Output: OUTPUT/articles/date=YYYY-MM-DD/topic=<slug>/, duplicates/, errors/, stories/, index/
 (Parquet) and OUTPUT/_runs/<run_id>.json (the run manifest).

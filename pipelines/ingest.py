@@ -8,7 +8,11 @@
 
 Copies are dropped before any model runs (see DESIGN.md). What earlier runs stored (index/) is
 read, and this run's files are committed, through transforms/dataset.py, under the writer lease
-(transforms/lease.py) that `run_pipeline` holds for the whole run.
+(transforms/lease.py): on a local runner `run_pipeline` holds it for the whole run; on a runner
+elsewhere the job takes it in its first step and its commit releases it (`lease_in_job`), since
+a launcher (a Flex Template's, a scheduler's) may be gone before the job ends. The run id and
+ingestion time are decided when the graph is built, which is at each launch (`newsbeam run`, the
+Flex Template's launcher); a graph built once and run again is stopped at its first step.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
-from newsbeam.pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions, all_options_parser,
-                                        bundled_seeds, dry_run_requested, launch_problems, new_run_id,
-                                        runner_problems, runs_locally, unknown_flag_problems)
+from newsbeam.pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions,
+                                        all_options_parser, bundled_seeds, dry_run_requested,
+                                        launch_problems, new_run_id, runner_problems,
+                                        runs_locally, unknown_flag_problems)
 from newsbeam.schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                                       ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry, Story)
 from newsbeam.transforms import dataset, lease, sinks

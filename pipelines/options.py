@@ -319,7 +319,7 @@ class NewsOptions(PipelineOptions):
         from newsbeam.transforms.sinks import manifest_path
         from newsbeam.transforms.sources import has_wildcard, is_local
         problems = []
-        remote = not runs_locally(self.view_as(StandardOptions).runner)
+        remote = self.runs_elsewhere()
         if remote:
             problems += self.remote_path_problems()
         if self.run_id is not None:
@@ -365,6 +365,12 @@ class NewsOptions(PipelineOptions):
         problems += self._web_problems()
         return problems
 
+    def runs_elsewhere(self) -> bool:
+        """A runner that is not local, and one Beam can create (a misspelt name is refused by
+        runner_problems alone)."""
+        runner = self.view_as(StandardOptions).runner
+        return not runs_locally(runner) and not runner_problems(runner, check_extras=False)
+
     def remote_path_problems(self) -> list[str]:
         """A line for each path on this machine's disk that a runner on other machines would be
         asked to read or write (its workers would find nothing there, and the run would
@@ -404,7 +410,7 @@ class NewsOptions(PipelineOptions):
         from newsbeam.transforms.sources import is_local
         from newsbeam.transforms.web import feed_specs
         # With a runner elsewhere, a local file is refused by remote_path_problems.
-        remote = not runs_locally(self.view_as(StandardOptions).runner)
+        remote = self.runs_elsewhere()
         problems = [problem for feed in self.feed or [] if not (remote and is_local(feed))
                     and (problem := feed_problem("--feed", feed))]
         for flag, paths in (("--feeds", self.feeds), ("--urls", self.urls)):
@@ -539,10 +545,11 @@ def launch_problems(options: PipelineOptions) -> list[str]:
     return problems
 
 
-def runner_problems(runner: str | None) -> list[str]:
+def runner_problems(runner: str | None, check_extras: bool = True) -> list[str]:
     """Why Beam could not create `runner` (a name Beam knows, in any case and with or without
     'Runner', or the full path of a PipelineRunner class); empty when it can. Checked before
-    the pipeline is built, which would otherwise end in a traceback."""
+    the pipeline is built, which would otherwise end in a traceback. check_extras: also that
+    the client libraries Dataflow needs are installed."""
     from apache_beam.runners.runner import PipelineRunner
     name = runner or DEFAULT_RUNNER
     known = {path.rsplit(".", 1)[-1]: path for path in StandardOptions.ALL_KNOWN_RUNNERS}
@@ -565,7 +572,7 @@ def runner_problems(runner: str | None) -> list[str]:
         return [f"--runner {name}: cannot be loaded: {type(error).__name__}: {error}{extra}"]
     if not (isinstance(found, type) and issubclass(found, PipelineRunner)):
         return [f"--runner {name}: not a Beam PipelineRunner class"]
-    if "Dataflow" in class_name and importlib.util.find_spec("apitools") is None:
+    if check_extras and "Dataflow" in class_name and importlib.util.find_spec("apitools") is None:
         return [f"--runner {name}: needs Google Cloud's client libraries: "
                 "pip install 'apache-beam[gcp]==2.77.0'"]
     return []

@@ -461,3 +461,45 @@ def test_the_airflow_dag_compiles_and_its_parameters_are_options():
     assert operators == ["DataflowStartFlexTemplateOperator"]
     assert "from airflow.providers.google.cloud.operators.dataflow import " \
            "DataflowStartFlexTemplateOperator" in source
+
+
+# --- A job that takes its own lease, killed, then recovered by the next run ----------------------
+
+# What a job launched by a template does, as a process of its own on the local runner: the graph
+# with lease_in_job=True (StartRun takes the lease; the commit releases it), nothing held by a
+# launcher.
+_JOB_SCRIPT = """
+import sys
+import apache_beam as beam
+from newsbeam.pipelines import ingest
+options = ingest.prepare_options(sys.argv[1:])
+pipeline = beam.Pipeline(options=options)
+ingest.build(pipeline, options, ingest.new_run(options), lease_in_job=True)
+pipeline.run().wait_until_finish()
+"""
+
+
+@pytest.mark.crash
+@pytest.mark.parametrize("step", ["before_intent", "between_datasets", "after_manifest"])
+def test_a_job_holding_its_own_lease_killed_at_a_commit_step_is_stored_once(capsys, tmp_path,
+                                                                            step):
+    from tests.conftest import run_cli
+    from tests.test_commit import (SMALL_ARTICLES, SMALL_DUPLICATES, SMALL_ERRORS,
+                                   assert_exactly_once, write_small_inputs)
+    from newsbeam.transforms import dataset
+    inputs, output = write_small_inputs(tmp_path / "in"), tmp_path / "out"
+    env = {**os.environ, dataset.KILL_AT_ENV: step}
+    job = subprocess.run([sys.executable, "-c", _JOB_SCRIPT, "--input", str(inputs),
+                          "--output", str(output), "--run_id", "job-1"], cwd=ROOT, env=env,
+                         start_new_session=True, capture_output=True, text=True, timeout=600)
+    assert job.returncode == -9, job.stderr[-2000:]
+    assert dataset.started_runs(str(output)) == ["job-1"]
+    assert lease.read_holder(str(output))["holder"] == "job-1"  # its holder process is dead
+    status, printed = run_cli(capsys, "run", "--input", str(inputs), "--output", str(output))
+    assert status == 0, printed
+    assert_exactly_once(output, SMALL_ARTICLES, SMALL_DUPLICATES, SMALL_ERRORS)
+    runs = {run["run_id"]: run for run in manifests(output)}
+    if step == "before_intent":
+        assert "job-1" not in runs  # nothing of it was visible; the next run stored it all
+    else:
+        assert runs["job-1"]["accounting"]["articles"] == SMALL_ARTICLES

@@ -477,7 +477,8 @@ class ReadIndex(beam.PTransform):
 
 
 class ReadIndexIds(beam.PTransform):
-    """pipeline (or StartRun's PCollection) -> the values of one column of an index dataset (article ids, error ids)."""
+    """pipeline (or StartRun's PCollection) -> the values of one column of an index dataset
+    (article ids, error ids)."""
 
     def __init__(self, output_dir: str, spec: IndexSpec, column: str):
         super().__init__()

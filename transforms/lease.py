@@ -5,6 +5,8 @@
 
 An ingest run, a compaction and a repair each take the lease before they look at the dataset
 and keep it until they are done. The holder refreshes `heartbeat_at` from a background thread.
+A job on a runner elsewhere takes it on a worker, in its first step, and its commit (on any
+worker) releases it with `release_held` (transforms/dataset.py, StartRun).
 Another process may take the lease over only from a holder that is dead: on the same host, its
 pid is gone (or now names another process: the pid's start time differs); on any host, its
 heartbeat is older than its `expiry_s`.
