@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv run test test-crash bench clean train-topics docs-report
+.PHONY: venv run test test-crash bench clean train-topics docs-report flex-metadata
 
 venv: $(INSTALLED)
 
@@ -73,6 +73,11 @@ bench-rerun: venv
 # 200 tiny runs into one dataset, then compaction; html-dev in 10 runs, then compaction.
 bench-soak: venv
 	nice -n 10 $(BIN)/python bench/bench_soak.py
+
+# The Flex Template's parameters, from newsbeam run's options (tests/test_cloud.py checks that
+# deploy/flex-template/metadata.json is up to date): run it after adding or changing an option.
+flex-metadata: venv
+	$(BIN)/python -m newsbeam.pipelines.flex_template --metadata deploy/flex-template/metadata.json
 
 # Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
 train-topics: venv
