@@ -548,7 +548,7 @@ class _DropImportNoise(logging.Filter):
         return "apitools not found" not in record.getMessage()
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
                         force=True)
     for handler in logging.getLogger().handlers:
@@ -561,7 +561,7 @@ COMMANDS = (_add_run, _add_inspect, _add_report, _add_compact, _add_repair)
 
 
 def main(argv: list[str] | None = None) -> int:
-    _configure_logging()
+    configure_logging()
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = build_parser().parse_known_args(argv)
     # The top-level parser takes no flag with a value, so the first word naming the command is

@@ -96,9 +96,29 @@ def command_words(argv: list[str]) -> list[str]:
 
 
 def launch(argv: list[str]) -> int:
-    """What the template launcher runs: `newsbeam run` over the parameters."""
-    from newsbeam.pipelines import cli
-    return cli.main(["run", *command_words(argv)])
+    """What the template launcher runs: `newsbeam run` over the parameters, checked the same
+    way (exit 2 and one line a problem), but it returns once the job is submitted: the launcher
+    does not outlive the launch, and the job takes the lease and commits on its own."""
+    from newsbeam.pipelines import cli, ingest
+    from newsbeam.pipelines.options import InvalidOptions
+    cli.configure_logging()
+    try:
+        options, _ = cli.parse_run(command_words(argv))
+        ingest.check_options(options)
+    except InvalidOptions as refused:
+        for problem in refused.problems:
+            print(f"newsbeam template: {problem}", file=sys.stderr)
+        return cli.EXIT_REFUSED
+    record = ingest.run_pipeline(options, wait=False)
+    if record.get("dry_run"):
+        print(cli.dry_run_line(record))
+    elif record.get("submitted"):
+        job = f" as job {record['job_id']}" if record.get("job_id") else ""
+        print(f"newsbeam run {record['run_id']}: submitted to {record['runner']}{job}; the job "
+              "takes the writer lease and commits the run itself")
+    else:  # a local runner: the run is done
+        print(cli.format_summary(record))
+    return cli.EXIT_FINISHED
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -269,11 +269,12 @@ def lease_in_job(options: NewsOptions) -> bool:
     return not runs_locally(options.view_as(StandardOptions).runner)
 
 
-def run_pipeline(options: NewsOptions) -> dict:
+def run_pipeline(options: NewsOptions, wait: bool = True) -> dict:
     """Runs the batch pipeline to completion under the output's writer lease; returns the run
     manifest (for a --dry_run, a record of the translated job: nothing ran). Raises
     InvalidOptions before anything runs, lease.LeaseHeld when another run is writing the output
-    (and did not finish within --wait_for_lease_s)."""
+    (and did not finish within --wait_for_lease_s). wait=False, for a runner elsewhere: return
+    once the job is submitted (a record of it), as a Flex Template's launcher must."""
     check_options(options)
     run_id = options.run_id or new_run_id(dt.datetime.now(dt.timezone.utc))
     # Beam starts local worker processes as `python -m ...`, which puts the working directory
@@ -281,7 +282,7 @@ def run_pipeline(options: NewsOptions) -> dict:
     # newsbeam would be imported by every worker. PYTHONSAFEPATH (Python 3.11) keeps it off.
     os.environ["PYTHONSAFEPATH"] = "1"
     if lease_in_job(options):
-        return _run_elsewhere(options, run_id)
+        return _run_elsewhere(options, run_id, wait)
     with dataset.writing(options.output, run_id, "ingest", options.wait_for_lease_s,
                          options.lease_expiry_s):
         # The run starts (its ingestion time, what the index holds) once it holds the lease.
@@ -293,7 +294,7 @@ def run_pipeline(options: NewsOptions) -> dict:
     return read_manifest(options.output, run_id)
 
 
-def _run_elsewhere(options: NewsOptions, run_id: str) -> dict:
+def _run_elsewhere(options: NewsOptions, run_id: str, wait: bool = True) -> dict:
     """A job on a runner elsewhere: it takes the lease, recovers and commits on its workers
     (StartRun, CommitRun), so this launcher touches neither the dataset nor its lease, and a
     dry run (Dataflow's: build and translate, submit nothing) needs no access to either."""
@@ -312,6 +313,11 @@ def _run_elsewhere(options: NewsOptions, run_id: str) -> dict:
         return {"run_id": run_id, "dry_run": True,
                 "runner": options.view_as(StandardOptions).runner,
                 "transforms": len(proto.components.transforms) if proto is not None else None}
+    if not wait:
+        job_id = getattr(result, "job_id", None)
+        return {"run_id": run_id, "submitted": True,
+                "runner": options.view_as(StandardOptions).runner,
+                "job_id": job_id() if callable(job_id) else None}
     result.wait_until_finish()
     return read_manifest(options.output, run_id)
 

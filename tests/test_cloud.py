@@ -19,11 +19,12 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from newsbeam.pipelines import ingest
 from newsbeam.pipelines.cli import EXIT_FINISHED, EXIT_REFUSED, main
-from newsbeam.pipelines.flex_template import (REQUIRED, TERMINAL_ONLY, command_words, metadata,
-                                              run_flag_actions)
+from newsbeam.pipelines.flex_template import (REQUIRED, TERMINAL_ONLY, command_words, launch,
+                                              metadata)
 from newsbeam.pipelines.options import runs_locally
 from newsbeam.transforms import lease
 from tests.conftest import ROOT, SEEDS, manifests
@@ -146,6 +147,17 @@ def test_the_dry_run_record_counts_the_translated_transforms(loopback_only):
                          "--output", f"{GCS}/news", "--dry_run", "true"])
     assert record["dry_run"] is True and record["runner"] == "DataflowRunner"
     assert record["transforms"] > 100
+    assert loopback_only == []
+
+
+@needs_gcp
+def test_the_template_launcher_dry_runs_too(capsys, loopback_only):
+    # As the Flex Template launcher calls it: --name=value words, a switch as true/false.
+    status = launch([f"{flag}={value}" for flag, value in zip(DATAFLOW[::2], DATAFLOW[1::2])]
+                    + [f"--input={GCS}/incoming/", f"--output={GCS}/news",
+                       "--allow_loopback=false", "--dry_run=true"])
+    assert status == EXIT_FINISHED
+    assert "dry run: the job was built and translated" in capsys.readouterr().out
     assert loopback_only == []
 
 
@@ -368,6 +380,55 @@ def test_template_parameters_become_run_words():
         == ["--output=gs://b/news"]
     with pytest.raises(SystemExit):
         command_words(["--allow_loopback=maybe"])
+
+
+class ElsewhereRunner(FnApiRunner):
+    """A runner newsbeam takes for one on other machines (it is no local runner it knows), that
+    runs the job here, in this process: what a Dataflow job does, seen from the dataset."""
+
+
+@pytest.fixture
+def object_store():
+    from tests.objectstore import SCHEME, MemoryObjectStore
+    MemoryObjectStore.clear()
+    for seed in SEEDS.iterdir():
+        MemoryObjectStore.objects[f"{SCHEME}://bucket/in/{seed.name}"] = (seed.read_bytes(),
+                                                                           0.0)
+    yield f"{SCHEME}://bucket", MemoryObjectStore.objects
+    MemoryObjectStore.clear()
+
+
+def test_the_template_launch_submits_and_the_job_commits_on_its_own(capsys, object_store):
+    """launch() returns once the job is submitted (here the runner happens to finish it
+    first); the job took the lease, committed and released it; a second launch is a new run
+    that finds everything ingested."""
+    bucket, objects = object_store
+    words = ["--runner=tests.test_cloud.ElsewhereRunner", f"--input={bucket}/in/",
+             f"--output={bucket}/news", "--topic_model=none"]
+    assert launch(words) == EXIT_FINISHED
+    first = capsys.readouterr().out
+    assert "submitted to tests.test_cloud.ElsewhereRunner; the job takes the writer lease" \
+        in first
+    assert launch(words) == EXIT_FINISHED
+    runs = [json.loads(data) for key, (data, _) in objects.items()
+            if key.startswith(f"{bucket}/news/_runs/")]
+    assert len(runs) == 2 and runs[0]["run_id"] != runs[1]["run_id"]
+    by_start = sorted(runs, key=lambda run: run["started_at"])
+    assert by_start[0]["accounting"]["articles"] == 2
+    assert by_start[1]["accounting"]["articles"] == 0
+    assert by_start[1]["accounting"]["already_ingested"] == 2
+    assert lease.read_holder(f"{bucket}/news") is None
+    assert not [key for key in objects if "/_commits/" in key or "/.tmp/" in key]
+
+
+def test_the_template_launch_refuses_what_a_run_refuses(capsys, tmp_path):
+    status = launch(["--runner=DataflowRunner", "--project=newsbeam-test",
+                     "--region=europe-west1", f"--temp_location={GCS}/tmp",
+                     f"--input={GCS}/in/", f"--output={tmp_path / 'out'}",
+                     "--allow_loopback=true"])
+    assert status == EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert f"newsbeam template: --output {tmp_path / 'out'}: a path on this machine" in err
 
 
 def _setup_pins() -> dict[str, str]:
