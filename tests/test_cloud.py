@@ -7,6 +7,7 @@ setup.py and `newsbeam run --help`."""
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import ipaddress
 import json
@@ -34,6 +35,28 @@ DEPLOY = ROOT / "deploy"
 GCS = "gs://newsbeam-test-bucket"
 DATAFLOW = ["--runner", "DataflowRunner", "--project", "newsbeam-test", "--region",
             "europe-west1", "--temp_location", f"{GCS}/tmp"]
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _dataflow_client_importable() -> bool:
+    """Whether apache_beam.runners.dataflow can create its API client (apache-beam[gcp])."""
+    if not _importable("apitools"):
+        return False
+    try:
+        importlib.import_module("apache_beam.runners.dataflow.internal.apiclient")
+        return True
+    except ImportError:
+        return False
+
+
+needs_gcp = pytest.mark.skipif(not _dataflow_client_importable(),
+                               reason="needs apache-beam[gcp] (pip install '.[gcp]')")
 
 
 def _tree(folder: Path) -> set[Path]:
@@ -98,26 +121,12 @@ def test_the_socket_guard_refuses_other_hosts(loopback_only):
     assert loopback_only
 
 
-@pytest.mark.skipif(importlib.util.find_spec("google.cloud.storage") is None,
-                    reason="needs apache-beam[gcp]")
+@pytest.mark.skipif(not _importable("google.cloud.storage"), reason="needs apache-beam[gcp]")
 def test_the_socket_guard_sees_a_cloud_client_look_for_credentials(loopback_only):
     # What the launcher did before for a gs:// output: a storage client for the lease.
     with pytest.raises(Exception):
         lease.GcsStore()
     assert loopback_only, "google.auth looked for credentials without the guard seeing it"
-
-
-def _dataflow_client_importable() -> bool:
-    try:
-        return importlib.util.find_spec("apitools") is not None and \
-            importlib.util.find_spec("apache_beam.runners.dataflow.internal.apiclient") \
-            is not None and __import__("apache_beam.runners.dataflow.internal.apiclient")
-    except ImportError:
-        return False
-
-
-needs_gcp = pytest.mark.skipif(not _dataflow_client_importable(),
-                               reason="needs apache-beam[gcp] (pip install '.[gcp]')")
 
 
 # --- 1. The Dataflow dry run ----------------------------------------------------------------------
