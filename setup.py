@@ -67,9 +67,11 @@ setup(
         # The README's query recipes are tested with DuckDB, pandas and Polars; the report is
         # opened in the system's Chromium through Playwright (no browser download). The topic
         # classifier's test retrains it, which needs scikit-learn; the alias table's test
-        # rebuilds it from pycountry.
+        # rebuilds it from pycountry. The Dataflow dry run's tests (tests/test_cloud.py) need
+        # Beam's GCP extras, so the suite installs them; a plain install stays without them.
         "test": ["pytest>=8", "duckdb>=1.1", "pandas==3.1.1", "polars==2.1.0",
-                 "playwright==1.65.2", "scikit-learn==1.9.1", "pycountry==26.2.16"],
+                 "playwright==1.65.2", "scikit-learn==1.9.1", "pycountry==26.2.16",
+                 "apache-beam[gcp]==2.77.0"],
         # DataflowRunner and gs:// paths (Cloud Storage, the writer lease's generation
         # preconditions): Beam's GCP extras at Beam's pin. The Flex Template image installs it
         # (deploy/flex-template/Dockerfile); the default install stays without it.
