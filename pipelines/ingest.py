@@ -144,7 +144,8 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
         pipeline | "StoryIndex" >> ReadIndex(output, INDEX_STORIES,
                                              since=("updated_at", index_not_before)),
         run_id, ingested_at, StoryParams(window_hours=options.story_window_hours,
-                                         link_threshold=options.story_link_threshold))
+                                         link_threshold=options.story_link_threshold,
+                                         same_source_factor=options.story_same_site_factor))
     articles = storied["articles"]
     errors = (read[ERRORS], web[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(

@@ -257,3 +257,12 @@ def test_the_shipped_background_is_found_by_name_not_by_the_launcher_path():
     frequencies, documents = load_background(SHIPPED_BACKGROUND)
     assert documents > 1000 and frequencies
     assert load_background(None) == ({}, 0)
+
+
+def test_a_same_site_factor_above_one_is_refused_before_the_run(tmp_path):
+    from newsbeam.pipelines.options import NewsOptions
+    problems = NewsOptions(["--story_same_site_factor", "1.5", "--output",
+                            str(tmp_path)]).validate_news()
+    assert problems == ["--story_same_site_factor 1.5: use a factor above 0, at most 1"]
+    assert NewsOptions(["--output", str(tmp_path)]).story_same_site_factor == \
+        StoryParams().same_source_factor
