@@ -8,7 +8,10 @@ apart: two articles with entities are compared half by their words and half by t
 adding the names to the words did not). Candidates are blocked by a time window and shared salient terms (an
 article's highest-weighted terms that at least two documents use; a pair must share
 `min_shared_terms` of them, which keeps the pairs per article bounded); a candidate pair is an edge
-when the cosine of their vectors reaches `link_threshold`. Edges make components
+when the cosine of their vectors (times `same_source_factor` when one site published both: its
+house vocabulary is shared whatever the event) reaches `link_threshold`. An article without a
+publication date is compared with articles of any time: its moment is only when it was
+ingested, which says nothing of when it was written. Edges make components
 (transforms/components.py), and inside a component articles join stories greedily in time
 order: an article joins the story whose lead (its earliest article) is most similar to it, if
 that similarity reaches the threshold and the lead is within the window; else it leads a new
