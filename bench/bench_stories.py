@@ -1,21 +1,31 @@
-"""Same-story linking on story-pairs-dev.jsonl (SemEval-2022 Task 8, 197 human-rated pairs).
+"""Same-story linking on the SemEval-2022 Task 8 development pairs.
 
-The 391 distinct texts go through the pipeline's LinkStories composite together, in one
-FnApiRunner run (not pair by pair), at the shipped defaults unless --threshold is given. As in the
-pipeline, the entity stage (spaCy, transforms/entities.py) runs first; the figure without
-entities is reported beside it. A pair is predicted "same story" when both articles got the same
-story_id. Reported: precision, recall and F1 of same_story against different (pairs rated
-"related" are left out of F1, and their linking rate is shown), and the false-positive rate on
-different. The texts have no dates, so every article has the same time: the window does not
-block.
+Two sets (../shared/data, see its README): story-pairs-dev.jsonl (197 English pairs) and
+story-pairs-multi-dev.jsonl (552 non-English pairs: de, es, tr, pl, ar, fr and de-en). Each set's
+distinct texts go through the pipeline's LinkStories composite together, in one FnApiRunner run
+(not pair by pair). The articles are built as the pipeline builds them from a URL and a text: the
+site (domain) from the URL, the language (the set's own label, where the pipeline would detect
+it), the entity stage (transforms/entities.EntityTagger, the pipeline's default models: English,
+French) first, and, in the variants that say so, the publication day written in the URL
+(transforms/urls.date_from_url, the extraction stage's fallback) with every other article undated.
 
-197 pairs are few to tune on, so a cross-validated figure is reported too (--folds, default 5):
-the pairs are split into folds by a hash of their pair_id; for each fold, the threshold of a grid
-with the best F1 on the other folds (ties: the lower false-positive rate, then the higher
-threshold) predicts that fold, and the pooled predictions of all folds are scored.
+A pair is predicted "same story" when both articles got the same story_id. Reported per set and
+variant: precision, recall and F1 of same_story against different (pairs rated "related" are
+left out of F1, and their linking rate is shown), and the false-positive rate on different, at
+the variant's threshold; then a cross-validated figure (--folds, default 5): the pairs are split
+into folds by a hash of their pair_id; for each fold, the threshold of a grid with the best F1 on
+the other folds (ties: the lower false-positive rate, then the higher threshold) predicts that
+fold, and the pooled predictions of all folds are scored. Every threshold of a variant runs in
+one pipeline (one LinkStories branch each).
 
-    python bench/bench_stories.py [--data DIR] [--threshold T ...] [--entities on|off|both]
-                                  [--folds K]
+Variants (--variant, repeatable; default: before and after):
+  before       what main shipped: no dates, no same-site discount, threshold 0.24
+  no-entities  the shipped defaults without the entity stage
+  dates-only   URL dates, main's similarity
+  after        the shipped defaults (StoryParams()) with URL dates
+
+    python bench/bench_stories.py [--data DIR] [--set dev|multi ...] [--variant NAME ...]
+                                  [--threshold T] [--folds K]
 """
 
 from __future__ import annotations
@@ -37,65 +47,92 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.testing.test_pipeline import TestPipeline  # noqa: E402
 
 from newsbeam.schemas.records import Article  # noqa: E402
-from newsbeam.transforms.entities import (DEFAULT_MAX_CHARS, DEFAULT_SPACY_MODEL, load_ner,  # noqa: E402
-                                          merge_mentions, mentions_in, ner_text)
+from newsbeam.transforms.entities import DEFAULT_SPACY_MODELS, EntityTagger  # noqa: E402
 from newsbeam.transforms.stories import LinkStories, StoryParams  # noqa: E402
+from newsbeam.transforms.urls import date_from_url, domain_of  # noqa: E402
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 # The thresholds cross-validation chooses from.
-THRESHOLD_GRID = tuple(round(0.10 + 0.01 * step, 2) for step in range(31))
+THRESHOLD_GRID = tuple(round(0.10 + 0.02 * step, 2) for step in range(16))
+SETS = {"dev": "story-pairs-dev.jsonl", "multi": "story-pairs-multi-dev.jsonl"}
 
 
-def load_pairs(data: Path) -> list[dict]:
-    with open(data / "story-pairs-dev.jsonl") as stream:
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    url_dates: bool
+    entities: bool
+    params: StoryParams
+
+
+BEFORE = StoryParams(link_threshold=0.24, same_source_factor=1.0)
+VARIANTS = {
+    "before": Variant(url_dates=False, entities=True, params=BEFORE),
+    "no-entities": Variant(url_dates=True, entities=False, params=StoryParams()),
+    "dates-only": Variant(url_dates=True, entities=True, params=BEFORE),
+    "after": Variant(url_dates=True, entities=True, params=StoryParams()),
+}
+
+
+def load_pairs(data: Path, name: str = SETS["dev"]) -> list[dict]:
+    with open(data / name) as stream:
         return [json.loads(line) for line in stream if line.strip()]
 
 
-def articles_of(pairs: list[dict]) -> list[Article]:
-    """One article per distinct text (a text that occurs in two pairs is one article)."""
+def text_id(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def articles_of(pairs: list[dict], url_dates: bool = False) -> list[Article]:
+    """One article per distinct text (a text that occurs in two pairs is one article), with
+    what the pipeline knows of a page from its URL: the site and, with `url_dates`, the day the
+    URL gives (else undated: only the ingestion time)."""
     by_id = {}
     for pair in pairs:
         for side in ("1", "2"):
-            text = pair["text" + side]
-            article_id = hashlib.sha256(text.encode()).hexdigest()[:24]
+            text, url = pair["text" + side], pair["url" + side]
+            article_id = text_id(text)
+            published = date_from_url(url) if url_dates else None
             by_id[article_id] = Article(
-                article_id=article_id, source_uri=pair["url" + side], text=text,
+                article_id=article_id, source_uri=url, text=text,
                 word_count=len(text.split()), content_hash=article_id, ingested_at=NOW,
-                date_source="ingested", run_id="bench", url=pair["url" + side])
+                date_source="url" if published else "ingested", published_at=published,
+                run_id="bench", url=url, domain=domain_of(url), publisher=domain_of(url),
+                language=pair.get("lang" + side, "en"))
     return list(by_id.values())
 
 
 def with_entities(articles: list[Article]) -> list[Article]:
-    """The articles as the entity stage (TagEntities, its defaults) leaves them."""
-    nlp = load_ner(DEFAULT_SPACY_MODEL)
-    texts = [ner_text(article, DEFAULT_MAX_CHARS, recase=True) for article in articles]
-    tagged = []
-    for article, doc in zip(articles, nlp.pipe(texts, batch_size=32)):
-        mentions = mentions_in(article.text, [(e.start_char, e.end_char, e.label_)
-                                              for e in doc.ents])
-        tagged.append(dataclasses.replace(article, entities=merge_mentions(mentions)))
-    return tagged
+    """The articles as the entity stage (its default models) leaves them."""
+    return EntityTagger.load(DEFAULT_SPACY_MODELS).tag(articles)
 
 
-def story_ids(articles: list[Article], params: StoryParams, out: Path) -> dict[str, str]:
+def story_ids(articles: list[Article], params: list[StoryParams],
+              out: Path) -> list[dict[str, str]]:
+    """Per parameter set, article_id -> story_id: one pipeline, one LinkStories branch each."""
     out.mkdir(parents=True, exist_ok=True)
-    result = out / "stories.jsonl"
-    if result.exists():
-        result.unlink()
+    results = [out / f"stories-{i}.jsonl" for i in range(len(params))]
+    for result in results:
+        if result.exists():
+            result.unlink()
     with TestPipeline(runner="FnApiRunner") as p:
-        linked = (p | beam.Create(articles)
-                  | LinkStories(p | "NoIndex" >> beam.Create([]), "bench", NOW, params))
-        (linked["articles"] | beam.Map(lambda a: json.dumps([a.article_id, a.story_id]))
-         | beam.combiners.ToList()
-         | beam.Map(lambda rows: result.write_text("\n".join(rows))))
-    return dict(json.loads(line) for line in result.read_text().splitlines())
+        created = p | beam.Create(articles)
+        no_index = p | "NoIndex" >> beam.Create([])
+        for i, (one, result) in enumerate(zip(params, results)):
+            linked = created | f"Link{i}" >> LinkStories(no_index, "bench", NOW, one)
+            (linked["articles"]
+             | f"Row{i}" >> beam.Map(lambda a: json.dumps([a.article_id, a.story_id]))
+             | f"All{i}" >> beam.combiners.ToList()
+             | f"Write{i}" >> beam.Map(lambda rows, path: path.write_text("\n".join(rows)),
+                                       path=result))
+    return [dict(json.loads(line) for line in result.read_text().splitlines())
+            for result in results]
 
 
 def linked_pairs(pairs: list[dict], assigned: dict[str, str]) -> list[bool]:
     """Per pair: did both articles get the same story_id?"""
     linked = []
     for pair in pairs:
-        ids = [hashlib.sha256(pair[k].encode()).hexdigest()[:24] for k in ("text1", "text2")]
+        ids = [text_id(pair[k]) for k in ("text1", "text2")]
         linked.append(assigned[ids[0]] == assigned[ids[1]])
     return linked
 
@@ -142,40 +179,56 @@ def cross_validated(pairs: list[dict], linked_at: dict[float, list[bool]], folds
     return {**evaluate(pairs, predicted), "folds": folds, "thresholds": chosen}
 
 
+def run_variant(name: str, variant: Variant, set_name: str, pairs: list[dict],
+                tagged: dict[bool, list[Article]], threshold: float | None, folds: int,
+                out: Path) -> list[dict]:
+    """The scores of one variant on one set: at its threshold, then cross-validated."""
+    articles = tagged[variant.url_dates] if variant.entities else [
+        dataclasses.replace(a, entities=[]) for a in tagged[variant.url_dates]]
+    at = variant.params.link_threshold if threshold is None else threshold
+    thresholds = sorted({at} | set(THRESHOLD_GRID if folds else ()))
+    started = time.perf_counter()
+    assigned = story_ids(articles, [dataclasses.replace(variant.params, link_threshold=t)
+                                    for t in thresholds], out / "stories-work")
+    seconds = round(time.perf_counter() - started, 1)
+    linked_at = {t: linked_pairs(pairs, ids) for t, ids in zip(thresholds, assigned)}
+    dated = sum(1 for a in articles if a.published_at is not None)
+    common = {"set": set_name, "variant": name, "articles": len(articles), "dated": dated,
+              "pairs": len(pairs), "same_source_factor": variant.params.same_source_factor}
+    rows = [{**common, "threshold": at, **evaluate(pairs, linked_at[at]),
+             "seconds_all_thresholds": seconds}]
+    if folds:
+        rows.append({**common, "cross_validated": True,
+                     **cross_validated(pairs, linked_at, folds)})
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path(os.environ.get(
         "NEWSBEAM_SHARED_DATA", HERE.parent.parent / "shared" / "data")))
-    parser.add_argument("--threshold", type=float, action="append")
-    parser.add_argument("--entities", choices=("on", "off", "both"), default="both")
+    parser.add_argument("--set", choices=sorted(SETS), action="append")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), action="append")
+    parser.add_argument("--threshold", type=float, help="instead of each variant's own")
     parser.add_argument("--folds", type=int, default=5, help="0: no cross-validation")
     args = parser.parse_args(argv)
-    pairs = load_pairs(args.data)
-    plain = articles_of(pairs)
-    runs = {"on": [("entities", None)], "off": [("no entities", plain)],
-            "both": [("entities", None), ("no entities", plain)]}[args.entities]
     out = HERE / "results"
     results = []
-    for name, articles in runs:
-        articles = with_entities(plain) if articles is None else articles
-        thresholds = args.threshold or [StoryParams().link_threshold]
-        linked_at = {}
-        for threshold in sorted(set(thresholds) | set(THRESHOLD_GRID if args.folds else ())):
-            params = dataclasses.replace(StoryParams(), link_threshold=threshold)
-            started = time.perf_counter()
-            linked_at[threshold] = linked_pairs(
-                pairs, story_ids(articles, params, out / "stories-work"))
-            if threshold in thresholds:
-                scores = evaluate(pairs, linked_at[threshold])
-                scores.update(run=name, threshold=threshold, articles=len(articles),
-                              pairs=len(pairs), seconds=round(time.perf_counter() - started, 1))
-                print(json.dumps(scores))
-                results.append(scores)
-        if args.folds:
-            scores = {"run": name, "cross_validated": True,
-                      **cross_validated(pairs, linked_at, args.folds)}
-            print(json.dumps(scores))
-            results.append(scores)
+    for set_name in args.set or ["dev", "multi"]:
+        pairs = load_pairs(args.data, SETS[set_name])
+        plain = {dates: articles_of(pairs, dates) for dates in (False, True)}
+        tagged_undated = with_entities(plain[False])
+        # Entities do not depend on dates: tag once, date the copies.
+        by_id = {a.article_id: a for a in plain[True]}
+        tagged = {False: tagged_undated, True: [
+            dataclasses.replace(a, published_at=by_id[a.article_id].published_at,
+                                date_source=by_id[a.article_id].date_source)
+            for a in tagged_undated]}
+        for name in args.variant or ["before", "after"]:
+            for row in run_variant(name, VARIANTS[name], set_name, pairs, tagged,
+                                   args.threshold, args.folds, out):
+                print(json.dumps(row), flush=True)
+                results.append(row)
     (out / "stories.json").write_text(json.dumps(results, indent=2))
 
 

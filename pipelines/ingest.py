@@ -157,7 +157,8 @@ def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False)
         start | "StoryIndex" >> ReadIndex(output, INDEX_STORIES,
                                              since=("updated_at", index_not_before)),
         run_id, ingested_at, StoryParams(window_hours=options.story_window_hours,
-                                         link_threshold=options.story_link_threshold))
+                                         link_threshold=options.story_link_threshold,
+                                         same_source_factor=options.story_same_site_factor))
     articles = storied["articles"]
     errors = (read[ERRORS], web[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = errors | "DropRecordedErrors" >> DropRecordedErrors(

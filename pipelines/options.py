@@ -202,6 +202,11 @@ class NewsOptions(PipelineOptions):
                  "cosine of their words and of their entity names, half each. "
                  "Default: 0.24 (tuned on bench/bench_stories.py).")
         group.add_argument(
+            "--story_same_site_factor", type=_positive_float, default=0.6, metavar="FACTOR",
+            help="Two articles of one site share its house vocabulary (datelines, call signs, "
+                 "local places) whatever the event: their similarity is multiplied by this. "
+                 "1 turns it off. Default: 0.6 (chosen on bench/bench_stories.py).")
+        group.add_argument(
             "--index_max_age_days", type=_positive_float, default=30.0, metavar="DAYS",
             help="Signatures and story leads stored longer ago than this are not compared with "
                  "new articles (exact re-runs are still recognised). Default: 30.")
@@ -360,6 +365,9 @@ class NewsOptions(PipelineOptions):
         if not 0.0 < self.story_link_threshold <= 1.0:
             problems.append(f"--story_link_threshold {self.story_link_threshold}: use a "
                             "cosine above 0, at most 1")
+        if not 0.0 < self.story_same_site_factor <= 1.0:
+            problems.append(f"--story_same_site_factor {self.story_same_site_factor}: use a "
+                            "factor above 0, at most 1")
         if is_local(self.output) and os.path.isfile(os.path.expanduser(self.output)):
             problems.append(f"--output {self.output}: is a file, not a folder")
         problems += self._web_problems()

@@ -80,17 +80,53 @@ def test_tfidf_weighs_rare_terms_more_and_cosine_is_symmetric():
 
 def test_candidate_pairs_respect_the_window_and_skip_two_old_stories():
     window = dt.timedelta(hours=72)
-    members = [("a", NOW, False), ("b", NOW + dt.timedelta(hours=71), False),
-               ("c", NOW + dt.timedelta(hours=200), False), ("x", NOW, True),
-               ("y", NOW, True)]
+    members = [("a", NOW, False, True), ("b", NOW + dt.timedelta(hours=71), False, True),
+               ("c", NOW + dt.timedelta(hours=200), False, True), ("x", NOW, True, True),
+               ("y", NOW, True, True)]
     assert candidate_pairs(members, window, 200) == [("a", "b"), ("a", "x"), ("a", "y"),
                                                      ("b", "x"), ("b", "y")]
     assert candidate_pairs(members, window, 3) == []
 
 
-def vector(article_id: str, terms: dict, hours: float = 0, story=None) -> StoryVector:
+def test_an_undated_article_is_a_candidate_whatever_the_others_time():
+    # Ingested years after the others, with no date of its own: its time says nothing.
+    window = dt.timedelta(hours=72)
+    members = [("a", NOW, False, True), ("c", NOW + dt.timedelta(hours=200), False, True),
+               ("u", NOW + dt.timedelta(days=900), False, False),
+               ("v", NOW + dt.timedelta(days=900), False, False), ("x", NOW, True, True)]
+    assert candidate_pairs(members, window, 200) == [("a", "u"), ("a", "v"), ("a", "x"),
+                                                     ("c", "u"), ("c", "v"), ("u", "v"),
+                                                     ("u", "x"), ("v", "x")]
+
+
+def test_blocking_puts_undated_articles_with_dated_ones_sharing_their_terms():
+    def keyed(article_id, salient, dated):
+        doc = stories.StoryDoc(article_id, NOW, (), dated=dated)
+        return stories.StoryVector(doc, (), tuple(salient))
+    bucket = stories.time_bucket(NOW, 72)
+    undated = list(stories.blocking_keys("u", keyed("u", ["flood", "dam"], False), 72))
+    assert [key for key, _ in undated] == [("flood", stories.UNDATED_BUCKET),
+                                           ("dam", stories.UNDATED_BUCKET)]
+    dated = list(stories.blocking_keys("d", keyed("d", ["flood", "rain"], True), 72,
+                                       frozenset({"flood", "dam"})))
+    assert [key for key, _ in dated] == [("flood", bucket), ("flood", bucket + 1),
+                                         ("flood", stories.UNDATED_BUCKET),
+                                         ("rain", bucket), ("rain", bucket + 1)]
+
+
+def test_one_site_s_two_articles_are_discounted_by_the_same_source_factor():
+    a = tfidf_vector({"detroit": 2, "police": 1, "shooting": 1}, {}, 10)
+    b = tfidf_vector({"detroit": 2, "police": 1, "missing": 1}, {}, 10)
+    plain = cosine(a, b)
+    assert stories.similarity(a, b, "wdiv.com", "wdiv.com", 0.5) == 0.5 * plain
+    assert stories.similarity(a, b, "wdiv.com", "freep.com", 0.5) == plain
+    assert stories.similarity(a, b, None, None, 0.5) == plain
+
+
+def vector(article_id: str, terms: dict, hours: float = 0, story=None,
+           dated: bool = True) -> StoryVector:
     doc = stories.StoryDoc(article_id, NOW + dt.timedelta(hours=hours),
-                           tuple(sorted(terms.items())), story=story)
+                           tuple(sorted(terms.items())), story=story, dated=dated)
     return StoryVector(doc, tuple(sorted(tfidf_vector(terms, {}, 10).items())), ())
 
 
@@ -113,7 +149,8 @@ def scan_every_lead(members: list[StoryVector], params: StoryParams) -> list[lis
     for member in (m for m in ordered if not m.doc.story):
         best, best_similarity = None, params.link_threshold
         for cluster in clusters:
-            if abs(member.doc.moment - cluster[0].doc.moment) <= window:
+            if (not (member.doc.dated and cluster[0].doc.dated)
+                    or abs(member.doc.moment - cluster[0].doc.moment) <= window):
                 similarity = cosine(member.as_dict(), cluster[0].as_dict())
                 if similarity >= best_similarity:
                     best, best_similarity = cluster, similarity
@@ -134,6 +171,10 @@ def test_clustering_looks_only_at_leads_within_the_window_with_the_same_result()
                       hours=rng.choice([0, 0, 24, 71, 72, 73, 200, 400, 400.5]))
                for i in range(300)]
     members.append(vector("old", {"flood": 2, "storm": 1}, hours=72, story=earlier_story))
+    # Undated articles (their hours are ingestion times) meet every lead, and every article
+    # meets them.
+    members += [vector(f"u{i}", {w: rng.randint(1, 3) for w in rng.sample(words, 3)},
+                       hours=rng.choice([0, 300, 5000]), dated=False) for i in range(20)]
     # A tie: "both" is as close to an earlier run's story led at 10 h as to a new one led at 0 h.
     members += [vector("tie-old", {"xylophone": 1}, hours=10, story=dataclasses.replace(
                     earlier_story, story_id="st-tie", lead_article_id="tie-old")),
@@ -144,6 +185,9 @@ def test_clustering_looks_only_at_leads_within_the_window_with_the_same_result()
     assert [[m.doc.article_id for m in c.members] for c in clusters] == \
         scan_every_lead(members, params)
     assert len(clusters) > 10 and any(c.story_id == "st-earlier" for c in clusters)
+    assert any(c.lead.doc.dated and any(not m.doc.dated for m in c.members)
+               and any(abs(m.doc.moment - c.lead.doc.moment) > dt.timedelta(hours=72)
+                       for m in c.members) for c in clusters)
 
 
 def test_seeds_and_football_pair_up_in_the_composite():
@@ -162,6 +206,22 @@ def test_seeds_and_football_pair_up_in_the_composite():
                       ("later", True, True)]))
         assert_that(linked[STORIES] | beam.Map(lambda s: (s.lead_article_id, s.member_count)),
                     equal_to([("reuters", 2), ("football", 2), ("later", 1)]), label="stories")
+
+
+def test_an_undated_article_joins_the_dated_story_it_tells_in_the_composite():
+    # Anadolu's copy has no date and is ingested 900 days after Reuters' dated one: the
+    # ingestion time does not keep them apart (it did: the window compared it as a date).
+    articles = [article("reuters", REUTERS),
+                article("anadolu", ANADOLU, published_at=None,
+                        ingested_at=NOW + dt.timedelta(days=900)),
+                article("football", FOOTBALL, hours=1)]
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        linked = (p | beam.Create(articles)
+                  | LinkStories(p | "NoIndex" >> beam.Create([]), "run", NOW))
+        assert_that(linked["articles"] | beam.Map(lambda a: (a.article_id, a.story_id)),
+                    equal_to([("reuters", stories.story_id_for("reuters")),
+                              ("anadolu", stories.story_id_for("reuters")),
+                              ("football", stories.story_id_for("football"))]))
 
 
 def test_a_later_run_joins_an_earlier_story_and_counts_on(tmp_path):
@@ -197,3 +257,12 @@ def test_the_shipped_background_is_found_by_name_not_by_the_launcher_path():
     frequencies, documents = load_background(SHIPPED_BACKGROUND)
     assert documents > 1000 and frequencies
     assert load_background(None) == ({}, 0)
+
+
+def test_a_same_site_factor_above_one_is_refused_before_the_run(tmp_path):
+    from newsbeam.pipelines.options import NewsOptions
+    problems = NewsOptions(["--story_same_site_factor", "1.5", "--output",
+                            str(tmp_path)]).validate_news()
+    assert problems == ["--story_same_site_factor 1.5: use a factor above 0, at most 1"]
+    assert NewsOptions(["--output", str(tmp_path)]).story_same_site_factor == \
+        StoryParams().same_source_factor

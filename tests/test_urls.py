@@ -179,3 +179,27 @@ def test_what_cannot_be_a_uri(url):
 def test_header_text_reads_utf8_bytes_as_utf8():
     assert header_text("/straße".encode().decode("latin-1")) == "/straße"
     assert header_text("/straße") == "/straße"   # Latin-1 bytes that are not UTF-8
+
+
+@pytest.mark.parametrize("url, day", [
+    # Shapes seen in SemEval-2022 story-pair URLs (story-pairs-dev / -multi-dev).
+    ("https://www.smh.com.au/national/like-armageddon-20220216-p53o62.html", FEB_16),
+    ("https://www.diariosur.es/internacional/gobierno-cierra-20220216000533-ntvo.html", FEB_16),
+    ("https://www.clm24.es/articulo/ciudad-real/pp/20220216175251266779.html", FEB_16),
+    ("https://thepeninsulaqatar.com/article/16/02/2022/Things-to-do", FEB_16),
+    ("https://thepeninsulaqatar.com/article/01/01/2020/x",
+     dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)),
+    ("https://www.elchubut.com.ar/nota/2022-2-16-14-38-0-cushamen", FEB_16),
+])
+def test_date_from_url_more_shapes(url, day):
+    assert date_from_url(url) == day
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.com/article/02/03/2022/x",          # 2 March or 3 February: cannot tell
+    "https://example.com/x-20220216999999-y",            # not a time of day after the date
+    "https://de.sputniknews.com/p/202202161077913672-x",  # a date, then an id: not read
+    "https://example.com/item-2022021612345",
+])
+def test_date_from_url_ambiguous_or_ids(url):
+    assert date_from_url(url) is None

@@ -8,7 +8,10 @@ apart: two articles with entities are compared half by their words and half by t
 adding the names to the words did not). Candidates are blocked by a time window and shared salient terms (an
 article's highest-weighted terms that at least two documents use; a pair must share
 `min_shared_terms` of them, which keeps the pairs per article bounded); a candidate pair is an edge
-when the cosine of their vectors reaches `link_threshold`. Edges make components
+when the cosine of their vectors (times `same_source_factor` when one site published both: its
+house vocabulary is shared whatever the event) reaches `link_threshold`. An article without a
+publication date is compared with articles of any time: its moment is only when it was
+ingested, which says nothing of when it was written. Edges make components
 (transforms/components.py), and inside a component articles join stories greedily in time
 order: an article joins the story whose lead (its earliest article) is most similar to it, if
 that similarity reaches the threshold and the lead is within the window; else it leads a new
@@ -67,6 +70,12 @@ class StoryParams:
     # Share of the similarity that comes from the entity names two articles have in common
     # (when both have entities); the rest is the cosine of their words.
     entity_share: float = 0.5
+    # Two articles of one site share its house vocabulary whatever the event (datelines, the
+    # station's call sign, the local places it covers, boilerplate the extractor left): their
+    # similarity is multiplied by this before it is compared with the threshold.
+    # 0.6: the best of 1.0 ... 0.5 in steps of 0.1 on story-pairs-dev and -multi-dev pooled
+    # (cross-validated F1 0.663 -> 0.711, pairwise; see the note in bench/bench_stories.py).
+    same_source_factor: float = 0.6
 
 
 _STOPWORDS = frozenset("""
@@ -191,6 +200,10 @@ class StoryDoc:
     publisher: str | None = None
     entities: tuple = ()          # entity texts, most mentioned first
     story: StoryIndexEntry | None = None
+    # False when the article has no publication date and `moment` is only when it was ingested:
+    # such an article is compared with others whatever their time (see candidate_pairs).
+    dated: bool = True
+    source: str | None = None     # the site (domain, else publisher) that published it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +234,9 @@ def doc_of(article: Article) -> StoryDoc:
     return StoryDoc(article_id=article.article_id,
                     moment=article.published_at or article.ingested_at,
                     counts=tuple(sorted(counts.items())), title=article.title,
-                    publisher=article.publisher or article.domain, entities=entities)
+                    publisher=article.publisher or article.domain, entities=entities,
+                    dated=article.published_at is not None,
+                    source=article.domain or article.publisher)
 
 
 def doc_of_story(entry) -> StoryDoc:
@@ -234,22 +249,54 @@ def doc_of_story(entry) -> StoryDoc:
                     story=story)
 
 
-def candidate_pairs(members: list[tuple[str, dt.datetime, bool]], window: dt.timedelta,
+def candidate_pairs(members: list[tuple[str, dt.datetime, bool, bool]], window: dt.timedelta,
                     max_members: int) -> list[tuple[str, str]]:
-    """Pairs (smaller id first) of one blocking bucket whose times are within `window`; two
-    earlier-run stories are never paired. A bucket over `max_members` is a term too common to
-    block on: no pairs."""
+    """Pairs (smaller id first) of one blocking bucket's members (id, moment, is an earlier
+    run's story, is dated): two dated members when their times are within `window`, an undated
+    member (no publication date, only its ingestion time) with every other; two earlier-run
+    stories never. A bucket over `max_members` is a term too common to block on: no pairs."""
     if len(members) > max_members:
         return []
     members = sorted(set(members), key=lambda m: (m[1], m[0]))
+    dated = [m for m in members if m[3]]
+    undated = [m for m in members if not m[3]]
     pairs = set()
-    for i, (id_a, time_a, old_a) in enumerate(members):
-        for id_b, time_b, old_b in members[i + 1:]:
-            if time_b - time_a > window:
+
+    def add(a, b):
+        if not (a[2] and b[2]):
+            pairs.add((min(a[0], b[0]), max(a[0], b[0])))
+
+    for i, a in enumerate(dated):
+        for b in dated[i + 1:]:
+            if b[1] - a[1] > window:
                 break
-            if not (old_a and old_b):
-                pairs.add((min(id_a, id_b), max(id_a, id_b)))
+            add(a, b)
+    for i, a in enumerate(undated):
+        for b in dated + undated[i + 1:]:
+            add(a, b)
     return sorted(pairs)
+
+
+# The blocking bucket of an undated article's salient terms: it holds, for each such term, the
+# undated articles and every dated one that has the term salient, whatever their time.
+UNDATED_BUCKET = -1
+
+
+def blocking_keys(article_id: str, vector: StoryVector, window_hours: float,
+                  undated_terms: frozenset = frozenset()):
+    """((term, time bucket), (id, moment, is an earlier story, is dated)) for each salient
+    term: a dated article in its bucket and the next (a window-long pair is then in one
+    bucket at least), and in the undated bucket of each term an undated article has salient
+    (`undated_terms`); an undated article in the undated bucket only."""
+    doc = vector.doc
+    member = (article_id, doc.moment, doc.story is not None, doc.dated)
+    bucket = time_bucket(doc.moment, window_hours)
+    for term in vector.salient:
+        if doc.dated:
+            yield (term, bucket), member
+            yield (term, bucket + 1), member
+        if not doc.dated or term in undated_terms:
+            yield (term, UNDATED_BUCKET), member
 
 
 def top_vector(vector: tuple, terms: int) -> tuple:
@@ -257,10 +304,21 @@ def top_vector(vector: tuple, terms: int) -> tuple:
     return tuple(sorted(vector, key=lambda tw: (-tw[1], tw[0]))[:terms])
 
 
-def link_edge(threshold: float):
+def similarity(a: dict[str, float], b: dict[str, float], source_a: str | None,
+               source_b: str | None, same_source_factor: float) -> float:
+    """The cosine of two articles' vectors, discounted when one site published both."""
+    score = cosine(a, b)
+    if source_a and source_a == source_b:
+        score *= same_source_factor
+    return score
+
+
+def link_edge(threshold: float, same_source_factor: float = 1.0):
+    """Scores a candidate pair from its two payloads (source, top terms of the vector)."""
     def score(id_a: str, a: tuple, id_b: str, b: tuple):
-        similarity = cosine(dict(a), dict(b))
-        return (id_a, id_b, similarity) if similarity >= threshold else None
+        (source_a, terms_a), (source_b, terms_b) = a, b
+        value = similarity(dict(terms_a), dict(terms_b), source_a, source_b, same_source_factor)
+        return (id_a, id_b, value) if value >= threshold else None
     return score
 
 
@@ -274,24 +332,34 @@ class _Cluster:
 class _LeadsByTime:
     """The stories of one component, found by their lead's time: a long-running event's
     component can hold tens of thousands of stories, and an article need only be compared with
-    the leads within the window, not with all of them."""
+    the leads within the window, not with all of them. Undated leads are within every window
+    (they are few: an article without a date is one the extractor could not date)."""
 
     def __init__(self):
         self.clusters: list[_Cluster] = []        # in creation order
         self._lead_vectors: list[dict] = []
-        self._by_time: list[tuple] = []            # (lead moment, creation index), sorted
+        self._by_time: list[tuple] = []            # (dated lead's moment, creation index), sorted
+        self._undated: list[int] = []              # creation indexes of undated leads
 
     def add(self, cluster: _Cluster) -> None:
-        bisect.insort(self._by_time, (cluster.lead.doc.moment, len(self.clusters)))
+        if cluster.lead.doc.dated:
+            bisect.insort(self._by_time, (cluster.lead.doc.moment, len(self.clusters)))
+        else:
+            self._undated.append(len(self.clusters))
         self.clusters.append(cluster)
         self._lead_vectors.append(cluster.lead.as_dict())
 
-    def within(self, moment: dt.datetime, window: dt.timedelta):
-        """(cluster, lead vector) of every lead within `window` of `moment`, in creation order
-        (so that ties resolve as a scan of all stories would)."""
-        low = bisect.bisect_left(self._by_time, (moment - window, -1))
-        high = bisect.bisect_right(self._by_time, (moment + window, len(self.clusters)))
-        for _, index in sorted(self._by_time[low:high], key=lambda entry: entry[1]):
+    def within(self, moment: dt.datetime | None, window: dt.timedelta):
+        """(cluster, lead vector) of every lead within `window` of `moment` (None: of every
+        lead), and of every undated lead, in creation order (so that ties resolve as a scan of
+        all stories would)."""
+        if moment is None:
+            indexes = range(len(self.clusters))
+        else:
+            low = bisect.bisect_left(self._by_time, (moment - window, -1))
+            high = bisect.bisect_right(self._by_time, (moment + window, len(self.clusters)))
+            indexes = sorted([index for _, index in self._by_time[low:high]] + self._undated)
+        for index in indexes:
             yield self.clusters[index], self._lead_vectors[index]
 
 
@@ -309,10 +377,12 @@ def cluster_component(members: list[StoryVector], params: StoryParams) -> list[_
     for member in new:
         vector = member.as_dict()
         best, best_similarity = None, params.link_threshold
-        for cluster, lead_vector in leads.within(member.doc.moment, window):
-            similarity = cosine(vector, lead_vector)
-            if similarity >= best_similarity:
-                best, best_similarity = cluster, similarity
+        moment = member.doc.moment if member.doc.dated else None
+        for cluster, lead_vector in leads.within(moment, window):
+            score = similarity(vector, lead_vector, member.doc.source, cluster.lead.doc.source,
+                               params.same_source_factor)
+            if score >= best_similarity:
+                best, best_similarity = cluster, score
         if best is None:
             leads.add(_Cluster(member, story_id_for(member.doc.article_id), [member]))
         else:
@@ -483,13 +553,17 @@ class LinkStories(beam.PTransform):
         vectors = docs | "Vectors" >> beam.ParDo(
             _VectorFn(params, self._background_path), run_df=beam.pvalue.AsSingleton(df),
             documents=beam.pvalue.AsSingleton(documents))
+        undated_terms = (
+            vectors
+            | "UndatedSalient" >> beam.FlatMap(
+                lambda kv: [] if kv[1].doc.dated else list(kv[1].salient))
+            | "UndatedTerms" >> beam.combiners.ToSet()
+            | "Frozen" >> beam.Map(frozenset))
         pairs = (
             vectors
-            | "BlockingKeys" >> beam.FlatMap(lambda kv: [
-                ((term, bucket), (kv[0], kv[1].doc.moment, kv[1].doc.story is not None))
-                for term in kv[1].salient
-                for bucket in (time_bucket(kv[1].doc.moment, params.window_hours),
-                               time_bucket(kv[1].doc.moment, params.window_hours) + 1)])
+            | "BlockingKeys" >> beam.FlatMap(
+                lambda kv, undated: blocking_keys(*kv, params.window_hours, undated),
+                undated=beam.pvalue.AsSingleton(undated_terms))
             | "Blocks" >> beam.GroupByKey()
             | "PairsByTerm" >> beam.FlatMap(
                 lambda kv: [(pair, kv[0][0]) for pair in candidate_pairs(
@@ -499,8 +573,10 @@ class LinkStories(beam.PTransform):
             | "EnoughShared" >> beam.Filter(lambda kv: kv[1] >= params.min_shared_terms)
             | "CandidatePairs" >> beam.Map(lambda kv: kv[0]))
         scored = vectors | "TopTerms" >> beam.MapTuple(
-            lambda article_id, v: (article_id, top_vector(v.vector, params.scored_terms)))
-        edges = pairs | "Score" >> ScorePairs(scored, link_edge(params.link_threshold))
+            lambda article_id, v: (article_id, (v.doc.source,
+                                                top_vector(v.vector, params.scored_terms))))
+        edges = pairs | "Score" >> ScorePairs(
+            scored, link_edge(params.link_threshold, params.same_source_factor))
         labels = (edges | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
                   | "Components" >> ConnectedComponents())
         clustered = (
