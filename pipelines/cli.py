@@ -18,7 +18,10 @@ import argparse
 import json
 import logging
 import platform
+import signal
 import sys
+import threading
+import time
 from importlib import metadata
 
 # Beam is imported inside the functions, once logging is set up: it logs while it imports.
@@ -57,7 +60,12 @@ Output: OUTPUT/articles/date=YYYY-MM-DD/topic=<slug>/, duplicates/, errors/, sto
 """ + EXIT_STATUS_HELP
 
 # The run command's own flags (not the pipeline's): they stay out of NewsOptions.
-_RUN_COMMAND_FLAGS = ("config", "quiet", "fail_on_errors")
+_RUN_COMMAND_FLAGS = ("config", "quiet", "fail_on_errors", "every", "max_runs")
+# What ends `run --every` instead of the next run: flags or config that cannot make a run (the
+# next run would be refused too). A failed run (1), inputs failed (3) and a held lease (75) are
+# logged and the loop goes on; Ctrl-C ends it (130).
+EXIT_INTERRUPTED = 130
+EVERY_STOPS_ON = frozenset({EXIT_REFUSED})
 FAIL_ON_ERRORS = ("never", "any", "all")
 
 
@@ -91,6 +99,18 @@ def _add_run_command_flags(parser) -> None:
              "run where every input failed still warns on stderr).")
     group.add_argument("--quiet", action="store_true",
                        help="Print only the summary's last line (warnings still go to stderr).")
+    group.add_argument(
+        "--every", type=_positive_float, default=None, metavar="SECONDS",
+        help="Run again and again, a run starting every SECONDS (at once when a run took "
+             "longer), each a whole incremental run into --output (its own run id, lease, "
+             "commit and manifest); feeds and sitemaps are polled on their adaptive schedule "
+             "(--poll_schedule). A failed run is logged and the next one starts; refused "
+             f"options stop the loop (exit {EXIT_REFUSED}), and so does Ctrl-C between or "
+             f"during runs (exit {EXIT_INTERRUPTED}; a run cut short is recovered by the next).")
+    group.add_argument(
+        "--max_runs", type=_positive_int, default=None, metavar="N",
+        help="With --every: stop after N runs, with the last run's exit status. "
+             "Default: no limit.")
 
 
 def run_options_parser() -> argparse.ArgumentParser:
@@ -207,6 +227,13 @@ def _add_report(commands) -> argparse.ArgumentParser:
                         help=f"where to write the page (default: {DEFAULT_FILE})")
     report.set_defaults(handler=_report)
     return report
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return number
 
 
 def _positive_int(value: str) -> int:
@@ -373,23 +400,53 @@ def failure_warning(accounting: dict) -> str | None:
     return None
 
 
+def _shown(text: str) -> str:
+    """What is printed shows no credentials in URLs, and names that are not UTF-8 escaped."""
+    from newsbeam.transforms.sources import printable_path
+    from newsbeam.transforms.urls import redact_url
+    return printable_path(redact_url(text))
+
+
+def every_problems(args: argparse.Namespace, options) -> list[str]:
+    """What `run --every` cannot honour: a fixed run id (each run needs its own)."""
+    problems = []
+    if args.max_runs is not None and args.every is None:
+        problems.append("--max_runs: only with --every")
+    if args.every is not None and options.run_id is not None:
+        problems.append(f"--run_id {options.run_id}: not with --every, whose runs each need "
+                        "their own id (they get one from their start time)")
+    return problems
+
+
 def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     from newsbeam.pipelines import ingest
     from newsbeam.pipelines.options import InvalidOptions
-    from newsbeam.transforms.sources import printable_path
-    from newsbeam.transforms.urls import redact_url
-    # What is printed shows no credentials in URLs, and names that are not UTF-8 escaped.
-    shown = lambda text: printable_path(redact_url(text))
+    shown = _shown
     try:
         options, args = parse_run(words)
         ingest.check_options(options)
+        problems = every_problems(args, options)
+        if problems:
+            raise InvalidOptions(problems)
     except InvalidOptions as refused:
         return _refuse("run", [shown(problem) for problem in refused.problems])
     if not args.quiet:
         sources = options.input + (options.feed or []) + (options.feeds or []) + \
-            (options.urls or [])
+            (options.sitemap or []) + (options.sitemaps_from_robots or []) + (options.urls or [])
         print(shown(f"newsbeam: reading {', '.join(sources)} -> {options.output}"),
               file=sys.stderr)
+    if args.every is not None:
+        if options.poll_schedule is None:
+            options.poll_schedule = "adaptive"
+        return run_every(lambda: _run_once(options, args), args.every, args.max_runs)
+    return _run_once(options, args)
+
+
+def _run_once(options, args: argparse.Namespace) -> int:
+    """One run of the pipeline: its summary printed, its exit status returned."""
+    from newsbeam.pipelines import ingest
+    from newsbeam.pipelines.options import InvalidOptions
+    shown = _shown
     from newsbeam.transforms.lease import LeaseHeld
     try:
         manifest = ingest.run_pipeline(options)
@@ -404,6 +461,65 @@ def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     if warning:
         print(warning, file=sys.stderr)
     return exit_status(manifest["accounting"], args.fail_on_errors)
+
+
+class _Stop:
+    """Set by SIGTERM (systemd stopping the service): the loop ends after the current run."""
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def __call__(self, signum, frame):
+        print(f"newsbeam run --every: signal {signum}: stopping after this run", file=sys.stderr)
+        self.event.set()
+
+
+def run_every(run_once, every_s: float, max_runs: int | None, *, clock=time.monotonic,
+              log=None) -> int:
+    """`run_once()` (-> an exit status) every `every_s` seconds: a run starts every_s after the
+    previous one started, or at once when that one took longer. A run's exception is logged as
+    a failed run (1) and the loop goes on; a status in EVERY_STOPS_ON ends the loop with it;
+    Ctrl-C (KeyboardInterrupt), during a run or while waiting, ends it with 130; SIGTERM ends it
+    after the current run. With `max_runs`: the last run's status after that many."""
+    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    stop = _Stop()
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, stop)
+    status, runs = EXIT_FINISHED, 0
+    try:
+        while True:
+            started = clock()
+            runs += 1
+            try:
+                status = run_once()
+            except KeyboardInterrupt:
+                log(f"newsbeam run --every: interrupted during run {runs}; the next run "
+                    "recovers what it left")
+                return EXIT_INTERRUPTED
+            except Exception as error:  # noqa: BLE001 - one failed run, not the end of the loop
+                logging.getLogger(__name__).exception("run %d failed", runs)
+                log(f"newsbeam run --every: run {runs} failed: {type(error).__name__}: {error}")
+                status = EXIT_FAILED
+            if status in EVERY_STOPS_ON:
+                log(f"newsbeam run --every: run {runs} exited {status}: stopping")
+                return status
+            if max_runs is not None and runs >= max_runs:
+                return status
+            if stop.event.is_set():
+                return status
+            wait = max(0.0, every_s - (clock() - started))
+            log(f"newsbeam run --every: run {runs} exited {status}; next run in {wait:.0f} s "
+                "(Ctrl-C stops)")
+            try:
+                if stop.event.wait(wait):
+                    return status
+            except KeyboardInterrupt:
+                log(f"newsbeam run --every: stopped after {runs} runs")
+                return EXIT_INTERRUPTED
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _news_argv(args: argparse.Namespace) -> list[str]:
