@@ -50,6 +50,25 @@ def rss_feed(entries: list[dict]) -> str:
             f"<description>News</description>{items}</channel></rss>")
 
 
+def news_sitemap(entries: list[dict]) -> str:
+    """A Google News sitemap of the feed's entries (title, publication date, publisher)."""
+    urls = "".join(
+        f"<url><loc>{e['link']}</loc><news:news><news:publication><news:name>Example Times"
+        "</news:name><news:language>en</news:language></news:publication>"
+        f"<news:publication_date>{e['iso_date']}</news:publication_date>"
+        f"<news:title>{e['title']}</news:title><news:keywords>{e.get('category', 'Sport')}"
+        "</news:keywords></news:news></url>" for e in entries)
+    return ('<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/'
+            'schemas/sitemap/0.9" xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">'
+            f"{urls}</urlset>")
+
+
+def sitemap_index(locations: list[str]) -> str:
+    items = "".join(f"<sitemap><loc>{loc}</loc></sitemap>" for loc in locations)
+    return ('<?xml version="1.0" encoding="UTF-8"?><sitemapindex xmlns="http://www.sitemaps.org/'
+            f'schemas/sitemap/0.9">{items}</sitemapindex>')
+
+
 class NewsSite:
     """The site's state (its feed can change between runs) and a log of every request."""
 
@@ -74,7 +93,8 @@ class NewsSite:
             "guid": f"tag:{slug}",
             "date": email.utils.format_datetime(
                 email.utils.parsedate_to_datetime(f"Wed, {day:02d} Feb 2022 10:00:00 GMT")),
-            "category": category, "author": f"{slug}@example.test ({slug.title()} Reporter)"})
+            "category": category, "author": f"{slug}@example.test ({slug.title()} Reporter)",
+            "iso_date": f"2022-02-{day:02d}T10:00:00Z", "added_at": time.time()})
         self.feed_version += 1
 
     def record(self, path: str, headers) -> int:
@@ -154,6 +174,30 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, rss_feed(site.feed_entries).encode(), "application/rss+xml",
                            {"ETag": etag, "Last-Modified": "Wed, 16 Feb 2022 12:00:00 GMT"})
+        elif path == "/sitemap-news.xml":  # the feed's entries as a Google News sitemap
+            etag = f'"s{site.feed_version}"'
+            if self.headers.get("If-None-Match") == etag:
+                self._send(304, headers={"ETag": etag})
+            else:
+                self._send(200, news_sitemap(site.feed_entries).encode(), "application/xml",
+                           {"ETag": etag})
+        elif path == "/sitemap_index.xml":  # news, a gzipped archive sitemap, a nested index
+            self._send(200, sitemap_index([f"{site.base}/sitemap-news.xml",
+                                           f"{site.base}/sitemap-archive.xml.gz",
+                                           f"{site.base}/sitemap-nested.xml"]).encode(),
+                       "application/xml")
+        elif path == "/sitemap-archive.xml.gz":  # raw gzip, no Content-Encoding
+            urlset = ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/'
+                      f'sitemap/0.9"><url><loc>{site.base}/news/older.html</loc>'
+                      "<lastmod>2022-02-01</lastmod></url></urlset>")
+            self._send(200, gzip.compress(urlset.encode()), "application/gzip")
+        elif path == "/sitemap-nested.xml":  # an index below the index
+            self._send(200, sitemap_index([f"{site.base}/sitemap-deep.xml"]).encode(),
+                       "application/xml")
+        elif path == "/sitemap-deep.xml":
+            self._send(200, ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/'
+                             f'schemas/sitemap/0.9"><url><loc>{site.base}/news/deep.html</loc>'
+                             "</url></urlset>").encode(), "application/xml")
         elif path == "/feed.json":
             items = [{"id": e["guid"], "url": e["link"], "title": e["title"],
                       "date_published": "2022-02-16T10:00:00Z", "tags": ["Business"]}

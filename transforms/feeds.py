@@ -378,6 +378,8 @@ def gunzipped(body: bytes, max_bytes: int = MAX_SITEMAP_BYTES) -> bytes:
         raise ValueError(f"not valid gzip: {error}") from None
     if len(data) > max_bytes:
         raise ValueError(f"more than {max_bytes} bytes once decompressed")
+    if not decoder.eof:
+        raise ValueError("not valid gzip: the stream is cut short")
     return data
 
 
