@@ -37,6 +37,19 @@ def article_html(slug: str, title: str, published: str | None = None, extra: str
             f"<article><h1>{title}</h1>{extra}{paragraphs}</article></body></html>")
 
 
+def live_article_html(slug: str, title: str) -> str:
+    """A page whose words are drawn at random, seeded by its slug: pages published one after
+    another are distinct articles, not near copies (article_html has 20 variants only)."""
+    import random
+    draw = random.Random(slug)
+    paragraphs = "".join(
+        "<p>" + " ".join(f"Reporters in {slug} wrote that the "
+                         + " ".join(draw.choice(WORDS) for _ in range(14)) + "."
+                         for _ in range(3)) + "</p>" for _ in range(4))
+    return (f"<!DOCTYPE html><html><head><title>{title}</title></head><body><article>"
+            f"<h1>{title}</h1>{paragraphs}</article></body></html>")
+
+
 def rss_feed(entries: list[dict]) -> str:
     items = "".join(
         f"<item><title>{e['title']}</title><link>{e['link']}</link>"
@@ -208,6 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/news/"):
             slug = path.rsplit("/", 1)[1].split(".")[0]
             self._send(200, article_html(slug, f"Story {slug}").encode())
+        elif path.startswith("/live/"):  # pages of entries published while a test runs
+            slug = path.rsplit("/", 1)[1].split(".")[0]
+            self._send(200, live_article_html(slug, f"Live {slug}").encode())
         elif path.startswith("/amp/"):  # the AMP variant names its canonical page
             slug = path.rsplit("/", 1)[1].split(".")[0]
             self._send(200, article_html(slug, f"Story {slug}",
