@@ -93,6 +93,8 @@ class NewsSite:
         self.feed_version = 1
         self.robots = ROBOTS
         self.robots_status = 200
+        # More feeds, served at /feeds/<name>.xml (benches with N feeds): name -> entries.
+        self.feeds: dict[str, list[dict]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -109,6 +111,14 @@ class NewsSite:
             "category": category, "author": f"{slug}@example.test ({slug.title()} Reporter)",
             "iso_date": f"2022-02-{day:02d}T10:00:00Z", "added_at": time.time()})
         self.feed_version += 1
+
+    def add_feed_entry(self, feed: str, slug: str, title: str) -> dict:
+        """An entry of /feeds/<feed>.xml whose page (/live/<slug>.html) is a distinct article."""
+        entry = {"title": title, "link": f"{self.base}/live/{slug}.html", "guid": f"tag:{slug}",
+                 "date": email.utils.formatdate(usegmt=True), "added_at": time.time()}
+        with self._lock:
+            self.feeds.setdefault(feed, []).append(entry)
+        return entry
 
     def record(self, path: str, headers) -> int:
         with self._lock:
@@ -211,6 +221,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/'
                              f'schemas/sitemap/0.9"><url><loc>{site.base}/news/deep.html</loc>'
                              "</url></urlset>").encode(), "application/xml")
+        elif path.startswith("/feeds/") and path.endswith(".xml"):
+            name = path[len("/feeds/"):-len(".xml")]
+            with site._lock:
+                entries = list(site.feeds.get(name, []))[-50:]  # the newest 50, as sites do
+            etag = f'"{name}-{len(site.feeds.get(name, []))}"'
+            if self.headers.get("If-None-Match") == etag:
+                self._send(304, headers={"ETag": etag})
+            else:
+                self._send(200, rss_feed(entries).encode(), "application/rss+xml",
+                           {"ETag": etag})
         elif path == "/feed.json":
             items = [{"id": e["guid"], "url": e["link"], "title": e["title"],
                       "date_published": "2022-02-16T10:00:00Z", "tags": ["Business"]}

@@ -215,3 +215,15 @@ def test_archive_warc_round_trip(capsys, tmp_path, site):
         query.format(output)).fetchall()
     # The feed's response is kept, and counted as a skipped record when re-extracted.
     assert manifests(again)[-1]["counts"]["warc_records_skipped"] >= 1 + len(files) + 3
+
+
+def test_every_and_sitemaps_from_a_config_file(tmp_path):
+    (tmp_path / "sitemap.xml").write_text("https://news.test/a.html\n")
+    config = tmp_path / "news.yaml"
+    config.write_text("every: 300\nmax_runs: 2\nsitemap: [sitemap.xml]\n"
+                      "archive_warc: captures\noutput: out\n")
+    options, args = cli.parse_run(["--config", str(config)])
+    assert (args.every, args.max_runs) == (300.0, 2)
+    assert options.sitemap == [str(tmp_path / "sitemap.xml")]
+    assert options.archive_warc == str(tmp_path / "captures")
+    assert options.input == []  # a sitemap is a source: the seeds are not read
