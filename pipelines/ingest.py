@@ -39,7 +39,8 @@ from newsbeam.transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES,
 from newsbeam.transforms.entities import TagEntities
 from newsbeam.transforms.errors import ERRORS, DropRecordedErrors
 from newsbeam.transforms.extract import ExtractArticles
-from newsbeam.transforms.feeds import ENTRIES_SEEN, FEED_STATES, NOT_DUE, NOT_MODIFIED, latest_state
+from newsbeam.transforms.feeds import (ENTRIES_SEEN, FEED_STATES, NOT_DUE, NOT_MODIFIED,
+                                       latest_state)
 from newsbeam.transforms.fetch import FetchPolicy
 from newsbeam.transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, RecordInputs,
                                              input_outcomes)

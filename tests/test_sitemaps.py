@@ -119,8 +119,8 @@ def test_sitemaps_from_robots_end_to_end(capsys, tmp_path, site):
          "2022-02-14T10:00:00+00:00", "feed", ["Cup"], news),
         (f"{site.base}/news/beta.html", "Beta loses the final", "Example Times",
          "2022-02-15T10:00:00+00:00", "feed", ["Final"], news),
-        (f"{site.base}/news/older.html", "Story older", f"127.0.0.1:{site.port}", None, "ingested", [],
-         f"{site.base}/sitemap-archive.xml.gz")]
+        (f"{site.base}/news/older.html", "Story older", f"127.0.0.1:{site.port}", None,
+         "ingested", [], f"{site.base}/sitemap-archive.xml.gz")]  # no news tags: the page's
     errors = read_dataset(output / "errors").to_pylist()
     assert [(e["stage"], e["reason"], e["source_uri"]) for e in errors] == [
         ("feed", "sitemap_too_deep", f"{site.base}/sitemap-deep.xml")]

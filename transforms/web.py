@@ -22,10 +22,12 @@ from apache_beam.io.filesystems import FileSystems
 from newsbeam.schemas.records import Document
 from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.archive import ArchiveResponses, WarcArchive
-from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES, MAX_SITEMAPS, NOT_DUE,
-                                       NOT_MODIFIED, RESPONSES, ROBOTS_TXT, SITEMAP, SITEMAP_DEPTH, FeedSpec,
-                                       InvalidFeedList, ReadFeeds, entry_index_entry, parse_feed_list)
-from newsbeam.transforms.fetch import FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest, origin_of
+from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES, MAX_SITEMAPS,
+                                       NOT_DUE, NOT_MODIFIED, RESPONSES, ROBOTS_TXT, SITEMAP,
+                                       SITEMAP_DEPTH, FeedSpec, InvalidFeedList, ReadFeeds,
+                                       entry_index_entry, parse_feed_list)
+from newsbeam.transforms.fetch import (FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest,
+                                       origin_of)
 from newsbeam.transforms.polling import PollSchedule, polled_state
 from newsbeam.transforms.sources import is_local
 from newsbeam.transforms.topics import IPTC_TOPICS
