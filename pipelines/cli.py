@@ -1,6 +1,7 @@
 """The `newsbeam` command: run the pipeline, inspect a dataset.
 
     newsbeam run [--config FILE] [--input PATH|DIR|GLOB ...] [--output DIR] [options]
+    newsbeam run --every SECONDS [--max_runs N] [options]      (back-to-back incremental runs)
     newsbeam inspect [--output DIR] [--run_id ID] [--json] [--runs N] [--check]
     newsbeam report [--output DIR] [--run_id ID] [--file report.html]
     newsbeam compact [--output DIR] [--date FROM[:TO]] [--dataset NAME ...] [--target_file_mib N]
@@ -31,6 +32,7 @@ EXIT_FAILED = 1         # the run failed, or its accounting does not balance
 EXIT_REFUSED = 2        # bad flags or config: nothing ran, nothing was written
 EXIT_INPUTS_FAILED = 3  # finished and accounted, but --fail_on_errors any|all: inputs failed
 EXIT_LEASE_HELD = 75    # another run is writing --output: nothing was written (EX_TEMPFAIL)
+EXIT_INTERRUPTED = 130  # run --every stopped by Ctrl-C (128 + SIGINT, as shells report it)
 
 EXIT_STATUS_HELP = f"""\
 Exit status (scripts rely on it, and on the summary's last line):
@@ -43,6 +45,7 @@ Exit status (scripts rely on it, and on the summary's last line):
      --fail_on_errors any, every one with --fail_on_errors all
   {EXIT_LEASE_HELD} another run (or a compaction) is writing --output: nothing was written;
      try again later, or wait with --wait_for_lease_s
+  {EXIT_INTERRUPTED} run --every stopped by Ctrl-C
 """
 
 RUN_EPILOG = """\
@@ -63,8 +66,7 @@ Output: OUTPUT/articles/date=YYYY-MM-DD/topic=<slug>/, duplicates/, errors/, sto
 _RUN_COMMAND_FLAGS = ("config", "quiet", "fail_on_errors", "every", "max_runs")
 # What ends `run --every` instead of the next run: flags or config that cannot make a run (the
 # next run would be refused too). A failed run (1), inputs failed (3) and a held lease (75) are
-# logged and the loop goes on; Ctrl-C ends it (130).
-EXIT_INTERRUPTED = 130
+# logged and the loop goes on; Ctrl-C ends it (EXIT_INTERRUPTED).
 EVERY_STOPS_ON = frozenset({EXIT_REFUSED})
 FAIL_ON_ERRORS = ("never", "any", "all")
 
@@ -123,7 +125,7 @@ def _add_run(commands) -> argparse.ArgumentParser:
     from newsbeam.pipelines.options import DEFAULT_RUNNER, NewsOptions
     run = commands.add_parser(
         "run", help="run the batch pipeline", description="Run the batch pipeline once over "
-        "the inputs, adding to the dataset in --output.",
+        "the inputs, adding to the dataset in --output; with --every, again and again.",
         epilog=RUN_EPILOG.format(runner=DEFAULT_RUNNER),
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     NewsOptions._add_argparse_args(run)
