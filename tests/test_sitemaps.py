@@ -163,3 +163,37 @@ def test_bad_sitemap_flags_are_refused(capsys, tmp_path):
                  str(tmp_path / "o")]) == 2
     assert "--min_poll_s 600 is above --max_poll_s 60" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_listed_sitemaps_past_the_count_or_the_depth_are_error_rows():
+    """ParseFeedFn on an index of three sitemaps: two followed (--max_sitemaps 2), the third a
+    too_many_sitemaps row; at the last level all three are sitemap_too_deep rows. An index
+    stores no validators (it is read in full each run)."""
+    import datetime as dt
+
+    import apache_beam as beam
+    from apache_beam.testing import test_pipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from newsbeam.transforms.errors import ERRORS
+    from newsbeam.transforms.feeds import CHILD_SITEMAPS, ENTRIES, FEED_STATES, ParseFeedFn
+    children = [f"https://news.test/s{k}.xml" for k in range(3)]
+    index = (FeedSpec("https://news.test/index.xml", "News", "sport", SITEMAP),
+             sitemap_index(children).encode(), "https://news.test/index.xml", ('"e"', None))
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        for levels_left, label in ((1, "Follow"), (0, "Last")):
+            parsed = p | f"{label}Create" >> beam.Create([index]) | label >> beam.ParDo(
+                ParseFeedFn("run", at, 5, child_levels_left=levels_left, max_sitemaps=2)
+            ).with_outputs(ERRORS, FEED_STATES, CHILD_SITEMAPS, main=ENTRIES)
+            expected_children = [FeedSpec(c, "News", "sport", SITEMAP) for c in children[:2]] \
+                if levels_left else []
+            expected_errors = [(children[2], "too_many_sitemaps")] if levels_left else \
+                [(c, "sitemap_too_deep") for c in children]
+            assert_that(parsed[CHILD_SITEMAPS], equal_to(expected_children),
+                        label=f"{label}Children")
+            assert_that(parsed[ERRORS] | f"{label}Reasons" >> beam.Map(
+                lambda e: (e.source_uri, e.reason)), equal_to(expected_errors),
+                label=f"{label}Errors")
+            assert_that(parsed[FEED_STATES], equal_to([]), label=f"{label}States")
+            assert_that(parsed[ENTRIES], equal_to([]), label=f"{label}Entries")
