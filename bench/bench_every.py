@@ -9,9 +9,12 @@ and one `newsbeam run --every 60` process writing one dataset. Measured:
   sampled every second; its peak per run, and the last run's peak against the first's (it must
   not grow with the number of runs).
 
-Short by default (3 minutes, 3 runs); --minutes 10 for the issue's 10-minute figure.
+Short by default (3 minutes, 3 runs); --minutes 10 for the issue's 10-minute figure. With
+--compare_cron, the same is measured again for the way it was done before `--every`: a fresh
+`newsbeam run` process started every --every_s seconds (cron, a systemd timer), side by side.
 
     python bench/bench_every.py [--minutes 3] [--feeds 5] [--publish_every_s 6] [--every_s 60]
+                                [--compare_cron]
 """
 
 from __future__ import annotations
@@ -70,14 +73,26 @@ def stored_urls_by_run(output: Path) -> dict[str, str]:
     return dict(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=3.0)
-    parser.add_argument("--feeds", type=int, default=5)
-    parser.add_argument("--publish_every_s", type=float, default=6.0)
-    parser.add_argument("--every_s", type=float, default=60.0)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "every.json")
-    args = parser.parse_args()
+def run_processes(command: list[str], cron: bool, runs: int, every_s: float,
+                  samples: list) -> tuple[int, str]:
+    """`newsbeam run --every` as one process, or (cron) a fresh `newsbeam run` every every_s
+    seconds, `runs` times; the process tree's memory sampled every second."""
+    status, err = 0, ""
+    for number in range(1 if not cron else runs):
+        started = time.time()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        while process.poll() is None:
+            samples.append((time.time(), tree_rss_bytes(process.pid)))
+            time.sleep(1.0)
+        _, err = process.communicate()
+        status = status or process.returncode
+        if cron and number + 1 < runs:
+            time.sleep(max(0.0, started + every_s - time.time()))
+    return status, err
+
+
+def measure(args, cron: bool) -> dict:
     runs = max(1, int(args.minutes * 60 // args.every_s))
     work = Path(tempfile.mkdtemp(prefix="newsbeam-bench-every-"))
     output = work / "output"
@@ -95,22 +110,18 @@ def main() -> None:
                 name = names[number % len(names)]
                 site.add_feed_entry(name, f"{name}-{number:04d}", f"Story {number} of {name}")
         publisher = threading.Thread(target=publish, daemon=True)
-        command = [str(Path(sys.executable).parent / "newsbeam"), "run", "--every",
-                   str(args.every_s), "--max_runs", str(runs), "--output", str(output),
+        loop = [] if cron else ["--every", str(args.every_s), "--max_runs", str(runs)]
+        command = [str(Path(sys.executable).parent / "newsbeam"), "run", *loop,
+                   "--poll_schedule", "adaptive", "--output", str(output),
                    "--allow_loopback", "--fetch_delay_s", "0.05", "--max_crawl_delay_s", "0.05",
                    "--min_poll_s", str(args.every_s / 2), "--progress_interval_s", "0",
                    "--quiet", *[arg for name in names
                                 for arg in ("--feed", f"{site.base}/feeds/{name}.xml")]]
         started = time.time()
         publisher.start()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)
-        while process.poll() is None:
-            samples.append((time.time(), tree_rss_bytes(process.pid)))
-            time.sleep(1.0)
+        returncode, err = run_processes(command, cron, runs, args.every_s, samples)
         stop.set()
         publisher.join()
-        out, err = process.communicate()
         ended = time.time()
         entries = [entry for feed in site.feeds.values() for entry in feed]
         page_hits = [n for path, n in site.hits.items() if path.startswith("/live/")]
@@ -136,8 +147,9 @@ def main() -> None:
                         "peak_rss_mib": round(peak / 2**20, 1)})
     minutes = (ended - started) / 60
     summary = {
+        "mode": "cron: a process per run" if cron else f"run --every {args.every_s:g}",
         "feeds": args.feeds, "publish_every_s": args.publish_every_s, "every_s": args.every_s,
-        "minutes": round(minutes, 2), "runs": len(manifests), "exit_status": process.returncode,
+        "minutes": round(minutes, 2), "runs": len(manifests), "exit_status": returncode,
         "entries_published": len(entries), "articles_stored": len(run_of),
         "missing_published_before_last_run": len(missing),
         "pages_fetched_more_than_once": sum(1 for n in page_hits if n > 1),
@@ -153,9 +165,9 @@ def main() -> None:
         "rss_samples_mib": [[round(at - started, 1), round(rss / 2**20, 1)]
                             for at, rss in samples[::5]],
     }
-    print(f"\n`newsbeam run --every {args.every_s:g}`: {args.feeds} feeds, an entry every "
+    print(f"\n{summary['mode']}: {args.feeds} feeds, an entry every "
           f"{args.publish_every_s:g} s, {minutes:.1f} min, {len(manifests)} runs "
-          f"(exit {process.returncode})")
+          f"(exit {returncode})")
     print(f"  entries published {len(entries)}, stored {len(run_of)}, missing "
           f"{len(missing)}, pages fetched twice {summary['pages_fetched_more_than_once']}")
     if latencies:
@@ -168,10 +180,35 @@ def main() -> None:
         print(f"  {run['run_id']:24} {run['elapsed_s']:9.1f} {run['articles']:8} "
               f"{run['feeds_not_due']:7} {run['feeds_not_modified']:4} {run['peak_rss_mib']:12}")
     print(f"  peak RSS, last run over first: {summary['peak_rss_last_over_first_run']}")
-    if process.returncode:
+    if returncode:
         print(err[-3000:], file=sys.stderr)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--feeds", type=int, default=5)
+    parser.add_argument("--publish_every_s", type=float, default=6.0)
+    parser.add_argument("--every_s", type=float, default=60.0)
+    parser.add_argument("--compare_cron", action="store_true",
+                        help="also measure a fresh process per run, side by side")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "every.json")
+    args = parser.parse_args()
+    results = [measure(args, cron=False)]
+    if args.compare_cron:
+        results.append(measure(args, cron=True))
+        every, cron = results
+        print(f"\n{'':34} {'--every':>10} {'cron':>10}")
+        for name, pick in (("latency p50 s", lambda r: r["latency_s"]["p50"]),
+                           ("latency p95 s", lambda r: r["latency_s"]["p95"]),
+                           ("articles/min", lambda r: r["articles_per_minute"]),
+                           ("mean run elapsed s", lambda r: round(statistics.mean(
+                               run["elapsed_s"] for run in r["per_run"]), 1)),
+                           ("peak RSS MiB", lambda r: r["peak_rss_mib"])):
+            print(f"  {name:32} {pick(every):>10} {pick(cron):>10}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=2))
+    args.json.write_text(json.dumps(results if args.compare_cron else results[0], indent=2))
 
 
 if __name__ == "__main__":
