@@ -32,7 +32,7 @@ BENCHES := bench-extract bench-fetch bench-fetch-concurrency bench-reprints benc
            bench-rerun \
            bench-soak
 
-.PHONY: $(BENCHES)
+.PHONY: $(BENCHES) bench-every
 
 bench: $(BENCHES)
 
@@ -69,6 +69,15 @@ bench-topics: venv
 
 bench-rerun: venv
 	nice -n 10 $(BIN)/python bench/bench_rerun.py
+
+# `run --every 60` against N local feeds publishing steadily: latency, throughput, memory.
+# 3 minutes; BENCH_EVERY_MINUTES=10 for the issue's figure; BENCH_EVERY_FLAGS=--compare_cron
+# measures a fresh process per run (cron) after it, side by side.
+BENCH_EVERY_MINUTES ?= 3
+BENCH_EVERY_FLAGS ?=
+bench-every: venv
+	nice -n 10 $(BIN)/python bench/bench_every.py --minutes $(BENCH_EVERY_MINUTES) \
+	    $(BENCH_EVERY_FLAGS)
 
 # 200 tiny runs into one dataset, then compaction; html-dev in 10 runs, then compaction.
 bench-soak: venv

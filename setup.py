@@ -45,6 +45,9 @@ setup(
         "feedparser==6.0.14",
         # robots.txt as RFC 9309 reads it (wildcards, '$', longest match): Scrapy's parser.
         "protego==0.7.0",
+        # Sitemaps, sitemap indexes and Google News sitemaps (transforms/feeds.py), Media
+        # Cloud's parser, given the bytes newsbeam fetched (its own fetcher is not used).
+        "ultimate-sitemap-parser==1.8.1",
         # IDNA 2008 / UTS 46 host names for IRIs (transforms/urls.py); already required by
         # requests, pinned at the version that resolves.
         "idna==3.20",

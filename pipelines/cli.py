@@ -1,6 +1,7 @@
 """The `newsbeam` command: run the pipeline, inspect a dataset.
 
     newsbeam run [--config FILE] [--input PATH|DIR|GLOB ...] [--output DIR] [options]
+    newsbeam run --every SECONDS [--max_runs N] [options]      (back-to-back incremental runs)
     newsbeam inspect [--output DIR] [--run_id ID] [--json] [--runs N] [--check]
     newsbeam report [--output DIR] [--run_id ID] [--file report.html]
     newsbeam compact [--output DIR] [--date FROM[:TO]] [--dataset NAME ...] [--target_file_mib N]
@@ -18,7 +19,10 @@ import argparse
 import json
 import logging
 import platform
+import signal
 import sys
+import threading
+import time
 from importlib import metadata
 
 # Beam is imported inside the functions, once logging is set up: it logs while it imports.
@@ -28,6 +32,7 @@ EXIT_FAILED = 1         # the run failed, or its accounting does not balance
 EXIT_REFUSED = 2        # bad flags or config: nothing ran, nothing was written
 EXIT_INPUTS_FAILED = 3  # finished and accounted, but --fail_on_errors any|all: inputs failed
 EXIT_LEASE_HELD = 75    # another run is writing --output: nothing was written (EX_TEMPFAIL)
+EXIT_INTERRUPTED = 130  # run --every stopped by Ctrl-C (128 + SIGINT, as shells report it)
 
 EXIT_STATUS_HELP = f"""\
 Exit status (scripts rely on it, and on the summary's last line):
@@ -40,6 +45,7 @@ Exit status (scripts rely on it, and on the summary's last line):
      --fail_on_errors any, every one with --fail_on_errors all
   {EXIT_LEASE_HELD} another run (or a compaction) is writing --output: nothing was written;
      try again later, or wait with --wait_for_lease_s
+  {EXIT_INTERRUPTED} run --every stopped by Ctrl-C
 """
 
 RUN_EPILOG = """\
@@ -59,7 +65,11 @@ Output: OUTPUT/articles/date=YYYY-MM-DD/topic=<slug>/, duplicates/, errors/, sto
 """ + EXIT_STATUS_HELP
 
 # The run command's own flags (not the pipeline's): they stay out of NewsOptions.
-_RUN_COMMAND_FLAGS = ("config", "quiet", "fail_on_errors")
+_RUN_COMMAND_FLAGS = ("config", "quiet", "fail_on_errors", "every", "max_runs")
+# What ends `run --every` instead of the next run: flags or config that cannot make a run (the
+# next run would be refused too). A failed run (1), inputs failed (3) and a held lease (75) are
+# logged and the loop goes on; Ctrl-C ends it (EXIT_INTERRUPTED).
+EVERY_STOPS_ON = frozenset({EXIT_REFUSED})
 FAIL_ON_ERRORS = ("never", "any", "all")
 
 
@@ -93,6 +103,18 @@ def _add_run_command_flags(parser) -> None:
              "run where every input failed still warns on stderr).")
     group.add_argument("--quiet", action="store_true",
                        help="Print only the summary's last line (warnings still go to stderr).")
+    group.add_argument(
+        "--every", type=_positive_float, default=None, metavar="SECONDS",
+        help="Run again and again, a run starting every SECONDS (at once when a run took "
+             "longer), each a whole incremental run into --output (its own run id, lease, "
+             "commit and manifest); feeds and sitemaps are polled on their adaptive schedule "
+             "(--poll_schedule). A failed run is logged and the next one starts; refused "
+             f"options stop the loop (exit {EXIT_REFUSED}), and so does Ctrl-C between or "
+             f"during runs (exit {EXIT_INTERRUPTED}; a run cut short is recovered by the next).")
+    group.add_argument(
+        "--max_runs", type=_positive_int, default=None, metavar="N",
+        help="With --every: stop after N runs, with the last run's exit status. "
+             "Default: no limit.")
 
 
 def run_options_parser() -> argparse.ArgumentParser:
@@ -105,7 +127,7 @@ def _add_run(commands) -> argparse.ArgumentParser:
     from newsbeam.pipelines.options import DEFAULT_RUNNER, NewsOptions
     run = commands.add_parser(
         "run", help="run the batch pipeline", description="Run the batch pipeline once over "
-        "the inputs, adding to the dataset in --output.",
+        "the inputs, adding to the dataset in --output; with --every, again and again.",
         epilog=RUN_EPILOG.format(runner=DEFAULT_RUNNER),
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     NewsOptions._add_argparse_args(run)
@@ -209,6 +231,13 @@ def _add_report(commands) -> argparse.ArgumentParser:
                         help=f"where to write the page (default: {DEFAULT_FILE})")
     report.set_defaults(handler=_report)
     return report
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return number
 
 
 def _positive_int(value: str) -> int:
@@ -382,23 +411,53 @@ def failure_warning(accounting: dict) -> str | None:
     return None
 
 
+def _shown(text: str) -> str:
+    """What is printed shows no credentials in URLs, and names that are not UTF-8 escaped."""
+    from newsbeam.transforms.sources import printable_path
+    from newsbeam.transforms.urls import redact_url
+    return printable_path(redact_url(text))
+
+
+def every_problems(args: argparse.Namespace, options) -> list[str]:
+    """What `run --every` cannot honour: a fixed run id (each run needs its own)."""
+    problems = []
+    if args.max_runs is not None and args.every is None:
+        problems.append("--max_runs: only with --every")
+    if args.every is not None and options.run_id is not None:
+        problems.append(f"--run_id {options.run_id}: not with --every, whose runs each need "
+                        "their own id (they get one from their start time)")
+    return problems
+
+
 def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     from newsbeam.pipelines import ingest
     from newsbeam.pipelines.options import InvalidOptions
-    from newsbeam.transforms.sources import printable_path
-    from newsbeam.transforms.urls import redact_url
-    # What is printed shows no credentials in URLs, and names that are not UTF-8 escaped.
-    shown = lambda text: printable_path(redact_url(text))
+    shown = _shown
     try:
         options, args = parse_run(words)
         ingest.check_options(options)
+        problems = every_problems(args, options)
+        if problems:
+            raise InvalidOptions(problems)
     except InvalidOptions as refused:
         return _refuse("run", [shown(problem) for problem in refused.problems])
     if not args.quiet:
         sources = options.input + (options.feed or []) + (options.feeds or []) + \
-            (options.urls or [])
+            (options.sitemap or []) + (options.sitemaps_from_robots or []) + (options.urls or [])
         print(shown(f"newsbeam: reading {', '.join(sources)} -> {options.output}"),
               file=sys.stderr)
+    if args.every is not None:
+        if options.poll_schedule is None:
+            options.poll_schedule = "adaptive"
+        return run_every(lambda: _run_once(options, args), args.every, args.max_runs)
+    return _run_once(options, args)
+
+
+def _run_once(options, args: argparse.Namespace) -> int:
+    """One run of the pipeline: its summary printed, its exit status returned."""
+    from newsbeam.pipelines import ingest
+    from newsbeam.pipelines.options import InvalidOptions
+    shown = _shown
     from newsbeam.transforms.lease import LeaseHeld
     try:
         manifest = ingest.run_pipeline(options)
@@ -416,6 +475,65 @@ def _run(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     if warning:
         print(warning, file=sys.stderr)
     return exit_status(manifest["accounting"], args.fail_on_errors)
+
+
+class _Stop:
+    """Set by SIGTERM (systemd stopping the service): the loop ends after the current run."""
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def __call__(self, signum, frame):
+        print(f"newsbeam run --every: signal {signum}: stopping after this run", file=sys.stderr)
+        self.event.set()
+
+
+def run_every(run_once, every_s: float, max_runs: int | None, *, clock=time.monotonic,
+              log=None) -> int:
+    """`run_once()` (-> an exit status) every `every_s` seconds: a run starts every_s after the
+    previous one started, or at once when that one took longer. A run's exception is logged as
+    a failed run (1) and the loop goes on; a status in EVERY_STOPS_ON ends the loop with it;
+    Ctrl-C (KeyboardInterrupt), during a run or while waiting, ends it with 130; SIGTERM ends it
+    after the current run. With `max_runs`: the last run's status after that many."""
+    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    stop = _Stop()
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, stop)
+    status, runs = EXIT_FINISHED, 0
+    try:
+        while True:
+            started = clock()
+            runs += 1
+            try:
+                status = run_once()
+            except KeyboardInterrupt:
+                log(f"newsbeam run --every: interrupted during run {runs}; the next run "
+                    "recovers what it left")
+                return EXIT_INTERRUPTED
+            except Exception as error:  # noqa: BLE001 - one failed run, not the end of the loop
+                logging.getLogger(__name__).exception("run %d failed", runs)
+                log(f"newsbeam run --every: run {runs} failed: {type(error).__name__}: {error}")
+                status = EXIT_FAILED
+            if status in EVERY_STOPS_ON:
+                log(f"newsbeam run --every: run {runs} exited {status}: stopping")
+                return status
+            if max_runs is not None and runs >= max_runs:
+                return status
+            if stop.event.is_set():
+                return status
+            wait = max(0.0, every_s - (clock() - started))
+            log(f"newsbeam run --every: run {runs} exited {status}; next run in {wait:.0f} s "
+                "(Ctrl-C stops)")
+            try:
+                if stop.event.wait(wait):
+                    return status
+            except KeyboardInterrupt:
+                log(f"newsbeam run --every: stopped after {runs} runs")
+                return EXIT_INTERRUPTED
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _news_argv(args: argparse.Namespace) -> list[str]:

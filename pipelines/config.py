@@ -31,7 +31,8 @@ from newsbeam.pipelines.options import InvalidOptions, did_you_mean
 # Options (argparse dests) whose relative paths are resolved against the config file's folder.
 # newsbeam's local paths, and Beam's files staged for Dataflow workers.
 PATH_OPTIONS = frozenset({
-    "input", "output", "feed", "feeds", "urls", "topic_model", "spacy_model",
+    "input", "output", "feed", "feeds", "urls", "topic_model", "spacy_model", "sitemap",
+    "archive_warc",
     "setup_file", "requirements_file", "requirements_cache", "extra_packages", "files_to_stage",
 })
 # Values of these are names unless they look like paths (a pipeline package, the shipped model).

@@ -45,7 +45,8 @@ from newsbeam.transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES,
 from newsbeam.transforms.entities import TagEntities
 from newsbeam.transforms.errors import ERRORS, DropRecordedErrors
 from newsbeam.transforms.extract import ExtractArticles
-from newsbeam.transforms.feeds import ENTRIES_SEEN, FEED_STATES, NOT_MODIFIED, latest_state
+from newsbeam.transforms.feeds import (ENTRIES_SEEN, FEED_STATES, NOT_DUE, NOT_MODIFIED,
+                                       latest_state)
 from newsbeam.transforms.fetch import FetchPolicy
 from newsbeam.transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, RecordInputs,
                                              input_outcomes)
@@ -98,6 +99,19 @@ def fetch_policy(options: NewsOptions) -> FetchPolicy:
         concurrency=options.fetch_concurrency)
 
 
+def archive_target(options: NewsOptions, run: dict):
+    """Where --archive_warc puts this run's captures, and their warcinfo; None without it."""
+    if not options.archive_warc:
+        return None
+    from newsbeam.transforms.archive import WarcArchive
+    return WarcArchive(options.archive_warc, run["run_id"], {
+        "software": f"newsbeam {run['versions'].get('newsbeam')}",
+        "format": "WARC File Format 1.1", "isPartOf": _as_recorded(options.output),
+        "description": f"raw captures of newsbeam run {run['run_id']} "
+                       f"(started {run['started_at']})",
+        "robots": "obey"})
+
+
 def read_feed_states(start, output_dir: str):
     """(feed URL, latest FeedIndexEntry) from OUTPUT/index/feeds/, read when the job runs."""
     return (
@@ -130,9 +144,13 @@ def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False)
         options.input, run_id, options.max_document_bytes,
         start | "InputIndex" >> ReadIndex(output, INDEX_INPUTS), ingested_at)
     web = pipeline | "ReadWebSources" >> ReadWebSources(
-        feed_specs(options.feed or [], options.feeds or []), options.urls or [],
+        feed_specs(options.feed or [], options.feeds or [], options.sitemap or [],
+                   options.sitemaps_from_robots or []), options.urls or [],
         fetch_policy(options), run_id, ingested_at, read_feed_states(start, output),
-        ids(INDEX_ENTRIES, "entry_key", "EntryIndex"), min_words=options.min_words)
+        ids(INDEX_ENTRIES, "entry_key", "EntryIndex"), min_words=options.min_words,
+        schedule=options.poll_schedule_of(),
+        sitemap_depth=options.sitemap_depth, max_sitemaps=options.max_sitemaps,
+        archive=archive_target(options, run))
     documents = (read["documents"], web["documents"]) | "AllDocuments" >> beam.Flatten()
     extracted = documents | "ExtractArticles" >> ExtractArticles(
         run_id, ingested_at, options.extraction_timeout_s, options.min_words,
@@ -196,6 +214,7 @@ def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False)
         "read_errors": read[ERRORS],
         "fetch_errors": web[ERRORS],
         "feeds_not_modified": web[NOT_MODIFIED],
+        "feeds_not_due": web[NOT_DUE],
         "entries_seen_before": web[ENTRIES_SEEN],
         "warc_records_skipped": read[SKIPPED],
         "inputs_unchanged": read[UNCHANGED],
@@ -217,7 +236,8 @@ def prepare_options(argv: list[str] | None) -> NewsOptions:
     runner that needs no network."""
     options = NewsOptions(argv)
     if not options.input:
-        web_sources = options.feed or options.feeds or options.urls
+        web_sources = options.feed or options.feeds or options.urls or options.sitemap or \
+            options.sitemaps_from_robots
         options.input = [] if web_sources else [bundled_seeds()]
     standard = options.view_as(StandardOptions)
     if standard.runner is None:

@@ -309,6 +309,65 @@ class NewsOptions(PipelineOptions):
         web.add_argument(
             "--max_redirects", type=_non_negative_int, default=5,
             help="Most redirects followed per request. Default: 5.")
+        cls._add_continuous_args(parser)
+
+    @classmethod
+    def _add_continuous_args(cls, parser):
+        """Sitemaps, poll schedules and raw captures (README "Continuous ingestion")."""
+        from newsbeam.transforms.feeds import MAX_SITEMAPS, SITEMAP_DEPTH
+        from newsbeam.transforms.polling import SCHEDULES
+        more = parser.add_argument_group("newsbeam sitemaps, polling and captures")
+        more.add_argument(
+            "--sitemap", action="append", default=None, metavar="URL|FILE",
+            help="A sitemap, sitemap index or Google News sitemap (XML or text, gzipped or "
+                 "not) whose pages are ingested like a feed's entries; repeatable. In a feeds "
+                 "file: `kind: sitemap`.")
+        more.add_argument(
+            "--sitemaps_from_robots", action="append", default=None, metavar="SITE",
+            help="A site (any URL on it) whose robots.txt `Sitemap:` lines are read as "
+                 "--sitemap; repeatable. In a feeds file: `kind: robots`.")
+        more.add_argument(
+            "--sitemap_depth", type=_non_negative_int, default=SITEMAP_DEPTH, metavar="N",
+            help="Levels of sitemap indexes followed below a given sitemap (one more below a "
+                 "robots.txt); deeper ones are errors/ rows (sitemap_too_deep). "
+                 f"Default: {SITEMAP_DEPTH}.")
+        more.add_argument(
+            "--max_sitemaps", type=_positive_int, default=MAX_SITEMAPS, metavar="N",
+            help="Sitemaps followed per index or robots.txt, in the order listed; the others "
+                 f"are errors/ rows (too_many_sitemaps). Default: {MAX_SITEMAPS}.")
+        more.add_argument(
+            "--poll_schedule", choices=SCHEDULES, default=None,
+            help="always: read every feed and sitemap each run; adaptive: skip those whose "
+                 "next poll (learnt from how often they change, stored in index/feeds) is not "
+                 "due, counted as not_due. Default: adaptive with `run --every`, else always.")
+        more.add_argument(
+            "--min_poll_s", type=_positive_float, default=60.0, metavar="SECONDS",
+            help="Shortest interval between two polls of one feed. Default: 60.")
+        more.add_argument(
+            "--max_poll_s", type=_positive_float, default=6 * 3600.0, metavar="SECONDS",
+            help="Longest interval between two polls of one feed. Default: 21600 (6 h).")
+        more.add_argument(
+            "--full_fetch_every", type=_positive_int, default=10, metavar="POLLS",
+            help="Ask a feed in full (without its ETag / Last-Modified) when this poll would "
+                 "be the POLLS-th since its last 200: servers that answer 304 wrongly are "
+                 "caught. Default: 10.")
+        more.add_argument(
+            "--full_fetch_after_h", type=_positive_float, default=24.0, metavar="HOURS",
+            help="... or when its last 200 is older than this. Default: 24.")
+        more.add_argument(
+            "--archive_warc", default=None, metavar="DIR",
+            help="Also keep the raw responses (feeds, sitemaps and pages fetched) as WARC "
+                 "files in DIR (a warcinfo record, then a response and a metadata record each), "
+                 "each file complete when it appears; `newsbeam run --input DIR/*.warc.gz` "
+                 "extracts them again.")
+
+    def poll_schedule_of(self, every: bool = False):
+        """The PollSchedule of these options (adaptive by default when `every`)."""
+        from newsbeam.transforms.polling import ADAPTIVE, ALWAYS, PollSchedule
+        return PollSchedule(
+            min_poll_s=self.min_poll_s, max_poll_s=self.max_poll_s,
+            full_every_polls=self.full_fetch_every, full_after_s=self.full_fetch_after_h * 3600,
+            mode=self.poll_schedule or (ADAPTIVE if every else ALWAYS))
 
     def news_values(self) -> dict:
         """Every newsbeam flag with its value, defaults included."""
@@ -393,7 +452,11 @@ class NewsOptions(PipelineOptions):
         problems = [refuse("--input", path) for path in self.input or [] if is_local(path)]
         if is_local(self.output):
             problems.append(refuse("--output", self.output))
-        problems += [refuse("--feed", feed) for feed in self.feed or [] if is_local(feed)]
+        problems += [refuse(flag, location) for flag, locations in (("--feed", self.feed),
+                                                                    ("--sitemap", self.sitemap))
+                     for location in locations or [] if is_local(location)]
+        if self.archive_warc and is_local(self.archive_warc):
+            problems.append(refuse("--archive_warc", self.archive_warc))
         problems += [refuse(flag, path) for flag, paths in (("--feeds", self.feeds),
                                                             ("--urls", self.urls))
                      for path in paths or [] if is_local(path)]
@@ -421,6 +484,7 @@ class NewsOptions(PipelineOptions):
         remote = self.runs_elsewhere()
         problems = [problem for feed in self.feed or [] if not (remote and is_local(feed))
                     and (problem := feed_problem("--feed", feed))]
+        problems += self._continuous_problems()
         for flag, paths in (("--feeds", self.feeds), ("--urls", self.urls)):
             for path in paths or []:
                 if remote and is_local(path):
@@ -443,6 +507,26 @@ class NewsOptions(PipelineOptions):
             # refused here (a file that is missing is an error row of the run).
             problems += [f"--feeds {path}: {problem}" for spec in listed if not spec.is_url
                          and (problem := filesystem_problem("feed", spec.location))]
+        return problems
+
+    def _continuous_problems(self) -> list[str]:
+        problems = [problem for sitemap in self.sitemap or []
+                    if (problem := feed_problem("--sitemap", sitemap))]
+        for site in self.sitemaps_from_robots or []:
+            parts = urlsplit(site)
+            if parts.scheme.lower() not in WEB_SCHEMES or not parts.hostname:
+                problems.append(f"--sitemaps_from_robots {site}: give the site as an http:// "
+                                "or https:// URL")
+        if self.min_poll_s > self.max_poll_s:
+            problems.append(f"--min_poll_s {self.min_poll_s:g} is above --max_poll_s "
+                            f"{self.max_poll_s:g}")
+        if self.archive_warc is not None:
+            from newsbeam.transforms.sources import is_local
+            folder = os.path.expanduser(self.archive_warc)
+            if is_local(self.archive_warc) and os.path.isfile(folder):
+                problems.append(f"--archive_warc {self.archive_warc}: is a file, not a folder")
+            elif problem := filesystem_problem("--archive_warc", self.archive_warc):
+                problems.append(problem)
         return problems
 
 

@@ -169,6 +169,16 @@ class FeedIndexEntry:
     fetched_at: dt.datetime
     etag: Optional[str] = None
     last_modified: Optional[str] = None
+    # Its poll schedule (transforms/polling.py), null in states written before it: the entries
+    # the feed listed and how many were new (0 and 0 for "not modified"), the interval chosen
+    # and when the feed is next due, "not modified" answers since the last 200, and that 200's
+    # time (a full fetch is due after --full_fetch_every of them or --full_fetch_after_h).
+    entries: Optional[int] = None
+    new_entries: Optional[int] = None
+    poll_interval_s: Optional[float] = None
+    next_poll_at: Optional[dt.datetime] = None
+    polls_since_full: Optional[int] = None
+    full_fetched_at: Optional[dt.datetime] = None
 
 
 @dataclasses.dataclass

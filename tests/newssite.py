@@ -37,6 +37,19 @@ def article_html(slug: str, title: str, published: str | None = None, extra: str
             f"<article><h1>{title}</h1>{extra}{paragraphs}</article></body></html>")
 
 
+def live_article_html(slug: str, title: str) -> str:
+    """A page whose words are drawn at random, seeded by its slug: pages published one after
+    another are distinct articles, not near copies (article_html has 20 variants only)."""
+    import random
+    draw = random.Random(slug)
+    paragraphs = "".join(
+        "<p>" + " ".join(f"Reporters in {slug} wrote that the "
+                         + " ".join(draw.choice(WORDS) for _ in range(14)) + "."
+                         for _ in range(3)) + "</p>" for _ in range(4))
+    return (f"<!DOCTYPE html><html><head><title>{title}</title></head><body><article>"
+            f"<h1>{title}</h1>{paragraphs}</article></body></html>")
+
+
 def rss_feed(entries: list[dict]) -> str:
     items = "".join(
         f"<item><title>{e['title']}</title><link>{e['link']}</link>"
@@ -50,6 +63,25 @@ def rss_feed(entries: list[dict]) -> str:
             f"<description>News</description>{items}</channel></rss>")
 
 
+def news_sitemap(entries: list[dict]) -> str:
+    """A Google News sitemap of the feed's entries (title, publication date, publisher)."""
+    urls = "".join(
+        f"<url><loc>{e['link']}</loc><news:news><news:publication><news:name>Example Times"
+        "</news:name><news:language>en</news:language></news:publication>"
+        f"<news:publication_date>{e['iso_date']}</news:publication_date>"
+        f"<news:title>{e['title']}</news:title><news:keywords>{e.get('category', 'Sport')}"
+        "</news:keywords></news:news></url>" for e in entries)
+    return ('<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/'
+            'schemas/sitemap/0.9" xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">'
+            f"{urls}</urlset>")
+
+
+def sitemap_index(locations: list[str]) -> str:
+    items = "".join(f"<sitemap><loc>{loc}</loc></sitemap>" for loc in locations)
+    return ('<?xml version="1.0" encoding="UTF-8"?><sitemapindex xmlns="http://www.sitemaps.org/'
+            f'schemas/sitemap/0.9">{items}</sitemapindex>')
+
+
 class NewsSite:
     """The site's state (its feed can change between runs) and a log of every request."""
 
@@ -61,6 +93,8 @@ class NewsSite:
         self.feed_version = 1
         self.robots = ROBOTS
         self.robots_status = 200
+        # More feeds, served at /feeds/<name>.xml (benches with N feeds): name -> entries.
+        self.feeds: dict[str, list[dict]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -74,8 +108,17 @@ class NewsSite:
             "guid": f"tag:{slug}",
             "date": email.utils.format_datetime(
                 email.utils.parsedate_to_datetime(f"Wed, {day:02d} Feb 2022 10:00:00 GMT")),
-            "category": category, "author": f"{slug}@example.test ({slug.title()} Reporter)"})
+            "category": category, "author": f"{slug}@example.test ({slug.title()} Reporter)",
+            "iso_date": f"2022-02-{day:02d}T10:00:00Z", "added_at": time.time()})
         self.feed_version += 1
+
+    def add_feed_entry(self, feed: str, slug: str, title: str) -> dict:
+        """An entry of /feeds/<feed>.xml whose page (/live/<slug>.html) is a distinct article."""
+        entry = {"title": title, "link": f"{self.base}/live/{slug}.html", "guid": f"tag:{slug}",
+                 "date": email.utils.formatdate(usegmt=True), "added_at": time.time()}
+        with self._lock:
+            self.feeds.setdefault(feed, []).append(entry)
+        return entry
 
     def record(self, path: str, headers) -> int:
         with self._lock:
@@ -154,6 +197,40 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, rss_feed(site.feed_entries).encode(), "application/rss+xml",
                            {"ETag": etag, "Last-Modified": "Wed, 16 Feb 2022 12:00:00 GMT"})
+        elif path == "/sitemap-news.xml":  # the feed's entries as a Google News sitemap
+            etag = f'"s{site.feed_version}"'
+            if self.headers.get("If-None-Match") == etag:
+                self._send(304, headers={"ETag": etag})
+            else:
+                self._send(200, news_sitemap(site.feed_entries).encode(), "application/xml",
+                           {"ETag": etag})
+        elif path == "/sitemap_index.xml":  # news, a gzipped archive sitemap, a nested index
+            self._send(200, sitemap_index([f"{site.base}/sitemap-news.xml",
+                                           f"{site.base}/sitemap-archive.xml.gz",
+                                           f"{site.base}/sitemap-nested.xml"]).encode(),
+                       "application/xml")
+        elif path == "/sitemap-archive.xml.gz":  # raw gzip, no Content-Encoding
+            urlset = ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/'
+                      f'sitemap/0.9"><url><loc>{site.base}/news/older.html</loc>'
+                      "<lastmod>2022-02-01</lastmod></url></urlset>")
+            self._send(200, gzip.compress(urlset.encode()), "application/gzip")
+        elif path == "/sitemap-nested.xml":  # an index below the index
+            self._send(200, sitemap_index([f"{site.base}/sitemap-deep.xml"]).encode(),
+                       "application/xml")
+        elif path == "/sitemap-deep.xml":
+            self._send(200, ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/'
+                             f'schemas/sitemap/0.9"><url><loc>{site.base}/news/deep.html</loc>'
+                             "</url></urlset>").encode(), "application/xml")
+        elif path.startswith("/feeds/") and path.endswith(".xml"):
+            name = path[len("/feeds/"):-len(".xml")]
+            with site._lock:
+                entries = list(site.feeds.get(name, []))[-50:]  # the newest 50, as sites do
+            etag = f'"{name}-{len(site.feeds.get(name, []))}"'
+            if self.headers.get("If-None-Match") == etag:
+                self._send(304, headers={"ETag": etag})
+            else:
+                self._send(200, rss_feed(entries).encode(), "application/rss+xml",
+                           {"ETag": etag})
         elif path == "/feed.json":
             items = [{"id": e["guid"], "url": e["link"], "title": e["title"],
                       "date_published": "2022-02-16T10:00:00Z", "tags": ["Business"]}
@@ -164,6 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/news/"):
             slug = path.rsplit("/", 1)[1].split(".")[0]
             self._send(200, article_html(slug, f"Story {slug}").encode())
+        elif path.startswith("/live/"):  # pages of entries published while a test runs
+            slug = path.rsplit("/", 1)[1].split(".")[0]
+            self._send(200, live_article_html(slug, f"Live {slug}").encode())
         elif path.startswith("/amp/"):  # the AMP variant names its canonical page
             slug = path.rsplit("/", 1)[1].split(".")[0]
             self._send(200, article_html(slug, f"Story {slug}",

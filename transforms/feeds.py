@@ -17,6 +17,20 @@ Entry HTML becomes text through lxml (trafilatura wants a whole page and rejects
 Every feed ends as its entries, an errors/ row (unreachable, unparseable, no entries) or "not
 modified"; every entry as a page request, a document, an error row or "seen before". An
 exception while parsing a feed or an entry is that input's `internal_error` row.
+
+Sitemaps (--sitemap, `kind: sitemap` in a feeds file) are feeds too: a urlset (XML, plain text,
+gzipped or not) lists pages, whose Google News tags (news:title, news:publication_date,
+news:publication/news:name, news:keywords) are carried like a feed entry's metadata; a sitemap
+index lists more sitemaps, and a robots.txt (--sitemaps_from_robots, `kind: robots`) lists them
+on its `Sitemap:` lines. Those are followed level by level, at most `sitemap_depth` levels below
+what was given and `max_sitemaps` per document; the rest become error rows
+(sitemap_too_deep, too_many_sitemaps). Parsed by ultimate-sitemap-parser (Media Cloud's) from
+the bytes newsbeam's own fetcher read (its fetcher is never used: no politeness, no address
+checks); robots.txt by protego. An index or a robots.txt is read in full every time (it stores
+no validators): the sitemaps it lists are what is asked "modified since?".
+
+Which feeds are polled at all is transforms/polling.py's: with --poll_schedule adaptive, a feed
+whose next poll is not due is `not_due` (counted, skipped unchanged).
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ import json
 import logging
 import re
 import urllib.parse
+import zlib
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -37,6 +52,7 @@ from newsbeam.schemas.records import Document, EntryIndexEntry, FeedIndexEntry
 from newsbeam.transforms import errors
 from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
 from newsbeam.transforms.fetch import ROBOTS, FetchByHost, FetchPolicy, FetchRequest
+from newsbeam.transforms.polling import PollSchedule, is_due, validators_to_send
 from newsbeam.transforms.text import word_count
 
 _LOG = logging.getLogger(__name__)
@@ -46,12 +62,28 @@ FEED_STAGE = "feed"
 UNPARSEABLE_FEED = "unparseable_feed"
 EMPTY_FEED = "empty_feed"
 ENTRY_WITHOUT_LINK = "entry_without_link"
+SITEMAP_TOO_DEEP = "sitemap_too_deep"
+TOO_MANY_SITEMAPS = "too_many_sitemaps"
 
 ENTRIES = "entries"
 ENTRY_DOCUMENTS = "entry_documents"   # entries without a link, as Documents of their own text
 NOT_MODIFIED = "not_modified"
 ENTRIES_SEEN = "entries_seen_before"
 FEED_STATES = "feed_states"
+NOT_DUE = "not_due"                   # feeds whose next poll is not due (--poll_schedule)
+CHILD_SITEMAPS = "child_sitemaps"     # sitemaps an index or a robots.txt lists
+RESPONSES = "responses"               # (FetchRequest, Response) pairs, for --archive_warc
+
+# What a FeedSpec names: a feed, a sitemap (or sitemap index), a robots.txt whose Sitemap:
+# lines are sitemaps.
+FEED, SITEMAP, ROBOTS_TXT = "feed", "sitemap", "robots"
+KINDS = (FEED, SITEMAP, ROBOTS_TXT)
+SITEMAP_DEPTH = 2          # --sitemap_depth: index levels followed below a given sitemap
+MAX_SITEMAPS = 50          # --max_sitemaps: sitemaps followed per index or robots.txt
+# sitemaps.org: at most 50 MB uncompressed; a gzipped sitemap is decompressed up to this.
+MAX_SITEMAP_BYTES = 50 * 2**20
+_GZIP_MAGIC = b"\x1f\x8b"
+_SITEMAP_ROOTS = re.compile(rb"<(?:[\w-]+:)?(?:urlset|sitemapindex)[\s>]")
 
 
 _MAX_FEED_LIST_BYTES = 10 * 2**20
@@ -75,6 +107,7 @@ class FeedSpec:
     location: str
     publisher: str | None = None
     topic: str | None = None
+    kind: str = FEED   # FEED, SITEMAP or ROBOTS_TXT
 
     @property
     def is_url(self) -> bool:
@@ -94,6 +127,7 @@ class FeedEntry:
     # an entry without a link.
     text: str | None = None
     feed_title: str | None = None
+    publisher: str | None = None     # a Google News sitemap's news:publication/news:name
 
 
 @dataclasses.dataclass
@@ -105,6 +139,8 @@ class ParsedFeed:
     # Entries that raised while being read: (the entry's id, link or position; the exception's
     # summary). Each becomes an internal_error row; the feed's other entries are read.
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # The sitemaps a sitemap index or a robots.txt lists (URLs, in document order).
+    children: list[str] = dataclasses.field(default_factory=list)
 
 
 class InvalidFeedList(ValueError):
@@ -134,15 +170,19 @@ def parse_feed_list(text: str, topics: frozenset) -> list[FeedSpec]:
             item = {"url": item}
         if not isinstance(item, dict) or not isinstance(item.get("url"), str):
             raise InvalidFeedList(f"feed {number}: give a URL or path, or a map with 'url'")
-        unknown = set(item) - {"url", "publisher", "topic"}
+        unknown = set(item) - {"url", "publisher", "topic", "kind"}
         if unknown:
             raise InvalidFeedList(f"feed {number}: unknown keys {sorted(unknown)} "
-                                  "(url, publisher, topic)")
+                                  "(url, publisher, topic, kind)")
+        kind = item.get("kind", FEED)
+        if kind not in KINDS:
+            raise InvalidFeedList(f"feed {number}: kind {kind!r} is not one of "
+                                  f"{', '.join(KINDS)}")
         topic = item.get("topic")
         if topic is not None and topic not in topics:
             raise InvalidFeedList(f"feed {number}: topic {topic!r} is not an IPTC slug "
                                   f"({', '.join(sorted(topics))})")
-        specs.append(FeedSpec(item["url"].strip(), item.get("publisher"), topic))
+        specs.append(FeedSpec(item["url"].strip(), item.get("publisher"), topic, kind))
     return specs
 
 
@@ -325,6 +365,100 @@ def parse_feed(body: bytes, base_url: str | None = None) -> ParsedFeed:
     return ParsedFeed(_unique_by_id(entries), bool(parsed.get("bozo")), problem, title, failed)
 
 
+def gunzipped(body: bytes, max_bytes: int = MAX_SITEMAP_BYTES) -> bytes:
+    """A gzipped document (sitemap.xml.gz served as application/gzip: no Content-Encoding, so
+    the fetcher left it as it came) decompressed up to `max_bytes`; other bytes as they are.
+    Raises ValueError past the cap or for a broken stream."""
+    if not body.startswith(_GZIP_MAGIC):
+        return body
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = decoder.decompress(body, max_bytes + 1)
+    except zlib.error as error:
+        raise ValueError(f"not valid gzip: {error}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"more than {max_bytes} bytes once decompressed")
+    if not decoder.eof:
+        raise ValueError("not valid gzip: the stream is cut short")
+    return data
+
+
+def looks_like_sitemap(body: bytes) -> bool:
+    """An XML sitemap or sitemap index (its root element within the first 4 KiB)."""
+    return bool(_SITEMAP_ROOTS.search(body[:4096]))
+
+
+def _iso_utc(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).isoformat()
+
+
+def sitemap_entry(page) -> FeedEntry:
+    """One page of a sitemap (a usp SitemapPage): its URL, and what its Google News tags say."""
+    news = page.news_story
+    if news is None:
+        return FeedEntry(entry_id=page.url, link=page.url)
+    return FeedEntry(
+        entry_id=page.url, link=page.url, title=_text(news.title),
+        published=_iso_utc(news.publish_date),
+        categories=[k for k in map(_text, news.keywords or []) if k],
+        publisher=_text(news.publication_name))
+
+
+def parse_sitemap(body: bytes) -> ParsedFeed:
+    """A sitemap (XML urlset, or plain text: a URL a line) -> its pages as entries; a sitemap
+    index -> the sitemaps it lists (`children`). Parsed by ultimate-sitemap-parser, which is
+    given the text only (it fetches nothing: sub-sitemaps come back unread)."""
+    from usp.objects.sitemap import AbstractIndexSitemap, InvalidSitemap
+    from usp.tree import sitemap_from_str
+    try:
+        text = gunzipped(body).decode("utf-8-sig", "replace")
+    except ValueError as error:
+        return ParsedFeed([], True, f"sitemap: {error}")
+    parsed = sitemap_from_str(text)
+    if isinstance(parsed, InvalidSitemap):
+        return ParsedFeed([], True, "not a sitemap usp can read")
+    if isinstance(parsed, AbstractIndexSitemap):
+        children = list(dict.fromkeys(child.url for child in parsed.sub_sitemaps))
+        return ParsedFeed([], False, children=children)
+    entries, failed = [], []
+    for number, page in enumerate(parsed.all_pages(), 1):
+        try:
+            entries.append(sitemap_entry(page))
+        except Exception as error:  # this page's error row; the others are read
+            failed.append((getattr(page, "url", None) or f"url-{number}",
+                           exception_summary(error)))
+    problem = None if entries or failed else "the sitemap lists no page"
+    ill_formed = not entries and not failed and not looks_like_sitemap(text.encode())
+    return ParsedFeed(_unique_by_id(entries), ill_formed, problem, failed=failed)
+
+
+def parse_robots_sitemaps(body: bytes) -> ParsedFeed:
+    """The sitemaps a robots.txt lists on its `Sitemap:` lines (protego)."""
+    from protego import Protego
+    robots = Protego.parse(body.decode("utf-8", "replace"))
+    children = list(dict.fromkeys(robots.sitemaps))
+    return ParsedFeed([], False, None if children else "robots.txt lists no Sitemap:",
+                      children=children)
+
+
+def parse_source(spec: FeedSpec, body: bytes, base_url: str | None = None) -> ParsedFeed:
+    """A fetched feed, sitemap or robots.txt, by what the spec says it is and what it holds: a
+    sitemap given as a feed is still read as a sitemap, a gzipped feed is decompressed."""
+    if spec.kind == ROBOTS_TXT:
+        return parse_robots_sitemaps(body)
+    try:
+        body = gunzipped(body)
+    except ValueError as error:
+        return ParsedFeed([], True, str(error))
+    if spec.kind == SITEMAP or looks_like_sitemap(body):
+        return parse_sitemap(body)
+    return parse_feed(body, base_url)
+
+
 def entry_key(feed_location: str, entry_id: str) -> str:
     return hashlib.sha256(f"{feed_location}\n{entry_id}".encode()).hexdigest()[:24]
 
@@ -333,8 +467,9 @@ def page_request(spec: FeedSpec, entry: FeedEntry) -> FetchRequest:
     """The request for an entry's page, carrying what the feed says about it."""
     template = Document(
         source_uri=entry.link, kind="html", content=b"", url=entry.link, title=entry.title,
-        description=entry.summary, authors=entry.authors, publisher=spec.publisher,
-        published_at=entry.published, published_at_kind="feed", categories=entry.categories,
+        description=entry.summary, authors=entry.authors,
+        publisher=spec.publisher or entry.publisher, published_at=entry.published,
+        published_at_kind="feed", categories=entry.categories,
         feed_url=spec.location, feed_entry_id=entry.entry_id, feed_topic=spec.topic)
     return FetchRequest(url=entry.link, source_uri=entry.link, payload=template)
 
@@ -375,10 +510,13 @@ class ParseFeedFn(beam.DoFn):
     with a link or with enough text of its own; FEED_STATES for fetched feeds; ERRORS for feeds
     without entries, entries with neither, and feeds or entries that raised."""
 
-    def __init__(self, run_id: str, fetched_at: dt.datetime, min_words: int):
+    def __init__(self, run_id: str, fetched_at: dt.datetime, min_words: int,
+                 child_levels_left: int = 0, max_sitemaps: int = MAX_SITEMAPS):
         self._run_id = run_id
         self._fetched_at = fetched_at
         self._min_words = min_words
+        self._child_levels_left = child_levels_left
+        self._max_sitemaps = max_sitemaps
 
     def _error(self, reason: str, message: str, source_uri: str, url: str | None = None):
         return beam.pvalue.TaggedOutput(ERRORS, error_row(
@@ -391,10 +529,14 @@ class ParseFeedFn(beam.DoFn):
     def process(self, fetched):
         spec, body, url, validators = fetched
         try:
-            parsed = parse_feed(body, url)
+            parsed = parse_source(spec, body, url)
         except Exception as error:  # the feed's error row, not the end of the run
             yield self._internal_error(error, spec.location, url)
             return
+        if parsed.children:
+            yield from self._child_sitemaps(spec, parsed.children)
+            if not parsed.entries and not parsed.failed:
+                return
         if not parsed.entries and not parsed.failed:
             reason = UNPARSEABLE_FEED if parsed.ill_formed else EMPTY_FEED
             yield self._error(reason, parsed.problem or "the feed has no entries",
@@ -416,8 +558,26 @@ class ParseFeedFn(beam.DoFn):
         if validators is not None and not raised:
             yield beam.pvalue.TaggedOutput(FEED_STATES, FeedIndexEntry(
                 feed_url=spec.location, run_id=self._run_id, fetched_at=self._fetched_at,
-                etag=validators[0], last_modified=validators[1]))
+                etag=validators[0], last_modified=validators[1],
+                entries=len(parsed.entries) + len(parsed.failed)))
         yield from outcomes
+
+    def _child_sitemaps(self, spec: FeedSpec, children: list[str]):
+        """The sitemaps an index or robots.txt lists, as specs for the next level (publisher
+        and topic inherited); those past the depth or the count are error rows."""
+        for number, child in enumerate(children):
+            if not FeedSpec(child).is_url:
+                yield self._error(UNPARSEABLE_FEED, f"a listed sitemap is no http(s) URL: "
+                                  f"{child}", child)
+            elif not self._child_levels_left:
+                yield self._error(SITEMAP_TOO_DEEP, f"listed by {spec.location}, more than "
+                                  "--sitemap_depth levels below what was given", child)
+            elif number >= self._max_sitemaps:
+                yield self._error(TOO_MANY_SITEMAPS, f"listed by {spec.location} after "
+                                  f"{self._max_sitemaps} others (--max_sitemaps)", child)
+            else:
+                yield beam.pvalue.TaggedOutput(CHILD_SITEMAPS, FeedSpec(
+                    child, spec.publisher, spec.topic, SITEMAP))
 
     def _entry_outcome(self, spec: FeedSpec, entry: FeedEntry):
         """(spec, entry) for an entry to fetch or to take as it is, else its error row."""
@@ -472,9 +632,20 @@ def _fetched_feed(pair):
     yield request.payload, response.body, response.url, validators
 
 
-def _feed_request(spec: FeedSpec, states: dict) -> FetchRequest:
+def _feed_request(spec: FeedSpec, states: dict, now: dt.datetime,
+                  schedule: PollSchedule) -> FetchRequest:
+    headers = validators_to_send(states.get(spec.location), now, schedule)
     return FetchRequest(url=spec.location, source_uri=spec.location, accept_html_only=False,
-                        headers=conditional_headers(states.get(spec.location)), payload=spec)
+                        headers=headers, payload=spec)
+
+
+def _due_or_not(spec: FeedSpec, states: dict, now: dt.datetime, schedule: PollSchedule):
+    """The spec when its feed is due for a poll, else its location as NOT_DUE."""
+    state = states.get(spec.location)
+    if is_due(state.next_poll_at if state else None, now, schedule):
+        yield spec
+    else:
+        yield beam.pvalue.TaggedOutput(NOT_DUE, spec.location)
 
 
 def _split_new_entries(keyed):
@@ -505,12 +676,18 @@ def entry_index_entry(document: Document, run_id: str) -> EntryIndexEntry:
 class ReadFeeds(beam.PTransform):
     """FeedSpecs -> {"requests": page FetchRequests of new entries, ENTRY_DOCUMENTS: Documents of
     new entries without a link, ERRORS: ErrorRows, NOT_MODIFIED: feed URLs that answered 304,
-    ENTRIES_SEEN: keys of entries an earlier run fetched, FEED_STATES: FeedIndexEntries to store,
-    ROBOTS: the robots.txt outcomes read}. `min_words`: the least an entry without a link must
-    say to be an article (--min_words)."""
+    NOT_DUE: feeds skipped as not due (`schedule`), ENTRIES_SEEN: keys of entries an earlier
+    run fetched, FEED_STATES: FeedIndexEntries of the feeds read (validators and entry count;
+    the poll schedule is added once their pages are fetched), ROBOTS: the robots.txt outcomes
+    read}. `min_words`: the least an entry without a link must say to be an article
+    (--min_words). Sitemaps listed by an index or a robots.txt are read level by level, each
+    level a fetch step of its own (`sitemap_depth` levels at most below a given sitemap, one
+    more below a robots.txt)."""
 
     def __init__(self, specs: list[FeedSpec], policy: FetchPolicy, run_id: str,
-                 fetched_at: dt.datetime, feed_states, indexed_entry_keys, *, min_words: int):
+                 fetched_at: dt.datetime, feed_states, indexed_entry_keys, *, min_words: int,
+                 schedule: PollSchedule = PollSchedule(), sitemap_depth: int = SITEMAP_DEPTH,
+                 max_sitemaps: int = MAX_SITEMAPS):
         super().__init__()
         # One spec per feed: the first given wins (a feed listed twice is read once).
         firsts = {spec.location: spec for spec in reversed(specs)}
@@ -521,40 +698,93 @@ class ReadFeeds(beam.PTransform):
         self._feed_states = feed_states
         self._indexed_entry_keys = indexed_entry_keys
         self._min_words = min_words
+        self._schedule = schedule
+        self._max_sitemaps = max_sitemaps
+        # Levels of fetching: the given documents, then the sitemaps they list, and so on.
+        kinds = {spec.kind for spec in self._specs}
+        self._levels = 1 + (sitemap_depth if kinds & {SITEMAP, ROBOTS_TXT} else 0) + \
+            (1 if ROBOTS_TXT in kinds else 0)
+
+    def _due(self, specs, label: str):
+        return specs | label >> beam.FlatMap(
+            _due_or_not, states=beam.pvalue.AsDict(self._feed_states), now=self._fetched_at,
+            schedule=self._schedule).with_outputs(NOT_DUE, main="due")
+
+    def _fetch_level(self, specs, level: int, known_robots):
+        """One level: its remote documents fetched (conditional GET), and parsed."""
+        name = lambda step: step if level == 0 else f"{step}{level}"
+        fetched = (
+            specs
+            | name("Remote") >> beam.Filter(lambda s: s.is_url)
+            | name("Conditional") >> beam.Map(
+                _feed_request, states=beam.pvalue.AsDict(self._feed_states),
+                now=self._fetched_at, schedule=self._schedule)
+            | name("FetchFeeds") >> FetchByHost(self._policy, self._run_id, known_robots))
+        remote = fetched.responses | name("NotModified?") >> beam.FlatMap(
+            _fetched_feed).with_outputs(NOT_MODIFIED, main="bodies")
+        bodies = [remote.bodies]
+        local_errors = []
+        if level == 0:
+            local = (
+                specs
+                | "Local" >> beam.Filter(lambda s: not s.is_url)
+                | "ReadFeedFiles" >> beam.ParDo(ReadFeedFileFn(
+                    self._run_id, self._policy.max_bytes)).with_outputs(ERRORS, main="bodies"))
+            bodies.append(local.bodies)
+            local_errors.append(local[ERRORS])
+        parsed = (
+            bodies
+            | name("AllBodies") >> beam.Flatten()
+            | name("Parse") >> beam.ParDo(ParseFeedFn(
+                self._run_id, self._fetched_at, self._min_words,
+                child_levels_left=self._levels - 1 - level,
+                max_sitemaps=self._max_sitemaps)).with_outputs(
+                ERRORS, FEED_STATES, CHILD_SITEMAPS, main=ENTRIES))
+        errors_ = [fetched[ERRORS] | name("ErrorRows") >> beam.Values(), *local_errors,
+                   parsed[ERRORS]]
+        return parsed, remote[NOT_MODIFIED], errors_, fetched[ROBOTS], fetched.responses
 
     def expand(self, pipeline):
         specs = pipeline | "Specs" >> beam.Create(self._specs)
-        fetched = (
-            specs
-            | "Remote" >> beam.Filter(lambda s: s.is_url)
-            | "Conditional" >> beam.Map(_feed_request,
-                                        states=beam.pvalue.AsDict(self._feed_states))
-            | "FetchFeeds" >> FetchByHost(self._policy, self._run_id))
-        remote = fetched.responses | "NotModified?" >> beam.FlatMap(
-            _fetched_feed).with_outputs(NOT_MODIFIED, main="bodies")
-        local = (
-            specs
-            | "Local" >> beam.Filter(lambda s: not s.is_url)
-            | "ReadFeedFiles" >> beam.ParDo(ReadFeedFileFn(
-                self._run_id, self._policy.max_bytes)).with_outputs(ERRORS, main="bodies"))
-        parsed = (
-            (remote.bodies, local.bodies)
-            | "AllBodies" >> beam.Flatten()
-            | "Parse" >> beam.ParDo(ParseFeedFn(
-                self._run_id, self._fetched_at, self._min_words)).with_outputs(
-                ERRORS, FEED_STATES, main=ENTRIES))
+        due = self._due(specs, "Due?")
+        entries, not_modified, not_due, states, errors_, robots, responses = \
+            [], [], [due[NOT_DUE]], [], [], [], []
+        level_specs = due.due
+        for level in range(self._levels):
+            known = None if not robots else (
+                robots | f"KnownRobots{level}" >> beam.Flatten())
+            parsed, unmodified, level_errors, level_robots, level_responses = \
+                self._fetch_level(level_specs, level, known)
+            responses.append(level_responses)
+            entries.append(parsed[ENTRIES])
+            not_modified.append(unmodified)
+            states.append(parsed[FEED_STATES])
+            errors_ += level_errors
+            robots.append(level_robots)
+            if level + 1 < self._levels:
+                children = self._due(
+                    parsed[CHILD_SITEMAPS]
+                    | f"OneSpecEach{level + 1}" >> beam.Map(lambda s: (s.location, s))
+                    | f"GroupSpecs{level + 1}" >> beam.GroupByKey()
+                    | f"FirstSpec{level + 1}" >> beam.Map(lambda kv: min(
+                        kv[1], key=lambda s: (s.publisher or "", s.topic or ""))),
+                    f"Due{level + 1}?")
+                not_due.append(children[NOT_DUE])
+                level_specs = children.due
+        flat = lambda pcolls, label: pcolls[0] if len(pcolls) == 1 else (
+            pcolls | label >> beam.Flatten())
         split = (
-            {"new": parsed[ENTRIES] | "KeyEntries" >> beam.Map(
+            {"new": flat(entries, "AllEntries") | "KeyEntries" >> beam.Map(
                 lambda pair: (entry_key(pair[0].location, pair[1].entry_id), pair)),
              "index": self._indexed_entry_keys | "KeyIndex" >> beam.Map(lambda k: (k, None))}
             | "JoinIndex" >> beam.CoGroupByKey()
             | "NewEntries" >> beam.FlatMap(_split_new_entries).with_outputs(
                 ENTRIES_SEEN, ENTRY_DOCUMENTS, main="requests"))
-        feed_errors = (
-            (fetched[ERRORS] | "ErrorRows" >> beam.Values(), local[ERRORS], parsed[ERRORS])
-            | "FeedErrors" >> beam.Flatten())
         return {"requests": split.requests, ENTRY_DOCUMENTS: split[ENTRY_DOCUMENTS],
-                ERRORS: feed_errors,
-                NOT_MODIFIED: remote[NOT_MODIFIED], ENTRIES_SEEN: split[ENTRIES_SEEN],
-                FEED_STATES: parsed[FEED_STATES], ROBOTS: fetched[ROBOTS]}
-
+                ERRORS: errors_ | "FeedErrors" >> beam.Flatten(),
+                NOT_MODIFIED: flat(not_modified, "AllNotModified"),
+                NOT_DUE: flat(not_due, "AllNotDue"),
+                ENTRIES_SEEN: split[ENTRIES_SEEN],
+                FEED_STATES: flat(states, "AllFeedStates"),
+                ROBOTS: flat(robots, "AllRobots"),
+                RESPONSES: flat(responses, "AllResponses")}

@@ -934,6 +934,7 @@ class FetchPages(beam.PTransform):
         failed = fetched[ERRORS]
         return {
             "documents": pages.documents,
+            "responses": fetched.responses,   # (FetchRequest, Response), for --archive_warc
             ERRORS: (failed | "ErrorRows" >> beam.Values(), pages[ERRORS])
                     | "FetchErrors" >> beam.Flatten(),
             FINISHED: (failed | "FailedForGood" >> beam.FlatMap(_final_failures),

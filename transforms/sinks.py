@@ -227,7 +227,8 @@ def build_manifest(run: dict, counts: dict, error_counts: list, written: list,
     is a row of errors/ (one met by an earlier run already has its row)."""
     # Feeds answering "not modified" and entries fetched by an earlier run are inputs too:
     # skipped because nothing changed.
-    skipped_unchanged = counts.get("feeds_not_modified", 0) + counts.get("entries_seen_before", 0)
+    skipped_unchanged = counts.get("feeds_not_modified", 0) + counts.get("entries_seen_before", 0) \
+        + counts.get("feeds_not_due", 0)  # not polled: their poll schedule says not yet
     # Inputs of files not read because index/inputs says they are unchanged: already ingested.
     unchanged_files = counts.get("inputs_unchanged", 0)
     counts = {**counts, "inputs": counts["documents"] + counts["read_errors"]

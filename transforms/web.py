@@ -1,11 +1,14 @@
-"""Web sources: feeds (--feed, --feeds) and URL lists (--urls), fetched into Documents.
+"""Web sources: feeds and sitemaps (--feed, --sitemap, --sitemaps_from_robots, --feeds) and URL
+lists (--urls), fetched into Documents.
 
     feeds ──► fetch feeds (conditional GET) ──► entries not seen before ──┐
     URL lists ─────────────────────────────────────────────────────────────┴► fetch pages
                                                                                ──► Documents
 
 Pages of both kinds are fetched together, grouped by host (transforms/fetch.py); a host's
-robots.txt read while fetching feeds is handed on, so a run reads it once.
+robots.txt read while fetching feeds is handed on, so a run reads it once. Each feed read
+leaves its poll state in index/feeds (transforms/polling.py): the validators of a 200, a 304
+counted, the next interval and when the feed is due.
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.schemas.records import Document
 from newsbeam.transforms.errors import ERRORS
-from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES, NOT_MODIFIED, FeedSpec,
-                                       InvalidFeedList, ReadFeeds, entry_index_entry, parse_feed_list)
-from newsbeam.transforms.fetch import FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest
+from newsbeam.transforms.archive import ArchiveResponses, WarcArchive
+from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES, MAX_SITEMAPS,
+                                       NOT_DUE, NOT_MODIFIED, RESPONSES, ROBOTS_TXT, SITEMAP,
+                                       SITEMAP_DEPTH, FeedSpec, InvalidFeedList, ReadFeeds,
+                                       entry_index_entry, parse_feed_list)
+from newsbeam.transforms.fetch import (FINISHED, ROBOTS, FetchPages, FetchPolicy, FetchRequest,
+                                       origin_of)
+from newsbeam.transforms.polling import PollSchedule, polled_state
 from newsbeam.transforms.sources import is_local
 from newsbeam.transforms.topics import IPTC_TOPICS
 
@@ -40,10 +48,21 @@ def _absolute(location: str, folder: str | None = None) -> str:
     return os.path.abspath(path)
 
 
-def feed_specs(feeds: list[str], feed_lists: list[str]) -> list[FeedSpec]:
-    """The feeds of --feed (URLs or files) and of --feeds files; paths in a feeds file are
+def robots_url(site: str) -> str:
+    """The robots.txt of a site given by any URL on it (its origin's /robots.txt)."""
+    if site.rstrip("/").lower().endswith("/robots.txt"):
+        return site
+    return f"{origin_of(site) or site.rstrip('/')}/robots.txt"
+
+
+def feed_specs(feeds: list[str], feed_lists: list[str], sitemaps: list[str] = (),
+               robots_sites: list[str] = ()) -> list[FeedSpec]:
+    """The feeds of --feed (URLs or files), the sitemaps of --sitemap and the robots.txt of
+    --sitemaps_from_robots sites, and those of --feeds files; paths in a feeds file are
     relative to it. Raises InvalidFeedList naming the file at fault."""
     specs = [FeedSpec(_absolute(location)) for location in feeds]
+    specs += [FeedSpec(_absolute(location), kind=SITEMAP) for location in sitemaps]
+    specs += [FeedSpec(robots_url(site), kind=ROBOTS_TXT) for site in robots_sites]
     for list_path in feed_lists:
         with FileSystems.open(_absolute(list_path)) as stream:
             text = stream.read().decode("utf-8")
@@ -52,7 +71,9 @@ def feed_specs(feeds: list[str], feed_lists: list[str]) -> list[FeedSpec]:
         except InvalidFeedList as error:
             raise InvalidFeedList(f"{list_path}: {error}") from None
         folder = os.path.dirname(_absolute(list_path)) if is_local(list_path) else None
-        specs += [FeedSpec(_absolute(s.location, folder), s.publisher, s.topic) for s in listed]
+        specs += [FeedSpec(robots_url(s.location) if s.kind == ROBOTS_TXT
+                           else _absolute(s.location, folder), s.publisher, s.topic, s.kind)
+                  for s in listed]
     return specs
 
 
@@ -65,14 +86,28 @@ def url_request(line: str) -> FetchRequest | None:
                         payload=Document(source_uri=url, kind="html", content=b"", url=url))
 
 
-def states_of_complete_feeds(keyed):
-    """(feed, {"state": [FeedIndexEntry], "requested": [...], "finished": [...]}) -> the state,
-    when every page requested from the feed's entries finished (fetched, or failed for good).
-    Otherwise the validators are not stored, so the next run reads the feed again (it cannot
-    answer 304) and retries the entries that failed for now."""
-    _, grouped = keyed
-    if len(list(grouped["requested"])) == len(list(grouped["finished"])):
-        yield from grouped["state"]
+def states_of_complete_feeds(keyed, previous: dict, now: dt.datetime, schedule: PollSchedule):
+    """(feed, {"state": [FeedIndexEntry], "requested": [...], "finished": [...], "documents":
+    [...]}) -> the state with its poll schedule, when every page requested from the feed's
+    entries finished (fetched, or failed for good). Otherwise the validators are not stored, so
+    the next run reads the feed again (it cannot answer 304) and retries the entries that failed
+    for now."""
+    feed, grouped = keyed
+    requested = len(list(grouped["requested"]))
+    if requested != len(list(grouped["finished"])):
+        return
+    new_entries = requested + len(list(grouped["documents"]))
+    for state in grouped["state"]:
+        yield polled_state(feed, state.run_id, now, schedule, previous.get(feed), modified=True,
+                           etag=state.etag, last_modified=state.last_modified,
+                           entries=state.entries or 0, new_entries=new_entries)
+
+
+def not_modified_state(feed: str, previous: dict, run_id: str, now: dt.datetime,
+                       schedule: PollSchedule):
+    """The state a 304 leaves: the validators kept, the interval lengthened."""
+    if feed in previous:
+        yield polled_state(feed, run_id, now, schedule, previous[feed], modified=False)
 
 
 # --- Composite -----------------------------------------------------------------------------------
@@ -86,7 +121,9 @@ class ReadWebSources(beam.PTransform):
 
     def __init__(self, specs: list[FeedSpec], url_lists: list[str], policy: FetchPolicy,
                  run_id: str, fetched_at: dt.datetime, feed_states, indexed_entry_keys, *,
-                 min_words: int):
+                 min_words: int, schedule: PollSchedule = PollSchedule(),
+                 sitemap_depth: int = SITEMAP_DEPTH, max_sitemaps: int = MAX_SITEMAPS,
+                 archive: WarcArchive | None = None):
         super().__init__()
         self._specs = specs
         self._url_lists = sorted({_absolute(path) for path in url_lists})
@@ -96,11 +133,16 @@ class ReadWebSources(beam.PTransform):
         self._feed_states = feed_states
         self._indexed_entry_keys = indexed_entry_keys
         self._min_words = min_words
+        self._schedule = schedule
+        self._sitemap_depth = sitemap_depth
+        self._max_sitemaps = max_sitemaps
+        self._archive = archive
 
     def expand(self, pipeline):
         feeds = pipeline | "ReadFeeds" >> ReadFeeds(
             self._specs, self._policy, self._run_id, self._fetched_at, self._feed_states,
-            self._indexed_entry_keys, min_words=self._min_words)
+            self._indexed_entry_keys, min_words=self._min_words, schedule=self._schedule,
+            sitemap_depth=self._sitemap_depth, max_sitemaps=self._max_sitemaps)
         listed = (
             pipeline
             | "UrlLists" >> beam.Create(self._url_lists)
@@ -110,6 +152,10 @@ class ReadWebSources(beam.PTransform):
             (feeds["requests"], listed)
             | "AllPageRequests" >> beam.Flatten()
             | "FetchPages" >> FetchPages(self._policy, self._run_id, feeds[ROBOTS]))
+        if self._archive is not None:
+            _ = ((feeds[RESPONSES], pages["responses"])
+                 | "FetchedResponses" >> beam.Flatten()
+                 | "ArchiveWarc" >> ArchiveResponses(self._archive))
         run_id = self._run_id
         finished = pages[FINISHED] | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
         # Entries without a link are done once they are documents: indexed as fetched.
@@ -121,15 +167,23 @@ class ReadWebSources(beam.PTransform):
             {"state": feeds[FEED_STATES] | "StateByFeed" >> beam.Map(lambda s: (s.feed_url, s)),
              "requested": feeds["requests"] | "RequestedByFeed" >> beam.Map(
                  lambda r: (r.payload.feed_url, None)),
-             "finished": finished | "FinishedByFeed" >> beam.Map(lambda d: (d.feed_url, None))}
+             "finished": finished | "FinishedByFeed" >> beam.Map(lambda d: (d.feed_url, None)),
+             "documents": feeds[ENTRY_DOCUMENTS] | "DocumentsByFeed" >> beam.Map(
+                 lambda d: (d.feed_url, None))}
             | "JoinByFeed" >> beam.CoGroupByKey()
-            | "CompleteFeeds" >> beam.FlatMap(states_of_complete_feeds))
+            | "CompleteFeeds" >> beam.FlatMap(
+                states_of_complete_feeds, previous=beam.pvalue.AsDict(self._feed_states),
+                now=self._fetched_at, schedule=self._schedule))
+        unmodified_states = feeds[NOT_MODIFIED] | "NotModifiedStates" >> beam.FlatMap(
+            not_modified_state, previous=beam.pvalue.AsDict(self._feed_states),
+            run_id=run_id, now=self._fetched_at, schedule=self._schedule)
         return {
             "documents": (pages["documents"], feeds[ENTRY_DOCUMENTS])
             | "WebDocuments" >> beam.Flatten(),
             ERRORS: (feeds[ERRORS], pages[ERRORS]) | "WebErrors" >> beam.Flatten(),
             NOT_MODIFIED: feeds[NOT_MODIFIED],
+            NOT_DUE: feeds[NOT_DUE],
             ENTRIES_SEEN: feeds[ENTRIES_SEEN],
-            FEED_STATES: feed_states,
+            FEED_STATES: (feed_states, unmodified_states) | "PollStates" >> beam.Flatten(),
             ENTRY_INDEX: entry_index,
         }
