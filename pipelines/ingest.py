@@ -34,6 +34,7 @@ from newsbeam.transforms import dataset, lease, sinks
 from newsbeam.transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ENTRIES, INDEX_ERRORS,
                                          INDEX_FEEDS, INDEX_INPUTS, INDEX_SIGNATURES, INDEX_STORIES,
                                          CommitRun, IndexSpec, ReadIndex, ReadIndexIds)
+from newsbeam.transforms.boilerplate import DropRepeatedParagraphs
 from newsbeam.transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES, DropKnownAndExactCopies,
                                        DropNearCopies)
 from newsbeam.transforms.entities import TagEntities
@@ -128,8 +129,9 @@ def build(pipeline, options: NewsOptions, run: dict) -> dict:
     known_ids = (ids(INDEX_ARTICLES, "article_id", "ArticleIndex"),
                  ids(INDEX_DUPLICATES, "article_id", "DuplicateIndex")) \
         | "KnownIds" >> beam.Flatten()
-    resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
-        known_ids)
+    cleaned = extracted.articles | "DropRepeatedParagraphs" >> DropRepeatedParagraphs(
+        options.boilerplate_min_pages)
+    resolved = cleaned | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(known_ids)
     distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
         resolved[DUPLICATES],
         pipeline | "SignatureIndex" >> ReadIndex(output, INDEX_SIGNATURES,
