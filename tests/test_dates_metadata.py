@@ -192,7 +192,7 @@ def test_strip_site_name(title, publisher, url, expected):
     ("Mdr De", False), ("Ciphacipha Net", False), ("On August 3", False),
     ("Stephangoeldi Said", False), ("View all posts by Daniel Lemire", False),
     ("Art Edwards says", False), ("FOCUS Online", False),
-    ("Daniel Lemire", True), ("Benjamin Fischer", True), ("gnaddrig", True),
+    ("Daniel Lemire", True), ("Benjamin Fischer", True), ("Will Knight", True), ("gnaddrig", True),
     ("Jean-Luc Mélenchon", True), ("Walter von Aachen", True),
 ])
 def test_is_person_name(author, person):

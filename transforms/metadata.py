@@ -95,8 +95,9 @@ def strip_site_name(title: str | None, names: list[str]) -> str | None:
 
 
 # Words that make an author string a phrase, not a name: English function words (see
-# transforms/text.py) and verbs that bylines and comment headers put after a name.
-_PHRASE_WORDS = ENGLISH_FUNCTION_WORDS | frozenset(
+# transforms/text.py; not 'will', a given name too) and verbs that bylines and comment headers
+# put after a name.
+_PHRASE_WORDS = (ENGLISH_FUNCTION_WORDS - {"will"}) | frozenset(
     "says wrote writes posted designed reports reported shared commented".split())
 # The word for "by" that opens a byline in the languages of the development data.
 _BYLINE_PREFIX = re.compile(r"^(?:by|von|par|por|door|af|av)\s+(?=\S+\s+\S)", re.IGNORECASE)
