@@ -16,7 +16,8 @@ Figures (each over the pages it can be judged on):
 - must-drop snippets: share of the gold's "without" snippets still in the text (and the share
   of "with" snippets kept, so that cleaning is not bought with real text).
 
-    python bench/bench_dates_metadata.py [--data ../shared/data] [--before /work/main/.venv/bin/newsbeam]
+    python bench/bench_dates_metadata.py [--data ../shared/data]
+        [--before /work/main/.venv/bin/newsbeam]     # the other checkout's executable
         [--before-output DIR] [--after-output DIR]   # score existing outputs instead of running
 """
 

@@ -235,6 +235,7 @@ def test_a_home_page_canonical_is_not_the_pages_address():
 def test_build_article_cleans_title_authors_and_categories():
     article = _article({"title": "Corona-Lockerungen | MDR.DE", "sitename": "MDR.DE",
                         "author": "Redaktion; Mdr De; Anna Schmidt",
-                        "categories": ["Politik, Inland"], "url": "https://www.mdr.de/nachrichten/x"})
+                        "categories": ["Politik, Inland"],
+                        "url": "https://www.mdr.de/nachrichten/x"})
     assert (article.title, article.authors, article.categories) == (
         "Corona-Lockerungen", ["Anna Schmidt"], ["Politik", "Inland"])

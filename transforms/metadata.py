@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from newsbeam.transforms.text import ENGLISH_FUNCTION_WORDS
 
-# " | ", " - ", " – ", " — ", " · ", " ⋆ ", " » ", " › ", " :: ", " / ": what sites put between
-# a title and their name.
+# What sites put between a title and their name: " | ", " - ", " – ", " — ", " · ", " ⋆ ",
+# " » ", " › ", " :: ", " / ".
 _TITLE_SEPARATOR = re.compile(r"\s+(?:[|\-–—·⋆»›/]|::)\s+")
 _DATE_LIKE = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$")
 # A host name's labels that are not the site's name.

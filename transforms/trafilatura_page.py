@@ -1,7 +1,7 @@
 """trafilatura on one page: what extraction runs in its time-limited child process.
 
-Kept apart from newsbeam.transforms/extract.py so that the child imports trafilatura and nothing else
-(not Beam): it starts faster and holds less memory.
+Kept apart from newsbeam.transforms/extract.py so that the child imports trafilatura (and its date
+library) and nothing else (not Beam): it starts faster and holds less memory.
 """
 
 from __future__ import annotations
@@ -158,7 +158,8 @@ def publication_date(tree, url: str | None, found: str | None, trace: list[str])
     return found, date_precision(found, trace)
 
 
-_URL_XPATHS = ('.//head//link[@rel="canonical"]/@href', './/head//meta[@property="og:url"]/@content',
+_URL_XPATHS = ('.//head//link[@rel="canonical"]/@href',
+               './/head//meta[@property="og:url"]/@content',
                './/head//meta[@name="twitter:url"]/@content',
                './/head//link[@rel="alternate"][@hreflang="x-default"]/@href')
 
