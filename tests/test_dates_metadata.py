@@ -239,3 +239,13 @@ def test_build_article_cleans_title_authors_and_categories():
                         "url": "https://www.mdr.de/nachrichten/x"})
     assert (article.title, article.authors, article.categories) == (
         "Corona-Lockerungen", ["Anna Schmidt"], ["Politik", "Inland"])
+
+
+def test_segment_precision_needs_the_filler_in_htmldates_date():
+    today = dt.date(2026, 12, 2)
+    # htmldate's parser filled the day in from today's date: a month.
+    assert segment_precision("2021/03", "2021-03-02T00:00:00", today) == "month"
+    assert segment_precision("03/2021", "2021-03-01T00:00:00", today) == "month"
+    # A German month name the parser does not know: no evidence, the day stands.
+    assert segment_precision("27. Januar 2020", "2020-01-27T00:00:00", today) is None
+    assert segment_precision("14.02.2022", "2022-02-14T00:00:00", today) == "day"

@@ -99,7 +99,7 @@ def date_precision(value: str | None, trace: list[str]) -> str | None:
     if any(_TWO_COMPONENTS in m for m in trace) and not any(
             m.startswith(_FULL_TEXT_DATE + value[:10]) for m in trace):
         return "month"
-    filled = segment_precision(parsed_segment(value, trace) or "")
+    filled = segment_precision(parsed_segment(value, trace) or "", value)
     if filled in ("month", "year"):
         return filled
     return "day" if value[11:19] in ("", "00:00:00") else "time"
@@ -119,11 +119,14 @@ def parsed_segment(value: str, trace: list[str]) -> str | None:
 _DEFAULTS = (dt.datetime(2000, 1, 1), dt.datetime(2004, 2, 2))
 
 
-def segment_precision(segment: str) -> str | None:
-    """'month' or 'year' when the text htmldate last parsed a date from ('2021/03', 'März
-    2021') lacks the day (or the month): parsed with two different default dates, the day (or
-    month) follows the default, so the parser supplied it. 'day' when both readings agree, None
-    when the text does not parse."""
+def segment_precision(segment: str, value: str | None = None,
+                      today: dt.date | None = None) -> str | None:
+    """'month' or 'year' when the text htmldate last parsed a date from ('2021/03') lacks the
+    day (or the month): parsed with two different default dates, the day (or month) follows the
+    default, so the parser supplied it. 'day' when both readings agree, None when the text does
+    not parse. With htmldate's `value`, a verdict stands only where `value` shows the filler
+    (the 1st, or today's day and month, which its parser fills in) and agrees with what the
+    text does give: a text the parser half understands ('27. Januar 2020') is no evidence."""
     if not segment:
         return None
     try:
@@ -132,9 +135,17 @@ def segment_precision(segment: str) -> str | None:
         return None
     if first.year != second.year:
         return None
-    if first.month != second.month:
-        return "year"
-    return "month" if first.day != second.day else "day"
+    verdict = "year" if first.month != second.month else \
+        "month" if first.day != second.day else "day"
+    if value is None or verdict == "day":
+        return verdict
+    today = today or dt.date.today()
+    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:10])
+    if year != first.year:
+        return None
+    if verdict == "month":
+        return verdict if month == first.month and day in (1, today.day) else None
+    return verdict if (month, day) in ((1, 1), (today.month, today.day)) else None
 
 
 def date_params(url: str | None) -> dict:
