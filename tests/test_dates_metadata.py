@@ -249,3 +249,24 @@ def test_segment_precision_needs_the_filler_in_htmldates_date():
     # A German month name the parser does not know: no evidence, the day stands.
     assert segment_precision("27. Januar 2020", "2020-01-27T00:00:00", today) is None
     assert segment_precision("14.02.2022", "2022-02-14T00:00:00", today) == "day"
+
+
+# --- boilerplate lines in other languages --------------------------------------------------------
+
+
+@pytest.mark.parametrize("paragraph, boilerplate", [
+    ("À lire aussi » Ballonnements, lourdeurs...Quel est votre profil digestif ?", True),
+    ("Das könnte Sie auch interessieren:", True),
+    ("Hauptinhalt", True),
+    ("Zum Inhalt springen", True),
+    ("Mit unserem Newsletter erhalten Sie monatlich Informationen rund um das Urlaubsland.", True),
+    ("Subscribe to our newsletter for the week's best stories.", True),
+    # Prose that merely starts alike, or mentions a newsletter, stays.
+    ("Lesen Sie auch die Hinweise des Ministeriums, bevor Sie einen Antrag stellen, denn die "
+     "Fristen haben sich geändert.", False),
+    ("The company's newsletter reported a loss.", False),
+    ("Auch interessante Zahlen nannte der Minister am Dienstag.", False),
+])
+def test_related_links_skip_links_and_newsletter_prompts(paragraph, boilerplate):
+    from newsbeam.transforms.text import is_boilerplate
+    assert is_boilerplate(paragraph) is boilerplate
