@@ -177,6 +177,8 @@ def main() -> int:
                         help="the `newsbeam` executable of the checkout to compare with")
     parser.add_argument("--before-output", type=Path)
     parser.add_argument("--after-output", type=Path)
+    parser.add_argument("--keep", type=Path,
+                        help="write the runs' outputs here (kept) instead of a temporary folder")
     parser.add_argument("--json", type=Path,
                         default=ROOT / "bench" / "results" / "dates_metadata.json")
     args = parser.parse_args()
@@ -187,9 +189,10 @@ def main() -> int:
         return 0
     evaldata = json.loads((html_dev / "evaldata.json").read_text())
     after = Path(sys.executable).parent / "newsbeam"
-    with tempfile.TemporaryDirectory(prefix="newsbeam-bench-") as work:
+    with tempfile.TemporaryDirectory(prefix="newsbeam-bench-") as temporary:
+        work = args.keep or Path(temporary)
         pages = Path(work) / "pages"
-        pages.mkdir()
+        pages.mkdir(parents=True)
         for page in sorted((html_dev / "html").glob("*.html.gz")):
             (pages / page.name).symlink_to(page.resolve())
         outputs, seconds = {}, {}
