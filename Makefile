@@ -29,7 +29,7 @@ test-crash: venv
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
 BENCHES := bench-extract bench-fetch bench-fetch-concurrency bench-reprints bench-stories \
            bench-dedup-scale bench-story-component bench-entities bench-conll bench-topics \
-           bench-rerun \
+           bench-rerun bench-dates-metadata \
            bench-soak
 
 .PHONY: $(BENCHES) bench-every
@@ -78,6 +78,11 @@ BENCH_EVERY_FLAGS ?=
 bench-every: venv
 	nice -n 10 $(BIN)/python bench/bench_every.py --minutes $(BENCH_EVERY_MINUTES) \
 	    $(BENCH_EVERY_FLAGS)
+
+# BEFORE=path/to/another/checkout/.venv/bin/newsbeam compares with that checkout (default:
+# /work/main's).
+bench-dates-metadata: venv
+	nice -n 10 $(BIN)/python bench/bench_dates_metadata.py $(if $(BEFORE),--before $(BEFORE))
 
 # 200 tiny runs into one dataset, then compaction; html-dev in 10 runs, then compaction.
 bench-soak: venv

@@ -40,6 +40,10 @@ setup(
         # version Beam 2.77 resolves to.
         "numpy==2.4.6",
         "trafilatura==2.3.1",
+        # trafilatura's date library, pinned: transforms/trafilatura_page.py reads its debug trace
+        # to tell a day from a month or year it filled in; dateutil re-reads the date's text.
+        "htmldate==1.11.0",
+        "python-dateutil==2.9.0.post0",
         # trafilatura -> justext imports lxml.html.clean, which lxml >= 5.2 no longer carries.
         "lxml_html_clean==0.4.6",
         "feedparser==6.0.14",

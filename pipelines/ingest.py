@@ -37,6 +37,7 @@ from newsbeam.pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOpti
 from newsbeam.schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                                       ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry, Story)
 from newsbeam.transforms import dataset, lease, sinks
+from newsbeam.transforms.boilerplate import DropRepeatedParagraphs
 from newsbeam.transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ENTRIES, INDEX_ERRORS,
                                          INDEX_FEEDS, INDEX_INPUTS, INDEX_SIGNATURES, INDEX_STORIES,
                                          CommitRun, IndexSpec, ReadIndex, ReadIndexIds, StartRun)
@@ -159,8 +160,9 @@ def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False)
     known_ids = (ids(INDEX_ARTICLES, "article_id", "ArticleIndex"),
                  ids(INDEX_DUPLICATES, "article_id", "DuplicateIndex")) \
         | "KnownIds" >> beam.Flatten()
-    resolved = extracted.articles | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(
-        known_ids)
+    cleaned = extracted.articles | "DropRepeatedParagraphs" >> DropRepeatedParagraphs(
+        options.boilerplate_min_pages)
+    resolved = cleaned | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(known_ids)
     distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
         resolved[DUPLICATES],
         start | "SignatureIndex" >> ReadIndex(output, INDEX_SIGNATURES,

@@ -71,6 +71,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _min_pages(text: str) -> int:
+    value = int(text)
+    if value == 1 or value < 0:
+        raise ValueError(f"{value}: give 0 (off) or at least 2 pages (on one page, every "
+                         "paragraph would be repeated)")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -187,6 +195,10 @@ class NewsOptions(PipelineOptions):
             "--min_words", type=_non_negative_int, default=10,
             help="Fewest words of main text an article needs; fewer is an errors/ row "
                  "(empty_extraction). Default: 10.")
+        group.add_argument(
+            "--boilerplate_min_pages", type=_min_pages, default=3, metavar="PAGES",
+            help="A paragraph found on this many pages of one domain in a run is the site's "
+                 "boilerplate and is dropped from their text; 0: off. Default: 3.")
         group.add_argument(
             "--rows_per_file", type=_positive_int, default=100_000,
             help="Most rows in one Parquet file. Default: 100000.")

@@ -20,12 +20,20 @@ from typing import Optional
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Every version that was ever written, and what it changed.
 SCHEMA_CHANGES = {
     1: "the first layout",
     2: "articles: feed_url, feed_entry_id, feed_topic added (feeds)",
     3: "articles: entities[].variants added (the other forms an entity was written in)",
+    4: "articles: published_offset_min added (the source's UTC offset in minutes when it gave a "
+       "time of day with one; published_at stays UTC) and date_precision added ('time', 'day', "
+       "'month' or 'year': how much of published_at the source gave; null when date_source is "
+       "'ingested'); published_at now carries the time of day when the page gives one; a "
+       "copyright year is no longer a publication date; titles lose the site's name, authors "
+       "what is not a person's name, comma-joined categories are split, a site-wide home-page "
+       "canonical URL is not taken as the page's; index/feeds: the poll schedule (entries, "
+       "new_entries, poll_interval_s, next_poll_at, polls_since_full, full_fetched_at)",
 }
 
 
@@ -93,6 +101,12 @@ class Article:
     authors: list[str] = dataclasses.field(default_factory=list)
     language: Optional[str] = None
     published_at: Optional[dt.datetime] = None
+    # The source's UTC offset in minutes ('+01:00' -> 60) when it gave a time of day with one;
+    # published_at + offset is the source's local time.
+    published_offset_min: Optional[int] = None
+    # How much of published_at the source gave: 'time', 'day', 'month' (the 1st is filler) or
+    # 'year' (1 January is filler); None when there is no published_at.
+    date_precision: Optional[str] = None
     categories: list[str] = dataclasses.field(default_factory=list)
     wire_sources: list[str] = dataclasses.field(default_factory=list)
     topic: str = "unclassified"

@@ -320,3 +320,36 @@ def test_index_files_of_an_older_version_are_read_at_run_time(tmp_path):
     assert_that(rows | beam.Map(lambda r: (r["article_id"], r["canonical_url"])),
                 equal_to([("old-1", None), ("new-1", "https://x.test/a")]))
     pipeline.run().wait_until_finish()
+
+
+# Version 3 had no publication offset or date precision (added in version 4).
+V3_DROPPED = ("published_offset_min", "date_precision")
+
+
+def test_schema_3_and_4_files_read_and_compact_together(tmp_path):
+    assert all(name in SCHEMA_CHANGES[4] for name in V3_DROPPED)
+    output = tmp_path / "out"
+    partition = output / "articles" / "date=2024-03-01" / "topic=politics"
+    old = dataclasses.replace(_article(90010, 0), schema_version=3)
+    _write(partition / "part-v3-00000.parquet",
+           to_table([old], arrow_schema(Article, drop=("topic", *V3_DROPPED))))
+    new = dataclasses.replace(_article(90011, 1), published_offset_min=60, date_precision="time")
+    _write(partition / "part-v4-00000.parquet",
+           to_table([new], arrow_schema(Article, drop=("topic",))))
+    glob = f"{output}/articles/**/*.parquet"
+    with duckdb.connect() as db:
+        rows = dict(db.execute(
+            f"SELECT article_id, (schema_version, published_offset_min, date_precision) "
+            f"FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+        ).fetchall())
+    assert rows == {"a90010": (3, None, None), "a90011": (SCHEMA_VERSION, 60, "time")}
+
+    before = _duck_rows(output, "articles")
+    assert main(["compact", "--output", str(output), "--dataset", "articles"]) == 0
+    assert _duck_rows(output, "articles") == before
+    (merged,) = partition.glob("*.parquet")
+    table = pq.read_table(merged)
+    assert set(V3_DROPPED) <= set(table.column_names)
+    by_id = {r["article_id"]: r for r in table.to_pylist()}
+    assert (by_id["a90010"]["schema_version"], by_id["a90010"]["date_precision"]) == (3, None)
+    assert by_id["a90011"]["published_offset_min"] == 60

@@ -200,7 +200,9 @@ def test_extract_page_text(extracted):
 
 
 def test_extract_page_metadata(extracted):
-    assert extracted["date"] == "2022-02-14"      # from the meta tag; the URL has no date
+    # From the meta tag (the URL has no date), with its time of day and offset.
+    assert extracted["date"] == "2022-02-14T09:30:00+0000"
+    assert extracted["date_precision"] == "time"
     assert extracted["description"] == "The city's main bridge is open again."
     assert set(extracted) >= {"title", "author", "url", "hostname", "description", "sitename",
                               "date", "categories", "tags", "text", "language"}

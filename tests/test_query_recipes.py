@@ -9,6 +9,7 @@ import re
 import shutil
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from newsbeam.pipelines.bigquery import external_table_ddl
@@ -110,3 +111,26 @@ def test_bigquery_ddl_is_what_the_code_writes():
     assert "WITH PARTITION COLUMNS (`date` DATE, `topic` STRING)" in articles
     assert "hive_partition_uri_prefix = 'gs://B/news/articles/'" in articles
     assert "enable_list_inference = TRUE" in articles
+
+
+def test_recipes_read_a_dataset_with_schema_3_files(sample_dataset, tmp_path, monkeypatch):
+    """A dataset written before schema 4 (no published_offset_min, date_precision) and after:
+    the recipes read both kinds of files together."""
+    import pyarrow.parquet as pq
+
+    from newsbeam.schemas.records import arrow_schema, Article
+    mixed = tmp_path / "output"
+    shutil.copytree(sample_dataset, mixed)
+    source = next((mixed / "articles").rglob("*.parquet"))
+    table = pq.read_table(source)
+    old = table.drop_columns(["published_offset_min", "date_precision"])
+    old = old.set_column(old.schema.get_field_index("schema_version"), "schema_version",
+                         pa.array([3] * old.num_rows, pa.int64()))
+    assert "published_offset_min" in arrow_schema(Article).names
+    pq.write_table(old, source.with_name("part-v3-00000.parquet"),
+                   use_compliant_nested_type=True)
+    source.unlink()
+    monkeypatch.chdir(tmp_path)
+    assert len(_run("duckdb")["sport"]) == _articles("topic = 'sport'")
+    assert _run("pandas")["table"].num_rows == _articles("topic = 'politics'")
+    assert sum(_run("polars")["per_topic"]["articles"]) == dataset.ARTICLES

@@ -22,18 +22,21 @@ from newsbeam.schemas.records import Article, Document
 from newsbeam.transforms import errors
 from newsbeam.transforms.bundles import in_global_window
 from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
+from newsbeam.transforms.metadata import (person_authors, site_names, split_categories,
+                                          strip_site_name)
 from newsbeam.transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
                                       english_word_share, markdown_title, normalize_text, prose_sample,
                                       wire_sources, word_count)
 from newsbeam.transforms.timelimit import ChildFailed, TimeLimitedWorker, TimeLimitExceeded
 from newsbeam.transforms.trafilatura_page import extract_page
-from newsbeam.transforms.urls import canonicalize_url, date_from_url, domain_of
+from newsbeam.transforms.urls import canonicalize_url, date_from_url, domain_of, is_site_root
 
 _LOG = logging.getLogger(__name__)
 
-# A published date outside these bounds is a parsing accident, not a date.
+# A published date outside these bounds is a parsing accident, not a date: no web page is older
+# than 1990, and no calendar is more than a day ahead of UTC.
 _EARLIEST_DATE = dt.datetime(1990, 1, 1, tzinfo=dt.timezone.utc)
-_FUTURE_SLACK = dt.timedelta(days=2)
+_FUTURE_SLACK = dt.timedelta(days=1)
 
 _LANGUAGE_SAMPLE_CHARS = 3000
 # English function words as a share of the prose's words from which a text is English whatever
@@ -86,36 +89,94 @@ def decode_text(data: bytes) -> str:
         return str(best)
 
 
-def parse_datetime(value) -> dt.datetime | None:
-    """An aware UTC datetime from ISO 8601 ('2022-02-16', '2022-02-16T10:00:00Z'), RFC 2822
-    ('Wed, 16 Feb 2022 10:00:00 GMT') or a datetime; naive times are taken as UTC. None when the
-    value is missing, unparseable, before 1990 or more than two days in the future."""
-    if value is None:
+@dataclasses.dataclass(frozen=True)
+class PublishedDate:
+    """A publication date as stored: `at` in UTC; `offset_min`, the source's UTC offset in
+    minutes when it gave a time with one; `precision`, how much of `at` the source gave:
+    'time', 'day', 'month' or 'year'. A date without a time is 00:00 UTC of the day it names
+    (of the first day of the month or year), whatever the source's offset."""
+    at: dt.datetime
+    offset_min: int | None
+    precision: str
+
+
+DAY_OR_FINER = ("time", "day")
+
+
+def _parse_timestamp(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        try:
+            return email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+
+
+def parse_published(value, precision: str | None = None,
+                    latest: dt.datetime | None = None) -> PublishedDate | None:
+    """A PublishedDate from ISO 8601 ('2022-02-16', '2022-02-16T10:00:00+01:00', htmldate's
+    '2022-02-16T10:00:00+0100'), RFC 2822 ('Wed, 16 Feb 2022 10:00:00 GMT') or a datetime.
+    `precision` is what the source says it gave; without it, a value with a time of day other
+    than midnight is 'time', else 'day'. Naive times are taken as UTC (offset unknown). None when
+    the value is missing or unparseable, before 1990 (no web page is older), or later than
+    `latest` (default: now) plus a day, the widest gap between two time zones' calendars."""
+    if value is None or precision not in (None, "time", "day", "month", "year"):
         return None
     if isinstance(value, dt.datetime):
         parsed = value
     else:
         text = str(value).strip()
-        if not text:
+        parsed = _parse_timestamp(text) if text else None
+        if parsed is None:
             return None
+    if precision is None:
+        precision = "day" if (parsed.hour, parsed.minute, parsed.second, parsed.microsecond) \
+            == (0, 0, 0, 0) else "time"
+    if precision == "time":
+        offset = parsed.utcoffset()
+        offset_min = None if offset is None else int(offset.total_seconds() // 60)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
         try:
-            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            try:
-                parsed = email.utils.parsedate_to_datetime(text)
-            except (TypeError, ValueError, IndexError):
-                return None
-            if parsed is None:
-                return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    try:
-        parsed = parsed.astimezone(dt.timezone.utc)
-    except OverflowError:  # e.g. year 1 with a positive offset
+            at = parsed.astimezone(dt.timezone.utc)
+        except OverflowError:  # e.g. year 1 with a positive offset
+            return None
+    else:
+        # The calendar day as the source wrote it, not shifted by its offset.
+        at = dt.datetime(parsed.year, 1 if precision == "year" else parsed.month,
+                         parsed.day if precision == "day" else 1, tzinfo=dt.timezone.utc)
+        offset_min = None
+    latest = (latest or dt.datetime.now(dt.timezone.utc)) + _FUTURE_SLACK
+    if not _EARLIEST_DATE <= at <= latest:
         return None
-    if not _EARLIEST_DATE <= parsed <= dt.datetime.now(dt.timezone.utc) + _FUTURE_SLACK:
-        return None
-    return parsed
+    return PublishedDate(at, offset_min, precision)
+
+
+def parse_datetime(value, latest: dt.datetime | None = None) -> dt.datetime | None:
+    """The UTC datetime of `parse_published(value)`, or None."""
+    published = parse_published(value, latest=latest)
+    return published.at if published else None
+
+
+def choose_published(candidates, latest: dt.datetime) -> tuple[PublishedDate | None, str]:
+    """(date, source) of the first of `candidates` ((value, precision, source), most trusted
+    first) that parses; a month or a year yields to a later candidate that gives a day within
+    it (the URL's '/2021/03/08/' beats the page's 'March 2021'). (None, 'ingested') when none
+    parses."""
+    parsed = [(parse_published(value, precision, latest), source)
+              for value, precision, source in candidates]
+    parsed = [(date, source) for date, source in parsed if date is not None]
+    if not parsed:
+        return None, "ingested"
+    first, source = parsed[0]
+    if first.precision not in DAY_OR_FINER:
+        span = 4 if first.precision == "year" else 7   # 'YYYY' or 'YYYY-MM'
+        for date, other in parsed[1:]:
+            if date.precision in DAY_OR_FINER and \
+                    date.at.isoformat()[:span] == first.at.isoformat()[:span]:
+                return date, other
+    return first, source
 
 
 def detect_language(text: str) -> str | None:
@@ -155,33 +216,47 @@ def _html_paragraphs(text: str) -> list[str]:
     return [line for line in normalize_text(text).split("\n") if line]
 
 
+def page_address(document_url: str | None, page: dict) -> str | None:
+    """The URL the page gives for itself, unless that is its site's home page while the page is
+    not one (a site-wide canonical link): then a deeper URL the page gives, else the document's
+    own, else None."""
+    page_url = page.get("url")
+    if not is_site_root(page_url) or (document_url and is_site_root(document_url)):
+        return page_url
+    deeper = [u for u in page.get("url_candidates") or [] if not is_site_root(u)]
+    return deeper[0] if deeper else None
+
+
 def build_article(document: Document, text_paragraphs: list[str], raw_text: str, page: dict,
                   run_id: str, ingested_at: dt.datetime) -> Article:
     """The Article of a Document, given its cleaned paragraphs, the raw text they came from (read
     for agency credits), and what the page itself says (`page`, empty for plain text).
     What the record says (JSONL fields) wins over what the page says. Dates: a record's own
     date beats the page's, the page's beats a feed entry's, any of them beats a date in the
-    URL, which beats the ingestion time."""
+    URL, which beats the ingestion time; a page's month or year yields to a day in the URL.
+    The title loses the site's name, the authors what is not a person's name."""
     text = "\n\n".join(text_paragraphs)
     text_hash = content_hash(text)
-    url = document.url or page.get("url")
-    canonical_url = canonicalize_url(page.get("url") or document.url)
-    authors = document.authors or split_authors(page.get("author"))
+    page_url = page_address(document.url, page)
+    url = document.url or page_url
+    canonical_url = canonicalize_url(page_url or document.url)
+    publisher = document.publisher or page.get("sitename") or domain_of(url or page.get("url"))
+    names = site_names(page.get("sitename") or publisher, url or page.get("url"))
+    authors = document.authors or person_authors(split_authors(page.get("author")), names)
     credits_text = "\n".join([raw_text, *authors])
 
-    record_date = (document.published_at, document.published_at_kind)
-    page_date = (page.get("date"), "published")
+    record_date = (document.published_at, None, document.published_at_kind)
+    # htmldate's last resort, the year of a copyright notice, says when the page was rendered.
+    page_precision = page.get("date_precision")
+    page_date = (page.get("date") if page_precision != "copyright" else None,
+                 page_precision, "published")
     trusted_first = (record_date, page_date) if document.published_at_kind == "published" \
         else (page_date, record_date)
-    published_at, date_source = None, "ingested"
-    for candidate, source in (*trusted_first, (date_from_url(url), "url")):
-        published_at = parse_datetime(candidate)
-        if published_at is not None:
-            date_source = source
-            break
+    published, date_source = choose_published(
+        (*trusted_first, (date_from_url(url), "day", "url")), ingested_at)
 
-    categories = document.categories or [
-        c for c in (page.get("categories") or []) + (page.get("tags") or []) if c]
+    categories = document.categories or split_categories(
+        (page.get("categories") or []) + (page.get("tags") or []))
     return Article(
         article_id=make_article_id(canonical_url, text_hash),
         source_uri=document.source_uri,
@@ -191,13 +266,15 @@ def build_article(document: Document, text_paragraphs: list[str], raw_text: str,
         content_hash=text_hash,
         ingested_at=ingested_at,
         date_source=date_source,
-        published_at=published_at,
+        published_at=published.at if published else None,
+        published_offset_min=published.offset_min if published else None,
+        date_precision=published.precision if published else None,
         run_id=run_id,
         url=url,
         canonical_url=canonical_url,
-        publisher=document.publisher or page.get("sitename") or domain_of(url),
-        domain=domain_of(canonical_url or url),
-        title=document.title or page.get("title"),
+        publisher=publisher,
+        domain=domain_of(canonical_url or url or page.get("url")),
+        title=document.title or strip_site_name(page.get("title"), names),
         description=document.description or page.get("description"),
         authors=authors,
         language=document.language or page.get("language") or detect_language(text),

@@ -212,10 +212,36 @@ _BOILERPLATE = re.compile(
     re.IGNORECASE | re.VERBOSE,
 )
 _BOILERPLATE_MAX_CHARS = 300
+# The same in the other languages of the development pages: related-links headers, standing
+# alone or before a headline ('À lire aussi » ...', 'Das könnte Sie auch interessieren:'), and
+# skip links ('Hauptinhalt', 'Zum Inhalt springen').
+_RELATED_OR_SKIP = re.compile(
+    r"""^(?:
+        (?:à|a)\s+lire\s+(?:aussi|également)|lire\s+aussi|voir\s+aussi|sur\s+le\s+même\s+sujet
+      | pour\s+lire\s+la\s+suite
+      | auch\s+interessant|das\s+(?:thema\s+)?könnte\s+(?:dich|sie)\s+auch\s+interessieren
+      | mehr\s+zum\s+thema|lesen\s+sie\s+(?:auch|hier|mehr)|weitere\s+(?:artikel|beiträge)
+      | (?:empfohlene|ähnliche|verwandte)\s+(?:beiträge|artikel)|teilen\s+mit|wird\s+geladen
+      | lee\s+también|te\s+puede\s+interesar|noticias\s+relacionadas|leggi\s+anche
+      | you\s+(?:may|might)\s+also\s+like|more\s+stories
+      | hauptinhalt|zum\s+inhalt\s+springen|direkt\s+zum\s+inhalt|skip\s+to\s+(?:main\s+)?content
+    )(?:\s*(?:[:»›|\-–—]|\.{3}|…)|\s*$)""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# A newsletter prompt: a short paragraph that names a newsletter and asks to sign up for it.
+_NEWSLETTER = re.compile(r"newsletter", re.IGNORECASE)
+_SIGN_UP = re.compile(r"abonn|subscri|sign\s+up|anmeld|inscri|registr|erhalten\s+sie|bestell",
+                      re.IGNORECASE)
+_NEWSLETTER_MAX_CHARS = 250
 
 
 def is_boilerplate(paragraph: str) -> bool:
-    return len(paragraph) <= _BOILERPLATE_MAX_CHARS and bool(_BOILERPLATE.match(paragraph))
+    if len(paragraph) > _BOILERPLATE_MAX_CHARS:
+        return False
+    if _BOILERPLATE.match(paragraph) or _RELATED_OR_SKIP.match(paragraph):
+        return True
+    return len(paragraph) <= _NEWSLETTER_MAX_CHARS and bool(
+        _NEWSLETTER.search(paragraph) and _SIGN_UP.search(paragraph))
 
 
 def drop_boilerplate(paragraphs: list[str]) -> list[str]:

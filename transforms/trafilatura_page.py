@@ -1,12 +1,19 @@
 """trafilatura on one page: what extraction runs in its time-limited child process.
 
-Kept apart from newsbeam.transforms/extract.py so that the child imports trafilatura and nothing else
-(not Beam): it starts faster and holds less memory.
+Kept apart from newsbeam.transforms/extract.py so that the child imports trafilatura (and its date
+library) and nothing else (not Beam): it starts faster and holds less memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import datetime as dt
+import logging
+
+import htmldate
 import trafilatura
+from dateutil.parser import ParserError, parse
 from trafilatura.settings import DEFAULT_CONFIG
 
 _PAGE_FIELDS = ("title", "author", "url", "hostname", "description", "sitename", "date",
@@ -30,6 +37,156 @@ def parser_limit_hit(tree) -> str | None:
     return None
 
 
+# htmldate's output with the time of day and the source's UTC offset ('+0100'; empty when the page
+# gives none). A date without a time comes out at 00:00:00.
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+# What htmldate says (at DEBUG level) when it falls back on less than a full date: these are the
+# only routes by which it returns a month (the 1st) or a year (1 January) instead of a day.
+_COPYRIGHT_FALLBACK = "using copyright year as default"
+_TWO_COMPONENTS = "switching to two components"
+_ONE_COMPONENT = "switching to one component"
+_FULL_TEXT_DATE = "multilingual text found: "
+_SEGMENT_PARSED = ("custom parse test: ", "send to external parser: ")
+_RESERVE_DATE = "opting for reserve date"
+_COPYRIGHT_META = "copyrightyear"
+# The head metas that give a modification date; htmldate takes one of them ("reserve") when the
+# head has no publication date, and then stops looking.
+_MODIFIED_META = ('.//meta[contains(translate(@property|@name|@itemprop, "MODIFEDUPAT", '
+                  '"modifedupat"), "modified") or contains(translate(@property|@name|@itemprop, '
+                  '"MODIFEDUPAT", "modifedupat"), "updated")]')
+
+
+class _Trace(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def htmldate_trace():
+    """The messages htmldate logs while the block runs: its own account of which rule gave the
+    date. Kept from the other loggers' handlers (the logger does not propagate meanwhile)."""
+    logger, trace = logging.getLogger("htmldate"), _Trace()
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(trace)
+    try:
+        yield trace.messages
+    finally:
+        logger.removeHandler(trace)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def date_precision(value: str | None, trace: list[str]) -> str | None:
+    """How much of `value` (htmldate's date in DATE_FORMAT) the page gave, from htmldate's
+    trace: 'time', 'day', 'month' (a month and year: the 1st is htmldate's filler), 'year'
+    (1 January is filler), or 'copyright' (the year of a copyright notice, htmldate's last resort:
+    when the page was rendered, not published). None without a value."""
+    if not value:
+        return None
+    if any(_COPYRIGHT_FALLBACK in m for m in trace) or (
+            any(_RESERVE_DATE in m for m in trace) and value[5:10] == "01-01"
+            and any(_COPYRIGHT_META in m.lower() for m in trace)):
+        return "copyright"
+    if any(_ONE_COMPONENT in m for m in trace):
+        return "year"
+    if any(_TWO_COMPONENTS in m for m in trace) and not any(
+            m.startswith(_FULL_TEXT_DATE + value[:10]) for m in trace):
+        return "month"
+    filled = segment_precision(parsed_segment(value, trace) or "", value)
+    if filled in ("month", "year"):
+        return filled
+    return "day" if value[11:19] in ("", "00:00:00") else "time"
+
+
+def parsed_segment(value: str, trace: list[str]) -> str | None:
+    """The text htmldate parsed `value` from: the last one it tried before validating the date."""
+    validated = [i for i, m in enumerate(trace) if m.startswith(f"valid date: {value[:10]}")]
+    if not validated:
+        return None
+    for message in reversed(trace[:validated[-1]]):
+        if message.startswith(_SEGMENT_PARSED):
+            return message.split(": ", 1)[1]
+    return None
+
+
+_DEFAULTS = (dt.datetime(2000, 1, 1), dt.datetime(2004, 2, 2))
+
+
+def segment_precision(segment: str, value: str | None = None,
+                      today: dt.date | None = None) -> str | None:
+    """'month' or 'year' when the text htmldate last parsed a date from ('2021/03') lacks the
+    day (or the month): parsed with two different default dates, the day (or month) follows the
+    default, so the parser supplied it. 'day' when both readings agree, None when the text does
+    not parse. With htmldate's `value`, a verdict stands only where `value` shows the filler
+    (the 1st, or today's day and month, which its parser fills in) and agrees with what the
+    text does give: a text the parser half understands ('27. Januar 2020') is no evidence."""
+    if not segment:
+        return None
+    try:
+        first, second = (parse(segment, default=d, fuzzy=True) for d in _DEFAULTS)
+    except (ParserError, ValueError, OverflowError, TypeError):
+        return None
+    if first.year != second.year:
+        return None
+    verdict = "year" if first.month != second.month else \
+        "month" if first.day != second.day else "day"
+    if value is None or verdict == "day":
+        return verdict
+    today = today or dt.date.today()
+    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:10])
+    if year != first.year:
+        return None
+    if verdict == "month":
+        return verdict if month == first.month and day in (1, today.day) else None
+    return verdict if (month, day) in ((1, 1), (today.month, today.day)) else None
+
+
+def date_params(url: str | None) -> dict:
+    return {"extensive_search": True, "original_date": True, "outputformat": DATE_FORMAT,
+            "max_date": (dt.date.today() + dt.timedelta(days=1)).isoformat(), "url": url}
+
+
+def publication_date(tree, url: str | None, found: str | None, trace: list[str]):
+    """(date, precision) of the page, from what htmldate found during extraction (`found`, with
+    its `trace`). When htmldate settled for a modification date because the page's head has no
+    publication date (its "reserve"), it is asked again without the modification metas: a
+    publication date elsewhere in the page beats it."""
+    if found and any(_RESERVE_DATE in m for m in trace):
+        pruned = copy.deepcopy(tree)
+        for meta in pruned.xpath(_MODIFIED_META):
+            meta.getparent().remove(meta)
+        with htmldate_trace() as second_trace:
+            second = htmldate.find_date(pruned, **date_params(url))
+        if second and second[:10] <= found[:10]:
+            found, trace = second, second_trace
+    return found, date_precision(found, trace)
+
+
+_URL_XPATHS = ('.//head//link[@rel="canonical"]/@href',
+               './/head//meta[@property="og:url"]/@content',
+               './/head//meta[@name="twitter:url"]/@content',
+               './/head//link[@rel="alternate"][@hreflang="x-default"]/@href')
+
+
+def page_urls(tree) -> list[str]:
+    """The absolute URLs the page gives for itself (canonical link, og:url, twitter:url), in
+    that order: when trafilatura's pick is the site's home page, a deeper one may be the page's."""
+    urls = []
+    for xpath in _URL_XPATHS:
+        for value in tree.xpath(xpath):
+            value = str(value).strip()
+            if value.startswith(("http://", "https://")) and value not in urls:
+                urls.append(value)
+    return urls
+
+
 def extract_page(html: bytes | str, url: str | None) -> dict | None:
     """The main text and metadata of a page as plain values (they cross a process boundary),
     with `parser_limit` set when the HTML parser stopped early; None when the page parses to
@@ -40,10 +197,15 @@ def extract_page(html: bytes | str, url: str | None) -> dict | None:
     if tree is None:
         return None
     parser_limit = parser_limit_hit(tree)
-    document = trafilatura.bare_extraction(
-        tree, url=url, with_metadata=True, include_comments=False, include_tables=False,
-        deduplicate=False)
+    with htmldate_trace() as trace:
+        document = trafilatura.bare_extraction(
+            tree, url=url, with_metadata=True, include_comments=False, include_tables=False,
+            deduplicate=False, date_extraction_params=date_params(url))
     if document is None:
         return {"parser_limit": parser_limit} if parser_limit else None
     fields = document.as_dict() if hasattr(document, "as_dict") else dict(document)
-    return {**{key: fields.get(key) for key in _PAGE_FIELDS}, "parser_limit": parser_limit}
+    page = {**{key: fields.get(key) for key in _PAGE_FIELDS}, "parser_limit": parser_limit}
+    page["date"], page["date_precision"] = publication_date(
+        tree, fields.get("url") or url, fields.get("date"), trace)
+    page["url_candidates"] = page_urls(tree)
+    return page

@@ -121,6 +121,18 @@ def domain_of(url: str | None) -> str | None:
     return host[4:] if host.startswith("www.") else host
 
 
+def is_site_root(url: str | None) -> bool:
+    """Whether `url` is a site's home page: an http(s) URL with no path (or '/') and no query."""
+    if not url:
+        return False
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and \
+        parts.path in ("", "/") and not parts.query
+
+
 # A publication date in a URL path, in the shapes news sites write it. Separated: '/2022/02/16/',
 # '/2022-2-16-'. Compact: '/20220216/', '-20220216-', and a compact date with its time of day and
 # maybe a sequence number ('-20220216093012-', '/20220216093012123456.html'): other digits after
