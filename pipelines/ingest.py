@@ -303,10 +303,18 @@ def run_pipeline(options: NewsOptions) -> dict:
 
 
 def record_costs(output_dir: str, run_id: str, costs: dict) -> dict:
-    """The run's manifest, with `costs` (seconds per stage, counters) added to it."""
-    manifest = {**read_manifest(output_dir, run_id), **costs}
-    sinks.write_json_atomically(sinks.manifest_path(output_dir, run_id), manifest)
-    return manifest
+    """The run's manifest, with `costs` (seconds per stage, counters) added to it when there
+    are any. The run is committed already: failing to add them only warns."""
+    manifest = read_manifest(output_dir, run_id)
+    if not costs.get("counters"):
+        return manifest
+    try:
+        sinks.write_json_atomically(sinks.manifest_path(output_dir, run_id),
+                                    {**manifest, **costs})
+    except OSError as error:
+        _LOG.warning("run %s: the manifest records no time per stage (%s)", run_id, error)
+        return manifest
+    return {**manifest, **costs}
 
 
 def run(argv: list[str] | None = None) -> dict:

@@ -111,9 +111,14 @@ def format_line(elapsed_s: float, rows: list[StageProgress], rates: dict[str, fl
 
 def counters_of(result) -> dict[str, int]:
     """The job's newsbeam counters ({name: value}, summed over workers), committed values where
-    the runner has them."""
+    the runner has them; none (and a warning) from a runner that cannot tell them."""
     from apache_beam.metrics.metric import MetricsFilter
-    queried = result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))
+    try:
+        queried = result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))
+    except Exception as error:  # noqa: BLE001 - the run is committed; only its costs are unknown
+        _LOG.warning("the runner's metrics could not be read (%s): the manifest records no "
+                     "time per stage", error)
+        return {}
     counters: dict[str, int] = {}
     for counter in queried["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
