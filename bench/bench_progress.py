@@ -51,7 +51,7 @@ def _pipeline_seconds(fn: beam.DoFn, elements: int) -> float:
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
     started = time.perf_counter()
-    with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions()) as pipeline:
+    with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions([])) as pipeline:
         _ = (pipeline | beam.Create(range(elements)) | beam.ParDo(fn)
              | beam.combiners.Count.Globally())
     return time.perf_counter() - started
