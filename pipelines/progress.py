@@ -202,9 +202,12 @@ class Watch:
         self._show(totals, final=True)
 
     def _loop(self) -> None:
-        wait = min(self._interval_s, _TERMINAL_REFRESH_S) if self._terminal else self._interval_s
-        while not self._stop.wait(wait):
+        period = min(self._interval_s, _TERMINAL_REFRESH_S) if self._terminal else self._interval_s
+        due = time.monotonic() + period
+        # On a fixed schedule (not a pause after each line), so that lines never drift apart.
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
             self._show(metrics.read_totals(self._folder))
+            due = max(due + period, time.monotonic())
 
     def _show(self, totals: dict[str, int], final: bool = False) -> None:
         now = time.monotonic()
