@@ -89,10 +89,10 @@ def stage_progress(totals: dict[str, int]) -> list[StageProgress]:
     return rows
 
 
-def _eta(row: StageProgress, rate: float | None) -> str:
+def _eta(row: StageProgress, rate: float | None) -> str | None:
     if row.total is None or not rate or row.done >= row.total:
-        return ""
-    return f", ETA {(row.total - row.done) / rate:.0f} s"
+        return None
+    return f"ETA {(row.total - row.done) / rate:.0f} s"
 
 
 def format_line(elapsed_s: float, rows: list[StageProgress], rates: dict[str, float]) -> str:
@@ -101,11 +101,12 @@ def format_line(elapsed_s: float, rows: list[StageProgress], rates: dict[str, fl
     parts = []
     for row in rows:
         count = f"{row.done}/{row.total}" if row.total is not None else f"{row.done}"
-        extra = [f"{row.errors} errors"] if row.errors else []
+        details = [f"{row.errors} errors"] if row.errors else []
         eta = _eta(row, rates.get(row.stage))
-        parts.append(f"{row.stage} {count} {row.unit}" + (f" ({', '.join(extra)}{eta})"
-                                                          if extra else f" ({eta[2:]})" if eta
-                                                          else ""))
+        if eta:
+            details.append(eta)
+        parts.append(f"{row.stage} {count} {row.unit}" +
+                     (f" ({', '.join(details)})" if details else ""))
     return f"{elapsed_s:.0f} s: " + ", ".join(parts)
 
 
