@@ -84,7 +84,8 @@ def watched_run(newsbeam: str, inputs: Path, output: Path, workers: int) -> dict
     reader = threading.Thread(target=lambda: arrivals.extend(time.monotonic() for _ in run.stderr),
                               daemon=True)
     reader.start()
-    out, _ = run.communicate()
+    out = run.stdout.read()  # the summary, at the end; stderr is the reader's alone
+    run.wait()
     finished = time.monotonic()
     reader.join(timeout=10)
     if run.returncode != 0:

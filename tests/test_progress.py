@@ -237,7 +237,8 @@ def test_a_run_off_a_terminal_logs_progress_no_further_apart_than_the_interval(t
     reader = threading.Thread(target=lambda: arrivals.extend(
         (time.monotonic(), line) for line in run.stderr), daemon=True)
     reader.start()
-    out, _ = run.communicate(timeout=600)
+    out = run.stdout.read()  # the summary, at the end; stderr is the reader's alone
+    run.wait(timeout=600)
     reader.join(timeout=10)
     assert run.returncode == 0, out
     lines = [(at, line) for at, line in arrivals if "newsbeam.pipelines.progress: progress" in line]
