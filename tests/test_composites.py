@@ -97,7 +97,7 @@ def test_extract_articles_cleans_text_and_reports_failures():
     ]
     with pipeline() as p:
         extracted = p | beam.Create(documents) | ExtractArticles(
-            run_id="run", ingested_at=NOW, timeout_s=60, min_words=5, progress_interval_s=0)
+            run_id="run", ingested_at=NOW, timeout_s=60, min_words=5)
         assert_that(extracted.articles | beam.Map(
             lambda a: (a.source_uri, a.wire_sources, a.title, "All rights reserved" in a.text)),
             equal_to([("seed.txt", ["Anadolu Agency"], None, False),
@@ -120,7 +120,7 @@ def test_a_page_over_the_time_limit_is_an_error_and_the_next_page_still_extracts
                           content=(FIXTURES / "sport-article.html").read_bytes())]
     with pipeline() as p:
         extracted = p | beam.Create(documents) | ExtractArticles(
-            run_id="run", ingested_at=NOW, timeout_s=2, min_words=5, progress_interval_s=0)
+            run_id="run", ingested_at=NOW, timeout_s=2, min_words=5)
         assert_that(extracted[ERRORS] | beam.Map(lambda e: (e.source_uri, e.reason)),
                     equal_to([("slow.html", "extraction_timeout")]))
         assert_that(extracted.articles | beam.Map(lambda a: a.source_uri),
@@ -147,7 +147,7 @@ def test_a_page_past_the_parsers_depth_limit_is_unparseable_html_not_empty():
     ]
     with pipeline() as p:
         extracted = p | beam.Create(documents) | ExtractArticles(
-            run_id="run", ingested_at=NOW, timeout_s=60, min_words=10, progress_interval_s=0)
+            run_id="run", ingested_at=NOW, timeout_s=60, min_words=10)
         assert_that(extracted[ERRORS] | beam.Map(
             lambda e: (e.source_uri, e.stage, e.reason, "Excessive depth" in e.message)),
             equal_to([("deep.html", "extract", "unparseable_html", True),

@@ -188,3 +188,33 @@ def test_an_exception_reading_one_feed_or_entry_is_its_error_row(capsys, tmp_pat
     manifest = manifests(output)[-1]
     assert manifest["errors_by_stage"] == {"feed": {"internal_error": 2}}
     assert (manifest["accounting"]["inputs"], manifest["accounting"]["balanced"]) == (4, True)
+
+
+def test_fetch_and_feed_counters_agree_with_the_manifest(capsys, tmp_path, feed_site):
+    """The live counters of the web stages (transforms/metrics.py), as the run's manifest keeps
+    them from result.metrics(): every request listed is counted done, and the errors by reason,
+    a fetch failure made on a pool thread included, are those of errors/."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{feed_site.base}/missing.html\n")
+    output = tmp_path / "out"
+    run = lambda: run_cli(capsys, "run", "--feed", f"{feed_site.base}/feed.xml", "--feed",
+                          f"{feed_site.base}/empty.xml", "--urls", str(urls),
+                          "--output", str(output), *FAST_FETCH)
+    status, printed = run()
+    assert status == 0, printed
+    manifest = manifests(output)[-1]
+    counters = manifest["counters"]
+    assert counters["fetch_requests"] == counters["fetch_requests_done"] == 4  # 2 feeds, 2 pages
+    assert counters["fetch_documents"] == manifest["counts"]["documents"] == 3
+    by_reason = {f"{stage}_error_{reason}": n for stage, reasons in
+                 manifest["errors_by_stage"].items() for reason, n in reasons.items()}
+    assert {k: v for k, v in counters.items() if "_error_" in k} == by_reason == {
+        "feed_error_empty_feed": 1, "feed_error_entry_without_link": 1,
+        "fetch_error_http_4xx": 1}
+    assert manifest["stage_seconds"]["fetch"] > 0
+
+    status, printed = run()
+    assert status == 0, printed
+    second = manifests(output)[-1]
+    assert second["counters"]["fetch_dropped_seen_before"] \
+        == second["counts"]["entries_seen_before"] == 3

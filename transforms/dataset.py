@@ -51,7 +51,7 @@ from newsbeam.schemas.records import (DuplicateIndexEntry, EntryIndexEntry, Erro
                                       FeedIndexEntry, IndexEntry, InputIndexEntry, SignatureIndexEntry,
                                       StoryIndexEntry)
 from newsbeam.transforms import lease as leases
-from newsbeam.transforms import sinks
+from newsbeam.transforms import metrics, sinks
 from newsbeam.transforms.sinks import (TEMP_FOLDER, WrittenFile, build_manifest, delete_folder, make_dirs,
                                        manifest_path, part_file_name, partition_value,
                                        write_json_atomically)
@@ -529,6 +529,7 @@ class _CommitRunFn(beam.DoFn):
         self._run = run
         self._lease_in_job = lease_in_job
 
+    @metrics.timed(metrics.STAGE_WRITE)
     def process(self, _, counts, error_counts, temp_files):
         planned = plan_moves(self._output_dir, self._run["run_id"], list(temp_files))
         manifest = build_manifest(self._run, dict(counts), list(error_counts), planned,

@@ -30,6 +30,7 @@ import apache_beam as beam
 import numpy as np
 
 from newsbeam.schemas.records import Article, Duplicate, SignatureIndexEntry
+from newsbeam.transforms import metrics
 from newsbeam.transforms.components import ConnectedComponents, ScorePairs
 from newsbeam.transforms.text import WIRE_AGENCIES, is_boilerplate
 
@@ -72,6 +73,7 @@ def resolve_exact_copies(article_id: str, new: list[Article], already_indexed: b
 
 
 class _ResolveFn(beam.DoFn):
+    @metrics.timed(metrics.STAGE_DEDUP)
     def process(self, keyed):
         article_id, grouped = keyed
         new, indexed = list(grouped["new"]), any(True for _ in grouped["index"])
@@ -433,6 +435,7 @@ class _SignFn(beam.DoFn):
     def __init__(self, params: NearDupParams):
         self._params = params
 
+    @metrics.timed(metrics.STAGE_DEDUP)
     def process(self, article: Article, footers):
         publisher = publisher_key(article)
         keys = footers.get(publisher, frozenset()) if publisher else frozenset()
@@ -440,6 +443,7 @@ class _SignFn(beam.DoFn):
 
 
 class _ResolveClusterFn(beam.DoFn):
+    @metrics.timed(metrics.STAGE_DEDUP)
     def process(self, keyed):
         _, members = keyed
         members = list(members)
@@ -452,6 +456,7 @@ class _ResolveClusterFn(beam.DoFn):
 
 
 class _ApplyFn(beam.DoFn):
+    @metrics.timed(metrics.STAGE_DEDUP)
     def process(self, keyed):
         _, grouped = keyed
         articles = list(grouped["article"])
@@ -503,9 +508,10 @@ class DropNearCopies(beam.PTransform):
 
     def expand(self, articles):
         params = self._params
+        timed = metrics.timed(metrics.STAGE_DEDUP)
         footers = (
             articles
-            | "PublisherParagraphs" >> beam.FlatMap(_publisher_paragraphs)
+            | "PublisherParagraphs" >> beam.FlatMap(timed(_publisher_paragraphs))
             | "CountParagraphs" >> beam.combiners.Count.PerElement()
             | "Repeated" >> beam.Filter(lambda kv: kv[1] >= params.footer_min_articles)
             | "ByPublisher" >> beam.Map(lambda kv: kv[0])
@@ -518,13 +524,13 @@ class DropNearCopies(beam.PTransform):
         payloads = signed | "ById" >> beam.Map(lambda s: (s.article_id, s))
         pairs = (
             signed
-            | "BandKeys" >> beam.FlatMap(lambda s: [
-                (key, (s.article_id, s.indexed)) for key in bucket_keys(s, params)])
+            | "BandKeys" >> beam.FlatMap(timed(lambda s: [
+                (key, (s.article_id, s.indexed)) for key in bucket_keys(s, params)]))
             | "Buckets" >> beam.GroupByKey()
-            | "CandidatePairs" >> beam.FlatMap(
-                lambda kv: bucket_pairs(list(kv[1]), params.max_bucket_pairs_members))
+            | "CandidatePairs" >> beam.FlatMap(timed(
+                lambda kv: bucket_pairs(list(kv[1]), params.max_bucket_pairs_members)))
             | "DistinctPairs" >> beam.Distinct())
-        edges = pairs | "Verify" >> ScorePairs(payloads, near_copy_edge(params))
+        edges = pairs | "Verify" >> ScorePairs(payloads, timed(near_copy_edge(params)))
         labels = (edges | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
                   | "Components" >> ConnectedComponents())
         verdicts = (

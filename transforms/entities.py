@@ -46,6 +46,7 @@ import apache_beam as beam
 from apache_beam.utils import shared
 
 from newsbeam.schemas.records import Article, Entity
+from newsbeam.transforms import metrics
 from newsbeam.transforms.bundles import in_global_window
 from newsbeam.transforms.text import is_table_line
 
@@ -629,15 +630,17 @@ class _TagEntitiesFn(beam.DoFn):
     def start_bundle(self):
         self._buffer = []
 
+    @metrics.timed(metrics.STAGE_ENTITIES)
     def process(self, article: Article):
         if self._tagger.language_of(article) is None:
-            beam.metrics.Metrics.counter("entities", "skipped_language").inc()
+            metrics.count(f"{metrics.STAGE_ENTITIES}_skipped_language")
             yield article
             return
         self._buffer.append(article)
         if len(self._buffer) >= self._batch_size:
             yield from self._flush()
 
+    @metrics.timed(metrics.STAGE_ENTITIES)
     def finish_bundle(self):
         for article in self._flush():
             yield in_global_window(article)
@@ -645,7 +648,7 @@ class _TagEntitiesFn(beam.DoFn):
     def _flush(self):
         batch, self._buffer = self._buffer, []
         for article in self._tagger.tag(batch):
-            beam.metrics.Metrics.counter("entities", "articles_tagged").inc()
+            metrics.count(f"{metrics.STAGE_ENTITIES}_tagged")
             yield article
 
 

@@ -1,8 +1,10 @@
 """The dead letter: every input a stage cannot use becomes one ErrorRow, and the run goes on.
 
-Stages emit errors on the tagged output ERRORS; the pipeline flattens them into the errors/
-dataset. Reason codes are short, stable, snake_case strings that users filter on; the message
-says the specifics.
+Stages emit errors on the tagged output ERRORS through `error_output` (or `counted` for a row
+built earlier), which also counts each row under the live counter `<stage>_error_<reason>`
+(transforms/metrics.py); the pipeline flattens them into the errors/ dataset. Stage names are
+the STAGE_* constants below, spelled as the errors/ data has always spelled them. Reason codes
+are short, stable, snake_case strings that users filter on; the message says the specifics.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ import hashlib
 import apache_beam as beam
 
 from newsbeam.schemas.records import ErrorRow
+from newsbeam.transforms import metrics
+from newsbeam.transforms.metrics import STAGE_EXTRACT, STAGE_FETCH, STAGE_READ
 from newsbeam.transforms.text import valid_unicode
 from newsbeam.transforms.urls import redact_url
 
 ERRORS = "errors"  # the tag of every stage's dead-letter output
 
-# Stages, in the order a document meets them.
-STAGE_READ = "read"
-STAGE_EXTRACT = "extract"
+# The `stage` of error rows, in the order a document meets them: read (files, feed files, URL
+# lists), fetch (HTTP), feed (parsing a feed; the fetch stage's, in counts of time and progress),
+# extract.
+STAGE_FEED = "feed"
+ERROR_STAGES = (STAGE_READ, STAGE_FETCH, STAGE_FEED, STAGE_EXTRACT)
 
 # Reason codes.
 NO_MATCH = "no_match"
@@ -77,6 +83,29 @@ def error_row(stage: str, reason: str, message: str, source_uri: str, run_id: st
                     reason=reason, message=message, source_uri=source_uri,
                     occurred_at=dt.datetime.now(dt.timezone.utc), run_id=run_id,
                     source_id=source_id, url=url)
+
+
+def error_counter(stage: str, reason: str) -> str:
+    """The live counter of a stage's errors of one reason: 'extract_error_empty_extraction'."""
+    return f"{stage}_error_{reason}"
+
+
+def count_error(row: ErrorRow) -> None:
+    """Counts a row under `<stage>_error_<reason>`; on the bundle's thread, once per row."""
+    metrics.count(error_counter(row.stage, row.reason))
+
+
+def counted(row: ErrorRow) -> beam.pvalue.TaggedOutput:
+    """A row built earlier (by a step that passed it on) as the error output, counted now."""
+    count_error(row)
+    return beam.pvalue.TaggedOutput(ERRORS, row)
+
+
+def error_output(stage: str, reason: str, message: str, source_uri: str, run_id: str,
+                 source_id: str | None = None, url: str | None = None) -> beam.pvalue.TaggedOutput:
+    """What a DoFn yields (or returns) for an input it cannot use: its ErrorRow on ERRORS,
+    counted under `<stage>_error_<reason>`. `stage` is one of ERROR_STAGES."""
+    return counted(error_row(stage, reason, message, source_uri, run_id, source_id, url))
 
 
 # --- Composite -----------------------------------------------------------------------------------

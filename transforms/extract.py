@@ -14,14 +14,13 @@ import email.utils
 import hashlib
 import logging
 import re
-import time
 
 import apache_beam as beam
 
 from newsbeam.schemas.records import Article, Document
-from newsbeam.transforms import errors
+from newsbeam.transforms import errors, metrics
 from newsbeam.transforms.bundles import in_global_window
-from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
+from newsbeam.transforms.errors import ERRORS, exception_summary
 from newsbeam.transforms.metadata import (person_authors, site_names, split_categories,
                                           strip_site_name)
 from newsbeam.transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
@@ -298,23 +297,6 @@ def plain_text_parts(document: Document, raw: str) -> tuple[Document, list[str],
 # --- DoFn and composite --------------------------------------------------------------------------
 
 
-class _Progress:
-    """Logs how many documents a worker has done, at most every `interval_s` seconds."""
-
-    def __init__(self, interval_s: float):
-        self._interval_s = interval_s
-        self._start = self._last = time.monotonic()
-        self._count = 0
-
-    def tick(self):
-        self._count += 1
-        now = time.monotonic()
-        if self._interval_s > 0 and now - self._last >= self._interval_s:
-            self._last = now
-            _LOG.info("extract: %d documents (%.1f/s)", self._count,
-                      self._count / (now - self._start))
-
-
 class ExtractArticlesFn(beam.DoFn):
     """Document -> Article; documents with nothing to keep -> ERRORS.
 
@@ -323,17 +305,14 @@ class ExtractArticlesFn(beam.DoFn):
     reads, cleans and writes). So a page's outcome is emitted with the next page's, the last
     one at the end of the bundle."""
 
-    def __init__(self, run_id: str, ingested_at: dt.datetime, timeout_s: float, min_words: int,
-                 progress_interval_s: float = 15.0):
+    def __init__(self, run_id: str, ingested_at: dt.datetime, timeout_s: float, min_words: int):
         self._run_id = run_id
         self._ingested_at = ingested_at
         self._timeout_s = timeout_s
         self._min_words = min_words
-        self._progress_interval_s = progress_interval_s
 
     def setup(self):
         self._html_worker = TimeLimitedWorker(extract_page, self._timeout_s)
-        self._progress = _Progress(self._progress_interval_s)
 
     def teardown(self):
         self._html_worker.close()
@@ -341,8 +320,8 @@ class ExtractArticlesFn(beam.DoFn):
     def start_bundle(self):
         self._page_in_child: Document | None = None
 
+    @metrics.timed(metrics.STAGE_EXTRACT)
     def process(self, document: Document):
-        self._progress.tick()
         if document.kind != "html":
             yield self._outcome(document, lambda: self._text_article(document))
             return
@@ -360,6 +339,7 @@ class ExtractArticlesFn(beam.DoFn):
             if outcome is not None:
                 yield outcome
 
+    @metrics.timed(metrics.STAGE_EXTRACT)
     def finish_bundle(self):
         last = self._collect_page()
         if last is not None:
@@ -371,7 +351,7 @@ class ExtractArticlesFn(beam.DoFn):
         if document is None:
             return None
         try:
-            page = self._html_worker.collect()
+            page = self._collect_from_child()
         except TimeLimitExceeded as error:
             return self._error(document, errors.EXTRACTION_TIMEOUT,
                                f"{error} (--extraction_timeout_s)")
@@ -380,6 +360,14 @@ class ExtractArticlesFn(beam.DoFn):
         except Exception as error:  # trafilatura raised on this page (re-raised from the child)
             return self._error(document, errors.EXTRACTION_FAILED, exception_summary(error))
         return self._outcome(document, lambda: self._page_article(document, page))
+
+    def _collect_from_child(self):
+        """The child's result; the CPU time it spent counts to the stage (the wait for it is in
+        the stage's wall time already)."""
+        try:
+            return self._html_worker.collect()
+        finally:
+            metrics.add_time(metrics.STAGE_EXTRACT, 0.0, self._html_worker.last_cpu_s)
 
     def _outcome(self, document: Document, make_article):
         """make_article()'s Article, or the error row of why there is none."""
@@ -400,9 +388,8 @@ class ExtractArticlesFn(beam.DoFn):
         return article
 
     def _error(self, document: Document, reason: str, message: str):
-        return beam.pvalue.TaggedOutput(ERRORS, error_row(
-            errors.STAGE_EXTRACT, reason, message, document.source_uri, self._run_id,
-            source_id=document.source_id, url=document.url))
+        return errors.error_output(errors.STAGE_EXTRACT, reason, message, document.source_uri,
+                                   self._run_id, source_id=document.source_id, url=document.url)
 
     def _internal_error(self, document: Document, error: Exception):
         _LOG.error("extract: internal error on %s", document.source_uri, exc_info=error)
@@ -439,11 +426,9 @@ class ExtractArticlesFn(beam.DoFn):
 class ExtractArticles(beam.PTransform):
     """Documents -> Articles (main output) and ErrorRows (ERRORS)."""
 
-    def __init__(self, run_id: str, ingested_at: dt.datetime, timeout_s: float, min_words: int,
-                 progress_interval_s: float = 15.0):
+    def __init__(self, run_id: str, ingested_at: dt.datetime, timeout_s: float, min_words: int):
         super().__init__()
-        self._fn = ExtractArticlesFn(run_id, ingested_at, timeout_s, min_words,
-                                     progress_interval_s)
+        self._fn = ExtractArticlesFn(run_id, ingested_at, timeout_s, min_words)
 
     def expand(self, documents):
         return documents | "Extract" >> beam.ParDo(self._fn).with_outputs(

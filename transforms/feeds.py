@@ -49,16 +49,15 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.schemas.records import Document, EntryIndexEntry, FeedIndexEntry
-from newsbeam.transforms import errors
-from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
+from newsbeam.transforms import errors, metrics
+from newsbeam.transforms.errors import ERRORS, exception_summary
 from newsbeam.transforms.fetch import ROBOTS, FetchByHost, FetchPolicy, FetchRequest
 from newsbeam.transforms.polling import PollSchedule, is_due, validators_to_send
 from newsbeam.transforms.text import word_count
 
 _LOG = logging.getLogger(__name__)
 
-FEED_STAGE = "feed"
-# Reason codes (stage "feed").
+# Reason codes (stage "feed": errors.STAGE_FEED).
 UNPARSEABLE_FEED = "unparseable_feed"
 EMPTY_FEED = "empty_feed"
 ENTRY_WITHOUT_LINK = "entry_without_link"
@@ -519,13 +518,14 @@ class ParseFeedFn(beam.DoFn):
         self._max_sitemaps = max_sitemaps
 
     def _error(self, reason: str, message: str, source_uri: str, url: str | None = None):
-        return beam.pvalue.TaggedOutput(ERRORS, error_row(
-            FEED_STAGE, reason, message, source_uri, self._run_id, url=url))
+        return errors.error_output(errors.STAGE_FEED, reason, message, source_uri, self._run_id,
+                                   url=url)
 
     def _internal_error(self, error: Exception, source_uri: str, url: str | None = None):
         _LOG.error("feed: internal error on %s", source_uri, exc_info=error)
         return self._error(errors.INTERNAL_ERROR, exception_summary(error), source_uri, url)
 
+    @metrics.timed(metrics.STAGE_FETCH)
     def process(self, fetched):
         spec, body, url, validators = fetched
         try:
@@ -599,25 +599,26 @@ class ReadFeedFileFn(beam.DoFn):
         self._run_id = run_id
         self._max_bytes = max_bytes
 
+    @metrics.timed(metrics.STAGE_FETCH)
     def process(self, spec: FeedSpec):
         try:
             with FileSystems.open(spec.location) as stream:
                 body = stream.read(self._max_bytes + 1)
         except (OSError, EOFError) as error:
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(
+            yield errors.error_output(
                 errors.STAGE_READ, errors.READ_FAILED, f"{type(error).__name__}: {error}",
-                spec.location, self._run_id))
+                spec.location, self._run_id)
             return
         except Exception as error:  # the file's error row, not the end of the run
             _LOG.error("feed: internal error reading %s", spec.location, exc_info=error)
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(
+            yield errors.error_output(
                 errors.STAGE_READ, errors.INTERNAL_ERROR, exception_summary(error),
-                spec.location, self._run_id))
+                spec.location, self._run_id)
             return
         if len(body) > self._max_bytes:
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(
+            yield errors.error_output(
                 errors.STAGE_READ, errors.TOO_LARGE, f"more than {self._max_bytes} bytes",
-                spec.location, self._run_id))
+                spec.location, self._run_id)
             return
         yield spec, body, None, None  # no base URL: a file's relative links stay as written
 

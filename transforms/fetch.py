@@ -45,18 +45,21 @@ from apache_beam.utils.windowed_value import WindowedValue
 from protego import Protego
 
 from newsbeam.schemas.records import Document
-from newsbeam.transforms import errors
+from newsbeam.transforms import errors, metrics
 from newsbeam.transforms.errors import ERRORS, error_row
 from newsbeam.transforms.extract import DecodeError, decode_text
 from newsbeam.transforms.urls import header_text, iri_to_uri
 
-FETCH_STAGE = "fetch"
 # Tagged outputs besides ERRORS: robots.txt outcomes, and requests done with for good.
 ROBOTS = "robots"
 FINISHED = "finished"
 
 USER_AGENT = "newsbeam/0.1 (news ingestion; +https://github.com/newsbeam/newsbeam)"
 ROBOTS_AGENT = "newsbeam"
+
+# Live counters (transforms/metrics.py): requests (feeds and pages) to make, and made.
+FETCH_REQUESTS = f"{metrics.STAGE_FETCH}_requests"
+FETCH_REQUESTS_DONE = f"{metrics.STAGE_FETCH}_requests_done"
 
 # Reason codes (stage "fetch").
 DNS = "dns"
@@ -356,7 +359,7 @@ def page_document(request: FetchRequest, response: Response) -> Document:
 
 
 def fetch_error(request: FetchRequest, reason: str, message: str, run_id: str):
-    return error_row(FETCH_STAGE, reason, message, request.source_uri, run_id,
+    return error_row(errors.STAGE_FETCH, reason, message, request.source_uri, run_id,
                      url=request.url)
 
 
@@ -832,6 +835,7 @@ class FetchByHostFn(beam.DoFn):
     def start_bundle(self):
         self._pending = []
 
+    @metrics.timed(metrics.STAGE_FETCH)
     def process(self, keyed, known_robots, timestamp=beam.DoFn.TimestampParam,
                 window=beam.DoFn.WindowParam):
         _, requests = keyed
@@ -840,6 +844,7 @@ class FetchByHostFn(beam.DoFn):
         self._pending.append((future, timestamp, window))
         yield from self._emit_done(block=len(self._pending) >= max(1, self._policy.concurrency))
 
+    @metrics.timed(metrics.STAGE_FETCH)
     def finish_bundle(self):
         while self._pending:
             yield from self._emit_done(block=True)
@@ -860,6 +865,12 @@ class FetchByHostFn(beam.DoFn):
                 still.append((future, timestamp, window))
                 continue
             for output in future.result():
+                # Counted here, on the bundle's thread (a pool thread's counts would be lost).
+                tag = getattr(output, "tag", None)
+                if tag in (None, ERRORS):
+                    metrics.count(FETCH_REQUESTS_DONE)
+                if tag == ERRORS:
+                    errors.count_error(output.value[1])
                 yield _windowed(output, timestamp, window)
         self._pending = still
 
@@ -880,6 +891,7 @@ class FetchByHost(beam.PTransform):
         known = self._known_robots
         if known is None:
             known = requests.pipeline | "NoKnownRobots" >> beam.Create([])
+        _ = requests | "CountRequests" >> metrics.CountElements(FETCH_REQUESTS)
         return (
             requests
             | "KeyByHost" >> beam.Map(lambda r: (host_key(r.url), r))
@@ -893,15 +905,15 @@ class _PageDocumentFn(beam.DoFn):
     def __init__(self, run_id: str):
         self._run_id = run_id
 
+    @metrics.timed(metrics.STAGE_FETCH)
     def process(self, pair):
         request, response = pair
         try:
             document = page_document(request, response)
         except FetchFailed as failure:
-            yield beam.pvalue.TaggedOutput(ERRORS, fetch_error(
-                request, failure.reason, str(failure), self._run_id))
+            yield errors.counted(fetch_error(request, failure.reason, str(failure), self._run_id))
         except Exception as error:  # noqa: BLE001 - one page's error row, never the run's end
-            yield beam.pvalue.TaggedOutput(ERRORS, fetch_error(
+            yield errors.counted(fetch_error(
                 request, INTERNAL_ERROR, errors.exception_summary(error), self._run_id))
         else:
             yield document

@@ -24,7 +24,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.schemas.records import ErrorRow, InputIndexEntry
-from newsbeam.transforms import errors
+from newsbeam.transforms import errors, metrics
 
 UNCHANGED = "unchanged"        # tag: one element per input of a file skipped as unchanged
 INPUT_FACTS = "input_facts"    # tag: InputFacts of each file read
@@ -144,11 +144,17 @@ def input_outcomes(articles, error_rows):
 # --- DoFns and composites ------------------------------------------------------------------------
 
 
+# Live counters (transforms/metrics.py) of the files matched: to read, or skipped as unchanged.
+READ_FILES_TO_READ = f"{metrics.STAGE_READ}_files_to_read"
+READ_FILES_UNCHANGED = f"{metrics.STAGE_READ}_files_unchanged"
+
+
 class _SkipUnchangedFn(beam.DoFn):
     """(source_uri, {"found": items, "index": rows}) -> (item, its latest index row or None) for
     each file to read (or ErrorRow to pass on); one UNCHANGED element per recorded input of a
     file whose size and modification time are those recorded."""
 
+    @metrics.timed(metrics.STAGE_READ)
     def process(self, keyed):
         source_uri, grouped = keyed
         items, entry = list(grouped["found"]), latest_entry(grouped["index"])
@@ -162,11 +168,14 @@ class _SkipUnchangedFn(beam.DoFn):
             entry = None
         for item in distinct.values():
             if isinstance(item, ErrorRow):
+                metrics.count(READ_FILES_TO_READ)
                 yield item, None
             elif listing_matches(item.size_in_bytes, item.last_updated_in_seconds, entry):
+                metrics.count(READ_FILES_UNCHANGED)
                 for _ in range(entry["inputs"]):
                     yield beam.pvalue.TaggedOutput(UNCHANGED, source_uri)
             else:
+                metrics.count(READ_FILES_TO_READ)
                 yield item, entry
 
 

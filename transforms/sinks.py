@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.schemas.records import arrow_schema, to_table
+from newsbeam.transforms import metrics
 
 TEMP_FOLDER = ".tmp"
 RUNS_FOLDER = "_runs"
@@ -127,8 +128,10 @@ class _WritePartitionFn(beam.DoFn):
         self._rows_per_file = rows_per_file
         self._row_group_rows = row_group_rows
 
+    @metrics.timed(metrics.STAGE_WRITE)
     def process(self, keyed):
         partition, records = keyed
+        written = f"{metrics.STAGE_WRITE}_rows_{self._dataset.replace('/', '_')}"
         batch, batch_bytes, file = [], 0, None
         for record in records:
             batch.append(record)
@@ -138,6 +141,7 @@ class _WritePartitionFn(beam.DoFn):
                     batch_bytes >= _MAX_BUFFERED_BYTES:
                 file = file or _TempParquet(self._temp_dir, self._schema)
                 file.write(batch)
+                metrics.count(written, len(batch))
                 batch, batch_bytes = [], 0
                 if file.rows >= self._rows_per_file:
                     yield file.close(self._dataset, partition)
@@ -145,6 +149,7 @@ class _WritePartitionFn(beam.DoFn):
         if batch:
             file = file or _TempParquet(self._temp_dir, self._schema)
             file.write(batch)
+            metrics.count(written, len(batch))
         if file is not None:
             yield file.close(self._dataset, partition)
 

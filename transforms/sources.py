@@ -34,7 +34,7 @@ from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.schemas.records import Document, ErrorRow, InputIndexEntry
-from newsbeam.transforms import errors
+from newsbeam.transforms import errors, metrics
 from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
 from newsbeam.transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, HashingReader, InputFacts,
                                              SkipUnchanged, file_hash)
@@ -330,6 +330,11 @@ def _match(pattern: str) -> list:
     return FileSystems.match([pattern])[0].metadata_list
 
 
+# Live counters (transforms/metrics.py): files (and unreadable entries) found, and read.
+READ_FILES_MATCHED = f"{metrics.STAGE_READ}_files_matched"
+READ_FILES_DONE = f"{metrics.STAGE_READ}_files_done"
+
+
 class MatchInputsFn(beam.DoFn):
     """A path or glob (as bytes: a local name need not be UTF-8) -> (key, FileMetadata) for each
     file it names, and (key, ErrorRow) for each entry below it that cannot be read (a symbolic
@@ -342,23 +347,27 @@ class MatchInputsFn(beam.DoFn):
     def __init__(self, run_id: str):
         self._run_id = run_id
 
+    @metrics.timed(metrics.STAGE_READ)
     def process(self, pattern_bytes: bytes):
         pattern = pattern_bytes.decode("utf-8", "surrogateescape")
         found = 0
         try:
             for keyed in (self._local(pattern) if is_local(pattern) else self._remote(pattern)):
                 found += 1
+                metrics.count(READ_FILES_MATCHED)
                 yield keyed
         except Exception as error:  # a listing that failed, and what nobody foresaw
             found += 1
             reason = errors.READ_FAILED if isinstance(error, OSError) else errors.INTERNAL_ERROR
-            yield beam.pvalue.TaggedOutput(ERRORS, self._row(
+            yield errors.counted(self._row(
                 reason, f"listing failed: {exception_summary(error)}", printable_path(pattern)))
         if not found:
-            yield beam.pvalue.TaggedOutput(ERRORS, self._row(
+            yield errors.counted(self._row(
                 errors.NO_MATCH, "no file matches this input", printable_path(pattern)))
 
     def _row(self, reason: str, message: str, source_uri: str):
+        """The row of an entry that cannot be read; one found by the walk goes on, keyed, to the
+        read step, which emits (and counts) it."""
         return error_row(errors.STAGE_READ, reason, message, source_uri, self._run_id)
 
     def _local(self, pattern: str):
@@ -437,13 +446,14 @@ class ReadDocumentsFn(beam.DoFn):
         self._recorded_at = recorded_at
 
     def _error(self, reason: str, message: str, source_uri: str):
-        return beam.pvalue.TaggedOutput(
-            ERRORS, error_row(errors.STAGE_READ, reason, message, source_uri, self._run_id))
+        return errors.error_output(errors.STAGE_READ, reason, message, source_uri, self._run_id)
 
+    @metrics.timed(metrics.STAGE_READ)
     def process(self, element):
+        metrics.count(READ_FILES_DONE)
         item, entry = element
         if isinstance(item, ErrorRow):
-            yield beam.pvalue.TaggedOutput(ERRORS, item)
+            yield errors.counted(item)
             return
         source_uri = printable_path(item.path)
         try:
@@ -549,9 +559,9 @@ class ReadDocumentsFn(beam.DoFn):
             return document_from_record(record, source_uri)
         except InvalidRecord as error:
             source_id = _optional_str(record.get("id")) if isinstance(record, dict) else None
-            return beam.pvalue.TaggedOutput(ERRORS, error_row(
+            return errors.error_output(
                 errors.STAGE_READ, errors.INVALID_RECORD, str(error), source_uri, self._run_id,
-                source_id=source_id))
+                source_id=source_id)
 
 
 class ReadInputs(beam.PTransform):

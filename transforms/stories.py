@@ -39,6 +39,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from newsbeam.schemas.records import Article, Story, StoryIndexEntry, TermWeight
+from newsbeam.transforms import metrics
 from newsbeam.transforms.components import ConnectedComponents, ScorePairs
 
 STORIES = "stories"
@@ -454,6 +455,7 @@ class DocumentFrequencyFn(beam.CombineFn):
     def create_accumulator(self):
         return Counter()
 
+    @metrics.timed(metrics.STAGE_STORIES)
     def add_input(self, counter, doc: StoryDoc):
         counter.update(term for term, _ in doc.counts)
         return counter
@@ -476,6 +478,7 @@ class _VectorFn(beam.DoFn):
     def setup(self):
         self._background, self._background_documents = load_background(self._background_path)
 
+    @metrics.timed(metrics.STAGE_STORIES)
     def process(self, doc: StoryDoc, run_df, documents):
         terms = dict(doc.counts)
         df = {term: run_df.get(term, 1) + self._background.get(word_of(term), 0)
@@ -494,6 +497,7 @@ class _ClusterFn(beam.DoFn):
         self._run_id = run_id
         self._updated_at = updated_at
 
+    @metrics.timed(metrics.STAGE_STORIES)
     def process(self, keyed):
         _, members = keyed
         for cluster in cluster_component(list(members), self._params):
@@ -539,6 +543,7 @@ class LinkStories(beam.PTransform):
     def expand(self, articles):
         params = self._params
         window = dt.timedelta(hours=params.window_hours)
+        timed = metrics.timed(metrics.STAGE_STORIES)
         stories_before = (
             self._indexed
             | "KeyStory" >> beam.Map(lambda row: (row["story_id"] if isinstance(row, dict)
@@ -562,21 +567,21 @@ class LinkStories(beam.PTransform):
         pairs = (
             vectors
             | "BlockingKeys" >> beam.FlatMap(
-                lambda kv, undated: blocking_keys(*kv, params.window_hours, undated),
+                timed(lambda kv, undated: blocking_keys(*kv, params.window_hours, undated)),
                 undated=beam.pvalue.AsSingleton(undated_terms))
             | "Blocks" >> beam.GroupByKey()
-            | "PairsByTerm" >> beam.FlatMap(
+            | "PairsByTerm" >> beam.FlatMap(timed(
                 lambda kv: [(pair, kv[0][0]) for pair in candidate_pairs(
-                    list(kv[1]), window, params.max_bucket_members)])
+                    list(kv[1]), window, params.max_bucket_members)]))
             | "DistinctPairTerms" >> beam.Distinct()
             | "SharedTermCount" >> beam.combiners.Count.PerKey()
             | "EnoughShared" >> beam.Filter(lambda kv: kv[1] >= params.min_shared_terms)
             | "CandidatePairs" >> beam.Map(lambda kv: kv[0]))
-        scored = vectors | "TopTerms" >> beam.MapTuple(
+        scored = vectors | "TopTerms" >> beam.MapTuple(timed(
             lambda article_id, v: (article_id, (v.doc.source,
-                                                top_vector(v.vector, params.scored_terms))))
+                                                top_vector(v.vector, params.scored_terms)))))
         edges = pairs | "Score" >> ScorePairs(
-            scored, link_edge(params.link_threshold, params.same_source_factor))
+            scored, timed(link_edge(params.link_threshold, params.same_source_factor)))
         labels = (edges | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
                   | "Components" >> ConnectedComponents())
         clustered = (

@@ -51,7 +51,8 @@ class ChildFailed(Exception):
 
 def serve(func_name: str, fd: int) -> None:
     """The child's loop: import 'module:function', say it is ready, then call it on each
-    argument tuple received over the socket `fd` and send back the outcome."""
+    argument tuple received over the socket `fd` and send back the outcome and the CPU seconds
+    it took."""
     module, _, name = func_name.partition(":")
     func = getattr(importlib.import_module(module), name)
     connection = Connection(fd)
@@ -61,10 +62,12 @@ def serve(func_name: str, fd: int) -> None:
             args = connection.recv()
         except EOFError:
             return
+        started = time.process_time()
         try:
-            connection.send(("ok", func(*args)))
+            outcome = ("ok", func(*args))
         except Exception as error:  # the parent re-raises it; the child lives on
-            connection.send(("error", error))
+            outcome = ("error", error)
+        connection.send((*outcome, time.process_time() - started))
 
 
 def child_import_paths() -> dict[str, list[str]]:
@@ -89,6 +92,7 @@ class TimeLimitedWorker:
         self._connection: Connection | None = None
         self._deadline: float | None = None  # of the call under way
         self.restarts = 0
+        self.last_cpu_s = 0.0  # the CPU time the child spent on the last call collected
 
     def _start(self) -> None:
         parent_end, child_end = socket.socketpair()
@@ -137,13 +141,13 @@ class TimeLimitedWorker:
     def collect(self) -> Any:
         """The submitted call's result, waiting until its time limit (counted from `submit`)."""
         remaining = self._deadline - time.monotonic()
-        self._deadline = None
+        self._deadline, self.last_cpu_s = None, 0.0
         if not self._connection.poll(max(0.0, remaining)):
             self._kill()
             self.restarts += 1
             raise TimeLimitExceeded(f"no result after {self._timeout_s:g} s")
         try:
-            status, value = self._connection.recv()
+            status, value, self.last_cpu_s = self._connection.recv()
         except (EOFError, OSError) as error:
             self._kill()
             self.restarts += 1

@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
 
 from newsbeam.schemas.records import Article, TopicScore
+from newsbeam.transforms import metrics
 
 UNCLASSIFIED = "unclassified"
 
@@ -303,6 +304,7 @@ class _AssignTopicFn(beam.DoFn):
             self._model = self._shared.acquire(
                 lambda: _SharedTopicModel(TopicModel.load(path)), tag=path).model
 
+    @metrics.timed(metrics.STAGE_TOPICS)
     def process(self, article: Article):
         yield assign_topic(article, self._model, self._threshold)
 

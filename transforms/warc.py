@@ -17,7 +17,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.schemas.records import Document
 from newsbeam.transforms import errors
-from newsbeam.transforms.errors import ERRORS, error_row
 
 SKIPPED = "skipped"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -190,14 +189,14 @@ def read_warc(path: str, max_bytes: int, run_id: str, source_uri: str | None = N
                 else:
                     inputs += 1
                     _, reason, source_uri, message = outcome
-                    yield beam.pvalue.TaggedOutput(ERRORS, error_row(
-                        errors.STAGE_READ, reason, message, source_uri, run_id))
+                    yield errors.error_output(errors.STAGE_READ, reason, message, source_uri,
+                                              run_id)
     except Exception as error:  # warcio raises its own ArchiveLoadFailed, and zlib/OS errors
-        yield beam.pvalue.TaggedOutput(ERRORS, error_row(
+        yield errors.error_output(
             errors.STAGE_READ, errors.READ_FAILED,
-            f"{type(error).__name__} after {inputs} records: {error}", source_uri, run_id))
+            f"{type(error).__name__} after {inputs} records: {error}", source_uri, run_id)
         return
     if inputs == 0:
-        yield beam.pvalue.TaggedOutput(ERRORS, error_row(
+        yield errors.error_output(
             errors.STAGE_READ, errors.EMPTY_INPUT, "the archive holds no HTML response record",
-            source_uri, run_id))
+            source_uri, run_id)
