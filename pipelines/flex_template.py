@@ -24,6 +24,9 @@ TERMINAL_ONLY = {
     "fail_on_errors": "sets the exit status of the launcher, which no one reads; the job's "
                       "manifest and errors/ say what failed",
     "quiet": "what the launcher prints; its log is the job's launch log",
+    "every": "repeats runs from one long-lived process; on Dataflow the scheduler (Cloud "
+             "Scheduler, Airflow) launches each run",
+    "max_runs": "bounds --every's loop",
 }
 # Parameters a run on Dataflow cannot do without (the local defaults are refused there).
 REQUIRED = ("output",)
