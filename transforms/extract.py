@@ -20,7 +20,7 @@ import apache_beam as beam
 
 from newsbeam.schemas.records import Article, Document
 from newsbeam.transforms import errors
-from newsbeam.transforms.bundles import in_global_window
+from newsbeam.transforms.bundles import in_window
 from newsbeam.transforms.errors import ERRORS, error_row, exception_summary
 from newsbeam.transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
                                       english_word_share, markdown_title, normalize_text, prose_sample,
@@ -263,8 +263,10 @@ class ExtractArticlesFn(beam.DoFn):
 
     def start_bundle(self):
         self._page_in_child: Document | None = None
+        self._page_place = None  # the page's (timestamp, window): its outcome goes there
 
-    def process(self, document: Document):
+    def process(self, document: Document, timestamp=beam.DoFn.TimestampParam,
+                window=beam.DoFn.WindowParam):
         self._progress.tick()
         if document.kind != "html":
             yield self._outcome(document, lambda: self._text_article(document))
@@ -273,26 +275,31 @@ class ExtractArticlesFn(beam.DoFn):
         failed = None
         try:
             self._html_worker.submit(document.content, document.url)
-            self._page_in_child = document
+            self._page_in_child, self._page_place = document, (timestamp, window)
         except ChildFailed as error:  # no child could be started for this page
             failed = self._error(document, errors.EXTRACTION_FAILED, str(error))
         except Exception as error:
             failed = self._internal_error(document, error)
         # Yielded after the submit, so that what follows downstream overlaps the child's work.
-        for outcome in (previous, failed):
-            if outcome is not None:
-                yield outcome
+        if previous is not None:
+            yield previous
+        if failed is not None:
+            yield failed
 
     def finish_bundle(self):
         last = self._collect_page()
         if last is not None:
-            yield in_global_window(last)
+            yield last
 
     def _collect_page(self):
-        """The outcome of the page the child is working on, if any (waiting for it)."""
+        """The outcome of the page the child is working on, if any (waiting for it), in that
+        page's own timestamp and window."""
         document, self._page_in_child = self._page_in_child, None
         if document is None:
             return None
+        return in_window(self._page_outcome(document), *self._page_place)
+
+    def _page_outcome(self, document: Document):
         try:
             page = self._html_worker.collect()
         except TimeLimitExceeded as error:

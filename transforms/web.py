@@ -75,7 +75,28 @@ def states_of_complete_feeds(keyed):
         yield from grouped["state"]
 
 
-# --- Composite -----------------------------------------------------------------------------------
+# --- Composites ----------------------------------------------------------------------------------
+
+
+def feed_progress(requests, feed_states, entry_documents, finished, run_id: str):
+    """What the index keeps of a read of feeds: (EntryIndexEntries of the entries done: their
+    page fetched or failed for good, or taken as they are; the FeedIndexEntries of the feeds
+    all of whose requested pages finished). Batch and stream alike (the stream per window)."""
+    from_feeds = finished | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
+    # Entries without a link are done once they are documents: indexed as fetched.
+    entry_index = (
+        (from_feeds, entry_documents)
+        | "DoneEntries" >> beam.Flatten()
+        | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id)))
+    complete = (
+        {"state": feed_states | "StateByFeed" >> beam.Map(lambda s: (s.feed_url, s)),
+         "requested": requests | "RequestedByFeed" >> beam.Map(
+             lambda r: (r.payload.feed_url, None)),
+         "finished": from_feeds | "FinishedByFeed" >> beam.Map(lambda d: (d.feed_url, None))}
+        | "JoinByFeed" >> beam.CoGroupByKey()
+        | "CompleteFeeds" >> beam.FlatMap(states_of_complete_feeds))
+    return entry_index, complete
+
 
 
 class ReadWebSources(beam.PTransform):
@@ -110,20 +131,9 @@ class ReadWebSources(beam.PTransform):
             (feeds["requests"], listed)
             | "AllPageRequests" >> beam.Flatten()
             | "FetchPages" >> FetchPages(self._policy, self._run_id, feeds[ROBOTS]))
-        run_id = self._run_id
-        finished = pages[FINISHED] | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
-        # Entries without a link are done once they are documents: indexed as fetched.
-        entry_index = (
-            (finished, feeds[ENTRY_DOCUMENTS])
-            | "DoneEntries" >> beam.Flatten()
-            | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id)))
-        feed_states = (
-            {"state": feeds[FEED_STATES] | "StateByFeed" >> beam.Map(lambda s: (s.feed_url, s)),
-             "requested": feeds["requests"] | "RequestedByFeed" >> beam.Map(
-                 lambda r: (r.payload.feed_url, None)),
-             "finished": finished | "FinishedByFeed" >> beam.Map(lambda d: (d.feed_url, None))}
-            | "JoinByFeed" >> beam.CoGroupByKey()
-            | "CompleteFeeds" >> beam.FlatMap(states_of_complete_feeds))
+        entry_index, feed_states = feed_progress(
+            feeds["requests"], feeds[FEED_STATES], feeds[ENTRY_DOCUMENTS], pages[FINISHED],
+            self._run_id)
         return {
             "documents": (pages["documents"], feeds[ENTRY_DOCUMENTS])
             | "WebDocuments" >> beam.Flatten(),
