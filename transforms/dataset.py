@@ -41,6 +41,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from newsbeam.schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
                                       FeedIndexEntry, IndexEntry, InputIndexEntry, SignatureIndexEntry,
@@ -543,7 +544,8 @@ class _CommitWindowFn(beam.DoFn):
         run = {**self._stream, "run_id": commit_id, "stream_id": stream_id,
                "window": {"start": _as_datetime(window.start).isoformat(),
                           "end": _as_datetime(window.end).isoformat(),
-                          "pane": pane.index, "timing": str(pane.timing)}}
+                          "pane": pane.index,
+                          "timing": PaneInfoTiming.to_string(pane.timing).lower()}}
         planned = plan_moves(self._output_dir, commit_id, temp_files)
         manifest = build_manifest(run, counts, error_counts, planned,
                                   dt.datetime.now(dt.timezone.utc))
