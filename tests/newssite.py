@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import hashlib
 import json
 import threading
 import time
@@ -83,11 +84,12 @@ class NewsSite:
 
     def publish(self, feed: str, slug: str, title: str | None = None) -> None:
         """A new entry at the top of /feeds/<feed>.xml (a feed of its own, with its own ETag),
-        its page at /news/<slug>.html; when it was published is kept in `published_at`."""
+        its page at /live/<slug>.html (a text of its own: /news/ pages whose slugs have the
+        same letters share theirs); when it was published is kept in `published_at`."""
         with self._lock:
             entries = self.feeds.setdefault(feed, [])
             entries.insert(0, {
-                "title": title or f"Story {slug}", "link": f"{self.base}/news/{slug}.html",
+                "title": title or f"Story {slug}", "link": f"{self.base}/live/{slug}.html",
                 "guid": f"tag:{slug}", "date": email.utils.formatdate(usegmt=True),
                 "category": "Sport"})
             self.feed_versions[feed] = self.feed_versions.get(feed, 0) + 1
@@ -201,6 +203,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"version": "https://jsonfeed.org/version/1.1",
                                         "title": "Example JSON", "items": items}).encode(),
                        "application/feed+json")
+        elif path.startswith("/live/"):
+            slug = path.rsplit("/", 1)[1].split(".")[0]
+            digest = hashlib.sha256(slug.encode()).hexdigest()[:12]
+            self._send(200, article_html(f"{slug} {digest}", f"Story {slug}").encode())
         elif path.startswith("/news/"):
             slug = path.rsplit("/", 1)[1].split(".")[0]
             self._send(200, article_html(slug, f"Story {slug}").encode())

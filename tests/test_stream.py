@@ -6,7 +6,6 @@ dataset is read back with pyarrow."""
 from __future__ import annotations
 
 import datetime as dt
-import glob
 import json
 import os
 
@@ -23,9 +22,11 @@ from newsbeam.pipelines.ingest import new_run, prepare_options, run_pipeline
 from newsbeam.pipelines.options import NewsOptions
 from newsbeam.schemas.records import Article, Document
 from newsbeam.transforms import dataset
+from newsbeam.transforms.feeds import NOT_MODIFIED, FeedSpec
 from newsbeam.transforms.fetch import FetchPolicy, FetchRequest
 from newsbeam.transforms.streaming import (SEEN_IN_STREAM, DropSeenInStream, FetchPolitely,
-                                           next_turn, pubsub_item, remembered, window_start)
+                                           PollFeeds, next_turn, pubsub_item, remembered,
+                                           window_start)
 from tests.newssite import running_site
 
 STREAMING = ["--runner=BundleBasedDirectRunner", "--streaming"]
@@ -70,47 +71,30 @@ def _advance_processing(test_stream: TestStream, seconds: int) -> TestStream:
     return test_stream
 
 
-def test_windows_are_committed_one_by_one_and_a_second_poll_answers_304(tmp_path):
+def test_a_second_poll_of_an_unchanged_feed_answers_304():
+    """Two ticks of the poll clock, in two windows: the first poll stores the feed's ETag in
+    keyed state, the second sends it (If-None-Match) and the feed answers 304."""
     with running_site() as site:
         site.robots = "User-agent: *\n"
         site.publish("city", "harbour-ferry")
-        site.publish("city", "museum-river")
-        options = _options(site, str(tmp_path / "out"), "city")
-        ticks = TestStream().advance_watermark_to(0)
-        ticks = _advance_processing(ticks.add_elements([TimestampedValue(1, 1)]), 4)
-        ticks = _advance_processing(ticks.advance_watermark_to(6)
-                                    .add_elements([TimestampedValue(2, 6)]), 4)
-        ticks = _advance_processing(ticks.advance_watermark_to(11)
-                                    .add_elements([TimestampedValue(3, 11)]), 4)
-        ticks = ticks.advance_watermark_to(16).advance_watermark_to_infinity()
-        publish = lambda tick: site.publish("city", "library-market") if tick == 3 else None
-        manifests = _run_graph(options, stream.StreamSettings(window_s=5.0), ticks, publish)
-
-        ends = [m["window"]["end"] for m in manifests]
-        assert ends == ["1970-01-01T00:00:05+00:00", "1970-01-01T00:00:10+00:00",
-                        "1970-01-01T00:00:15+00:00"]
-        first, second, third = manifests
-        assert first["accounting"]["articles"] == 2 and first["accounting"]["balanced"]
-        # Nothing changed by the second poll: a conditional GET answered 304.
-        assert second["counts"]["feeds_not_modified"] == 1
-        assert second["accounting"]["articles"] == 0 and second["accounting"]["balanced"]
-        feed_requests = site.requests_to("/feeds/city.xml")
-        assert "If-None-Match" not in feed_requests[0][1]
-        assert feed_requests[1][1]["If-None-Match"] == '"city-v2"'
-        # The third poll: the new entry only; the two others were seen by the first.
-        assert third["accounting"]["articles"] == 1
-        assert third["counts"]["entries_seen_before"] == 2 and third["accounting"]["balanced"]
-        articles = _articles(options.output)
-        assert sorted(a["title"] for a in articles) == [
-            "Story harbour-ferry", "Story library-market", "Story museum-river"]
-        assert all(site.hits[f"/news/{slug}.html"] == 1
-                   for slug in ("harbour-ferry", "museum-river", "library-market"))
-        # Each window's files carry its commit id; no temp files or intents are left.
-        assert {os.path.basename(p).split("-00000")[0] for p in glob.glob(
-            f"{options.output}/articles/*/*/*.parquet")} == {
-            "part-teststream-w19700101t000005", "part-teststream-w19700101t000015"}
-        assert not dataset.pending_intents(options.output)
-        assert not os.path.exists(os.path.join(options.output, ".tmp"))
+        ticks = (TestStream().advance_watermark_to(0).add_elements([TimestampedValue(1, 1)])
+                 .advance_processing_time(1).advance_watermark_to(6)
+                 .add_elements([TimestampedValue(2, 6)]).advance_processing_time(1)
+                 .advance_watermark_to_infinity())
+        OBSERVED.update(bodies=[], not_modified=[])
+        with beam.Pipeline(options=PipelineOptions(STREAMING)) as pipeline:
+            no_states = pipeline | "NoFeedIndex" >> beam.Create([])
+            polled = pipeline | ticks | PollFeeds(
+                [FeedSpec(f"{site.base}/feeds/city.xml")],
+                FetchPolicy(delay_s=0.1, allow_loopback=True), "polls",
+                dt.datetime(2026, 12, 2, tzinfo=dt.timezone.utc), no_states)
+            (polled.bodies | "Validators" >> beam.Map(lambda body: body[3])
+             | "ObserveBodies" >> beam.Map(_observe_as, "bodies"))
+            polled[NOT_MODIFIED] | "ObserveNotModified" >> beam.Map(_observe_as, "not_modified")
+        assert OBSERVED["bodies"] == [('"city-v1"', None)]
+        assert OBSERVED["not_modified"] == [f"{site.base}/feeds/city.xml"]
+        polls = site.requests_to("/feeds/city.xml")
+        assert "If-None-Match" not in polls[0][1] and polls[1][1]["If-None-Match"] == '"city-v1"'
 
 
 def test_a_page_fetched_after_its_window_closed_is_left_for_the_next_run(tmp_path):
@@ -134,7 +118,7 @@ def test_a_page_fetched_after_its_window_closed_is_left_for_the_next_run(tmp_pat
         assert manifests[0]["accounting"]["balanced"]
         # Turns go in URL order: harbour-ferry first, museum-river late, and dropped.
         assert [a["title"] for a in _articles(options.output)] == ["Story harbour-ferry"]
-        assert site.hits["/news/museum-river.html"] == 1
+        assert site.hits["/live/museum-river.html"] == 1
 
         batch = run_pipeline(prepare_options([f"--feed={site.base}/feeds/city.xml",
                                               f"--output={options.output}", "--allow_loopback",

@@ -53,7 +53,7 @@ def test_stream_stores_each_entry_once_and_a_later_run_stores_nothing_twice(tmp_
         table = _articles(output)
         assert sorted(table.column("title").to_pylist()) == sorted(f"Story {s}" for s in slugs)
         assert len(set(table.column("article_id").to_pylist())) == table.num_rows
-        assert all(site.hits[f"/news/{slug}.html"] == 1 for slug in slugs)
+        assert all(site.hits[f"/live/{slug}.html"] == 1 for slug in slugs)
         # Several polls of each feed, the later ones conditional.
         polls = site.requests_to("/feeds/city.xml")
         assert len(polls) >= 3 and all("If-None-Match" in h for _, h in polls[1:])
@@ -78,7 +78,7 @@ def test_stream_stores_each_entry_once_and_a_later_run_stores_nothing_twice(tmp_
         assert again.returncode == 0, again.stderr[-3000:]
         assert "0 articles" in again.stdout
         assert _articles(output).num_rows == 8
-        assert all(site.hits[f"/news/{slug}.html"] == 1 for slug in slugs)
+        assert all(site.hits[f"/live/{slug}.html"] == 1 for slug in slugs)
 
 
 def test_ctrl_c_stops_the_stream_and_leaves_nothing_half_written(tmp_path):
@@ -92,7 +92,7 @@ def test_ctrl_c_stops_the_stream_and_leaves_nothing_half_written(tmp_path):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             deadline = time.monotonic() + 120
-            while not site.requests_to("/news/before-city.html") and \
+            while not site.requests_to("/live/before-city.html") and \
                     time.monotonic() < deadline:
                 time.sleep(0.5)
             time.sleep(2)
