@@ -100,7 +100,7 @@ def measure(args, cron: bool) -> dict:
     with running_site() as site:
         names = [f"f{k}" for k in range(args.feeds)]
         for name in names:  # every feed has an entry before the first run
-            site.add_feed_entry(name, f"{name}-000", f"First story of {name}")
+            site.publish(name, f"{name}-000", f"First story of {name}")
         stop = threading.Event()
 
         def publish():
@@ -108,7 +108,7 @@ def measure(args, cron: bool) -> dict:
             while not stop.wait(args.publish_every_s):
                 number += 1
                 name = names[number % len(names)]
-                site.add_feed_entry(name, f"{name}-{number:04d}", f"Story {number} of {name}")
+                site.publish(name, f"{name}-{number:04d}", f"Story {number} of {name}")
         publisher = threading.Thread(target=publish, daemon=True)
         loop = [] if cron else ["--every", str(args.every_s), "--max_runs", str(runs)]
         command = [str(Path(sys.executable).parent / "newsbeam"), "run", *loop,

@@ -2,6 +2,7 @@
 
     newsbeam run [--config FILE] [--input PATH|DIR|GLOB ...] [--output DIR] [options]
     newsbeam run --every SECONDS [--max_runs N] [options]      (back-to-back incremental runs)
+    newsbeam stream --feed URL ... [--output DIR] [--duration S] [--poll_interval_s S] [options]
     newsbeam inspect [--output DIR] [--run_id ID] [--json] [--runs N] [--check]
     newsbeam report [--output DIR] [--run_id ID] [--file report.html]
     newsbeam compact [--output DIR] [--date FROM[:TO]] [--dataset NAME ...] [--target_file_mib N]
@@ -134,6 +135,35 @@ def _add_run(commands) -> argparse.ArgumentParser:
     _add_run_command_flags(run)
     run.set_defaults(handler=_run)
     return run
+
+
+STREAM_EPILOG = """\
+Every feed is polled each --poll_interval_s with a conditional GET; new entries' pages are
+fetched one at a time per host; what came in is committed per fixed --window_s window, in the
+same layout as `newsbeam run` (one _runs/<stream id>-w<window end>.json per window), so a later
+run or stream dedups against it. --duration stops it; a kill leaves nothing half-written (the
+next run completes or clears it). Runners: {runner} (local) polls live but commits every window when --duration ends;
+DataflowRunner commits each window as it closes (and reads --pubsub_subscription).
+Example:
+  newsbeam stream --feed https://example.com/rss.xml --output out --duration 3600 \\
+      --poll_interval_s 300 --window_s 300
+
+""" + EXIT_STATUS_HELP
+
+
+def _add_stream(commands) -> argparse.ArgumentParser:
+    from newsbeam.pipelines.options import DEFAULT_RUNNER, NewsOptions
+    from newsbeam.pipelines.stream import add_stream_flags
+    stream = commands.add_parser(
+        "stream", help="poll feeds and commit what they bring per window",
+        description="Run the streaming pipeline: poll the feeds for as long as it runs and add "
+        "their new articles to the dataset in --output, a window at a time.",
+        epilog=STREAM_EPILOG.format(runner=DEFAULT_RUNNER),
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    NewsOptions._add_argparse_args(stream)
+    add_stream_flags(stream)
+    stream.set_defaults(handler=_stream)
+    return stream
 
 
 def _add_inspect(commands) -> argparse.ArgumentParser:
@@ -555,11 +585,80 @@ def run_every(run_once, every_s: float, max_runs: int | None, *, clock=time.mono
             signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _news_argv(args: argparse.Namespace) -> list[str]:
+def parse_stream(words: list[str]):
+    """`newsbeam stream WORDS` -> (NewsOptions, StreamSettings, the parsed command line).
+    Raises InvalidOptions for a flag neither newsbeam nor Beam knows."""
+    from newsbeam.pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOptions,
+                                            all_options_parser, unknown_flag_problems)
+    from newsbeam.pipelines.stream import add_stream_flags, settings_from
+    args, rest = build_parser().parse_known_args(["stream", *words])
+    problems = unknown_flag_problems(rest, all_options_parser("newsbeam stream",
+                                                              add_stream_flags))
+    if problems:
+        raise InvalidOptions(problems + ["(newsbeam stream --help lists newsbeam's flags)"])
+    stream_flags = [action.dest for action in _stream_flag_actions()]
+    options = NewsOptions(_news_argv(args, exclude=stream_flags) + rest)
+    from apache_beam.options.pipeline_options import StandardOptions
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = DEFAULT_RUNNER
+    return options, settings_from(args), args
+
+
+def _stream_flag_actions():
+    from newsbeam.pipelines.stream import add_stream_flags
+    parser = argparse.ArgumentParser(add_help=False)
+    add_stream_flags(parser)
+    return parser._actions
+
+
+def _stream(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
+    from newsbeam.pipelines import ingest, stream
+    from newsbeam.pipelines.options import InvalidOptions
+    from newsbeam.transforms.lease import LeaseHeld
+    from newsbeam.transforms.sources import printable_path
+    from newsbeam.transforms.urls import redact_url
+    shown = lambda text: printable_path(redact_url(text))
+    try:
+        options, settings, args = parse_stream(words)
+        ingest.check_options(options)
+        problems = stream.stream_problems(options, settings)
+        if problems:
+            raise InvalidOptions(problems)
+    except InvalidOptions as refused:
+        return _refuse("stream", [shown(problem) for problem in refused.problems])
+    if not args.quiet:
+        print(shown(f"newsbeam: streaming {', '.join((options.feed or []) + (options.feeds or []))}"
+                    f" -> {options.output}"), file=sys.stderr)
+    try:
+        summary = stream.run_stream(options, settings)
+    except InvalidOptions as invalid:
+        return _refuse("stream", [shown(problem) for problem in invalid.problems])
+    except LeaseHeld as held:
+        print(shown(f"newsbeam stream: nothing written: {held}"), file=sys.stderr)
+        return EXIT_LEASE_HELD
+    print(format_stream_summary(summary, args.quiet))
+    return EXIT_FINISHED if summary["balanced"] else EXIT_FAILED
+
+
+def format_stream_summary(summary: dict, quiet: bool = False) -> str:
+    verdict = "ok" if summary["balanced"] else "FAILED: ACCOUNTING MISMATCH"
+    stopped = " (stopped early)" if summary["stopped_early"] else ""
+    last = (f"  {verdict}: {summary['articles']} articles, {summary['duplicates']} duplicates, "
+            f"{summary['errors']} errors, {summary['already_ingested']} already ingested, "
+            f"{summary['skipped_unchanged']} unchanged in {summary['windows']} windows"
+            f"{stopped}")
+    if quiet:
+        return last
+    return "\n".join([f"newsbeam stream {summary['stream_id']}: {summary['windows']} windows "
+                      f"committed, {summary['inputs']} inputs", last])
+
+
+def _news_argv(args: argparse.Namespace, exclude=()) -> list[str]:
     """The newsbeam flags parsed by argparse, as command-line words for NewsOptions."""
     words = []
     for name, value in vars(args).items():
-        if name in ("command", "handler", *_RUN_COMMAND_FLAGS) or value is None:
+        if name in ("command", "handler", *_RUN_COMMAND_FLAGS, *exclude) or value is None:
             continue
         if isinstance(value, bool):
             words += [f"--{name}"] if value else []
@@ -694,7 +793,7 @@ def configure_logging() -> None:
     logging.getLogger("newsbeam").setLevel(logging.INFO)
 
 
-COMMANDS = (_add_run, _add_inspect, _add_report, _add_compact, _add_repair)
+COMMANDS = (_add_run, _add_stream, _add_inspect, _add_report, _add_compact, _add_repair)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import email.utils
 import gzip
 import json
+import random
 import threading
 import time
 import urllib.parse
@@ -37,17 +38,15 @@ def article_html(slug: str, title: str, published: str | None = None, extra: str
             f"<article><h1>{title}</h1>{extra}{paragraphs}</article></body></html>")
 
 
-def live_article_html(slug: str, title: str) -> str:
-    """A page whose words are drawn at random, seeded by its slug: pages published one after
-    another are distinct articles, not near copies (article_html has 20 variants only)."""
-    import random
-    draw = random.Random(slug)
+def live_article_html(slug: str) -> str:
+    """A published entry's page: words drawn at random, seeded by the slug, so that no two
+    pages are near copies of each other (article_html's differ only by their slug)."""
+    rng = random.Random(slug)
     paragraphs = "".join(
-        "<p>" + " ".join(f"Reporters in {slug} wrote that the "
-                         + " ".join(draw.choice(WORDS) for _ in range(14)) + "."
+        "<p>" + " ".join(" ".join(rng.choice(WORDS) for _ in range(14)).capitalize() + "."
                          for _ in range(3)) + "</p>" for _ in range(4))
-    return (f"<!DOCTYPE html><html><head><title>{title}</title></head><body><article>"
-            f"<h1>{title}</h1>{paragraphs}</article></body></html>")
+    return (f"<!DOCTYPE html><html><head><title>Story {slug}</title></head><body><article>"
+            f"<h1>Story {slug}</h1>{paragraphs}</article></body></html>")
 
 
 def rss_feed(entries: list[dict]) -> str:
@@ -93,8 +92,10 @@ class NewsSite:
         self.feed_version = 1
         self.robots = ROBOTS
         self.robots_status = 200
-        # More feeds, served at /feeds/<name>.xml (benches with N feeds): name -> entries.
+        # Feeds published to while a stream runs (publish): name -> entries, newest first.
         self.feeds: dict[str, list[dict]] = {}
+        self.feed_versions: dict[str, int] = {}
+        self.published_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     @property
@@ -112,13 +113,30 @@ class NewsSite:
             "iso_date": f"2022-02-{day:02d}T10:00:00Z", "added_at": time.time()})
         self.feed_version += 1
 
-    def add_feed_entry(self, feed: str, slug: str, title: str) -> dict:
-        """An entry of /feeds/<feed>.xml whose page (/live/<slug>.html) is a distinct article."""
-        entry = {"title": title, "link": f"{self.base}/live/{slug}.html", "guid": f"tag:{slug}",
-                 "date": email.utils.formatdate(usegmt=True), "added_at": time.time()}
+    def publish(self, feed: str, slug: str, title: str | None = None) -> dict:
+        """A new entry at the top of /feeds/<feed>.xml (a feed of its own, with its own ETag),
+        its page at /live/<slug>.html (a text of its own: /news/ pages whose slugs have the
+        same letters share theirs); when it was published is kept in `published_at`."""
+        entry = {"title": title or f"Story {slug}", "link": f"{self.base}/live/{slug}.html",
+                 "guid": f"tag:{slug}", "date": email.utils.formatdate(usegmt=True),
+                 "category": "Sport", "added_at": time.time()}
         with self._lock:
-            self.feeds.setdefault(feed, []).append(entry)
+            self.feeds.setdefault(feed, []).insert(0, entry)
+            self.feed_versions[feed] = self.feed_versions.get(feed, 0) + 1
+            self.published_at[slug] = entry["added_at"]
         return entry
+
+    def publish_steadily(self, feeds: list[str], every_s: float, count: int,
+                         prefix: str = "live") -> threading.Thread:
+        """Publishes `count` entries, one every `every_s` seconds, round-robin over `feeds`, from
+        a thread (started; join it to wait for the last)."""
+        def publish_all():
+            for number in range(count):
+                self.publish(feeds[number % len(feeds)], f"{prefix}-{number:05d}")
+                time.sleep(every_s)
+        thread = threading.Thread(target=publish_all, daemon=True)
+        thread.start()
+        return thread
 
     def record(self, path: str, headers) -> int:
         with self._lock:
@@ -224,9 +242,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/feeds/") and path.endswith(".xml"):
             name = path[len("/feeds/"):-len(".xml")]
             with site._lock:
-                entries = list(site.feeds.get(name, []))[-50:]  # the newest 50, as sites do
-            etag = f'"{name}-{len(site.feeds.get(name, []))}"'
-            if self.headers.get("If-None-Match") == etag:
+                entries, version = list(site.feeds.get(name, [])), site.feed_versions.get(name)
+            etag = f'"{name}-v{version}"'
+            if version is None:
+                self._send(404, b"no such feed")
+            elif self.headers.get("If-None-Match") == etag:
                 self._send(304, headers={"ETag": etag})
             else:
                 self._send(200, rss_feed(entries).encode(), "application/rss+xml",
@@ -238,12 +258,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"version": "https://jsonfeed.org/version/1.1",
                                         "title": "Example JSON", "items": items}).encode(),
                        "application/feed+json")
+        elif path.startswith("/live/"):
+            slug = path.rsplit("/", 1)[1].split(".")[0]
+            self._send(200, live_article_html(slug).encode())
         elif path.startswith("/news/"):
             slug = path.rsplit("/", 1)[1].split(".")[0]
             self._send(200, article_html(slug, f"Story {slug}").encode())
-        elif path.startswith("/live/"):  # pages of entries published while a test runs
-            slug = path.rsplit("/", 1)[1].split(".")[0]
-            self._send(200, live_article_html(slug, f"Live {slug}").encode())
         elif path.startswith("/amp/"):  # the AMP variant names its canonical page
             slug = path.rsplit("/", 1)[1].split(".")[0]
             self._send(200, article_html(slug, f"Story {slug}",

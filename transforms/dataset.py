@@ -46,6 +46,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from newsbeam.schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
                                       FeedIndexEntry, IndexEntry, InputIndexEntry, SignatureIndexEntry,
@@ -249,10 +250,11 @@ def _remove_empty_temp_root(output_dir: str) -> None:
             pass  # absent, or another run's files are in it
 
 
-def commit(output_dir: str, intent: dict) -> None:
-    """Steps 2-4 of the protocol for the current lease holder."""
+def commit(output_dir: str, intent: dict, holder: str | None = None) -> None:
+    """Steps 2-4 of the protocol for the current lease holder: `holder`, else the intent's own
+    id (a stream holds the lease and commits once per window, each under its own id)."""
     _kill_point("before_intent")
-    leases.verify_holder(output_dir, intent["id"])
+    leases.verify_holder(output_dir, holder or intent["id"])
     write_json_atomically(intent_path(output_dir, intent["id"]), intent)
     apply_intent(output_dir, intent, kill_points=True)
 
@@ -451,8 +453,11 @@ class _ReadIndexFileFn(beam.DoFn):
 class ReadIndex(beam.PTransform):
     """pipeline -> the rows (dicts of `columns`, default the spec's fields) earlier runs stored
     in one index dataset. The files are listed when the job runs, not when the graph is built:
-    off an Impulse, or after the one element of a PCollection applied to instead of the
-    pipeline (StartRun's: once the job holds the lease and has recovered the dataset);
+    off an Impulse, or after each element of a PCollection applied to instead of the pipeline —
+    StartRun's one element (once the job holds the lease and has recovered the dataset), or a
+    windowed graph's ticks, one per window (the stream): the index is then listed and read again
+    for each, and the rows are in that element's window, so the windowed joins of the stages meet
+    them (an index read once, in the global window, would never join a fixed window's elements).
     `since=(column, moment)` keeps the rows whose column is not before the moment (age-out)."""
 
     def __init__(self, output_dir: str, spec: IndexSpec, columns: tuple[str, ...] = (),
@@ -477,8 +482,8 @@ class ReadIndex(beam.PTransform):
 
 
 class ReadIndexIds(beam.PTransform):
-    """pipeline (or StartRun's PCollection) -> the values of one column of an index dataset
-    (article ids, error ids)."""
+    """pipeline (or a PCollection to start from, as ReadIndex) -> the values of one column of
+    an index dataset (article ids, error ids)."""
 
     def __init__(self, output_dir: str, spec: IndexSpec, column: str):
         super().__init__()
@@ -576,3 +581,93 @@ class CommitRun(beam.PTransform):
                 counts=beam.pvalue.AsList(counts),
                 error_counts=beam.pvalue.AsList(error_counts),
                 temp_files=beam.pvalue.AsList(temp_files)))
+
+
+# --- The commit step of a windowed graph (the stream) --------------------------------------------
+
+
+def window_commit_id(stream_id: str, window_end: dt.datetime, pane: int) -> str:
+    """The id of one window's commit: the stream's id, the window's end (UTC) and the pane
+    ('-p1' for a late pane), so a retried commit step finds its own intent and manifest."""
+    late = f"-p{pane}" if pane else ""
+    return f"{stream_id}-w{window_end.strftime('%Y%m%dt%H%M%S')}{late}"
+
+
+def _as_datetime(timestamp) -> dt.datetime:
+    return dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc)
+
+
+class _CommitWindowFn(beam.DoFn):
+    """(None, [("count", (name, n)) | ("error", ((stage, reason), n)) | ("file", TempFile)])
+    of one window pane -> its manifest, once the pane's files are committed under the id
+    window_commit_id gives. Idempotent: a retried step completes the pane's intent if there is
+    one, and does nothing once its manifest is there."""
+
+    def __init__(self, output_dir: str, stream: dict, count_names: tuple[str, ...]):
+        self._output_dir, self._stream, self._count_names = output_dir, stream, count_names
+
+    def process(self, keyed, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        stream_id = self._stream["run_id"]
+        commit_id = window_commit_id(stream_id, _as_datetime(window.end), pane.index)
+        done = manifest_path(self._output_dir, commit_id)
+        if FileSystems.exists(done):
+            return
+        if FileSystems.exists(intent_path(self._output_dir, commit_id)):
+            apply_intent(self._output_dir, read_json(intent_path(self._output_dir, commit_id)))
+            yield read_json(done)
+            return
+        # A count with nothing in this pane is 0 (the manifest needs these, at least).
+        counts = dict.fromkeys(("documents", "read_errors", "already_ingested", "errors",
+                                "errors_new", *self._count_names), 0)
+        error_counts, temp_files = [], []
+        for kind, value in keyed[1]:
+            if kind == "count":
+                counts[value[0]] = counts.get(value[0], 0) + value[1]
+            elif kind == "error":
+                error_counts.append(value)
+            else:
+                temp_files.append(value)
+        run = {**self._stream, "run_id": commit_id, "stream_id": stream_id,
+               "window": {"start": _as_datetime(window.start).isoformat(),
+                          "end": _as_datetime(window.end).isoformat(),
+                          "pane": pane.index,
+                          "timing": PaneInfoTiming.to_string(pane.timing).lower()}}
+        planned = plan_moves(self._output_dir, commit_id, temp_files)
+        manifest = build_manifest(run, counts, error_counts, planned,
+                                  dt.datetime.now(dt.timezone.utc))
+        commit(self._output_dir, ingest_intent(run, planned, manifest, self._output_dir),
+               holder=stream_id)
+        yield manifest
+
+
+class CommitWindows(beam.PTransform):
+    """The windowed twin of CommitRun: each window pane's counts, error counts and temp files
+    meet in one GroupByKey and are committed by the protocol above as one commit of their own
+    (manifest _runs/<stream id>-w<window end>.json), under the stream's lease. A later pane of
+    a window (late data) is a commit of its own: it only adds files."""
+
+    def __init__(self, output_dir: str, stream: dict, counts: dict, errors, temp_files: list):
+        super().__init__()
+        self._output_dir, self._stream = output_dir, stream
+        self._counts, self._errors, self._temp_files = counts, errors, temp_files
+
+    def expand(self, pipeline):
+        counted = [
+            pcoll | f"Tally_{name}" >> beam.Map(lambda _, name=name: (name, 1))
+            for name, pcoll in sorted(self._counts.items())]
+        counts = (counted | "AllTallies" >> beam.Flatten()
+                  | "CountPerWindow" >> beam.CombinePerKey(sum)
+                  | "AsCount" >> beam.Map(lambda kv: (None, ("count", kv))))
+        error_counts = (
+            self._errors
+            | "StageReason" >> beam.Map(lambda e: (e.stage, e.reason))
+            | "CountErrors" >> beam.combiners.Count.PerElement()
+            | "AsError" >> beam.Map(lambda kv: (None, ("error", kv))))
+        files = (self._temp_files | "AllTempFiles" >> beam.Flatten()
+                 | "AsFile" >> beam.Map(lambda f: (None, ("file", f))))
+        return (
+            (counts, error_counts, files)
+            | "Everything" >> beam.Flatten()
+            | "PerWindow" >> beam.GroupByKey()
+            | "Commit" >> beam.ParDo(_CommitWindowFn(self._output_dir, self._stream,
+                                                     tuple(sorted(self._counts)))))

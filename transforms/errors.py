@@ -26,7 +26,8 @@ ERRORS = "errors"  # the tag of every stage's dead-letter output
 # lists), fetch (HTTP), feed (parsing a feed; the fetch stage's, in counts of time and progress),
 # extract.
 STAGE_FEED = "feed"
-ERROR_STAGES = (STAGE_READ, STAGE_FETCH, STAGE_FEED, STAGE_EXTRACT)
+STAGE_PUBSUB = "pubsub"  # a stream's Pub/Sub message that is neither a URL nor an article
+ERROR_STAGES = (STAGE_READ, STAGE_FETCH, STAGE_FEED, STAGE_PUBSUB, STAGE_EXTRACT)
 
 # Reason codes.
 NO_MATCH = "no_match"

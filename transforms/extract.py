@@ -19,7 +19,7 @@ import apache_beam as beam
 
 from newsbeam.schemas.records import Article, Document
 from newsbeam.transforms import errors, metrics
-from newsbeam.transforms.bundles import in_global_window
+from newsbeam.transforms.bundles import in_window
 from newsbeam.transforms.errors import ERRORS, exception_summary
 from newsbeam.transforms.metadata import (person_authors, site_names, split_categories,
                                           strip_site_name)
@@ -319,9 +319,11 @@ class ExtractArticlesFn(beam.DoFn):
 
     def start_bundle(self):
         self._page_in_child: Document | None = None
+        self._page_place = None  # the page's (timestamp, window): its outcome goes there
 
     @metrics.timed(metrics.STAGE_EXTRACT)
-    def process(self, document: Document):
+    def process(self, document: Document, timestamp=beam.DoFn.TimestampParam,
+                window=beam.DoFn.WindowParam):
         if document.kind != "html":
             yield self._outcome(document, lambda: self._text_article(document))
             return
@@ -329,27 +331,32 @@ class ExtractArticlesFn(beam.DoFn):
         failed = None
         try:
             self._html_worker.submit(document.content, document.url)
-            self._page_in_child = document
+            self._page_in_child, self._page_place = document, (timestamp, window)
         except ChildFailed as error:  # no child could be started for this page
             failed = self._error(document, errors.EXTRACTION_FAILED, str(error))
         except Exception as error:
             failed = self._internal_error(document, error)
         # Yielded after the submit, so that what follows downstream overlaps the child's work.
-        for outcome in (previous, failed):
-            if outcome is not None:
-                yield outcome
+        if previous is not None:
+            yield previous
+        if failed is not None:
+            yield failed
 
     @metrics.timed(metrics.STAGE_EXTRACT)
     def finish_bundle(self):
         last = self._collect_page()
         if last is not None:
-            yield in_global_window(last)
+            yield last
 
     def _collect_page(self):
-        """The outcome of the page the child is working on, if any (waiting for it)."""
+        """The outcome of the page the child is working on, if any (waiting for it), in that
+        page's own timestamp and window."""
         document, self._page_in_child = self._page_in_child, None
         if document is None:
             return None
+        return in_window(self._page_outcome(document), *self._page_place)
+
+    def _page_outcome(self, document: Document):
         try:
             page = self._collect_from_child()
         except TimeLimitExceeded as error:

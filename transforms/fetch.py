@@ -930,17 +930,20 @@ def _final_failures(pair):
 class FetchPages(beam.PTransform):
     """FetchRequests whose payload is a Document template -> {"documents": Documents,
     ERRORS: ErrorRows, FINISHED: the templates of pages fetched or failed for good}.
-    `known_robots`: robots.txt outcomes an earlier step read (see FetchByHost)."""
+    `known_robots`: robots.txt outcomes an earlier step read (see FetchByHost). `fetch`: the
+    step that fetches, FetchByHost unless given (the stream gives its unbounded twin,
+    transforms/streaming.py's FetchPolitely); it yields responses and ERRORS as FetchByHost."""
 
-    def __init__(self, policy: FetchPolicy, run_id: str, known_robots=None):
+    def __init__(self, policy: FetchPolicy, run_id: str, known_robots=None, fetch=None):
         super().__init__()
         self._policy = policy
         self._run_id = run_id
         self._known_robots = known_robots
+        self._fetch = fetch
 
     def expand(self, requests):
-        fetched = requests | "FetchByHost" >> FetchByHost(self._policy, self._run_id,
-                                                          self._known_robots)
+        fetched = requests | "FetchByHost" >> (self._fetch or FetchByHost(
+            self._policy, self._run_id, self._known_robots))
         pages = fetched.responses | "Decode" >> beam.ParDo(
             _PageDocumentFn(self._run_id)).with_outputs(ERRORS, FINISHED, main="documents")
         failed = fetched[ERRORS]

@@ -524,6 +524,14 @@ def _label_or_self(keyed):
         yield (labels[0] if labels else node), vector
 
 
+def _per_window(combine_globally, pcoll):
+    """A global combine as it must be in a windowed graph (the stream): one value per window
+    that has elements, no default value for the others (Beam has none to give there)."""
+    if not isinstance(pcoll.windowing.windowfn, beam.window.GlobalWindows):
+        return combine_globally.without_defaults()
+    return combine_globally
+
+
 class LinkStories(beam.PTransform):
     """(Articles, story index rows of earlier runs) -> Articles with story_id and is_story_lead
     (main), Story rows (STORIES) and StoryIndexEntry rows (STORY_INDEX) for every story this run
@@ -553,8 +561,9 @@ class LinkStories(beam.PTransform):
             | "StoryDocs" >> beam.Map(doc_of_story))
         docs = ((articles | "ArticleDocs" >> beam.Map(doc_of), stories_before)
                 | "AllDocs" >> beam.Flatten())
-        df = docs | "DocumentFrequency" >> beam.CombineGlobally(DocumentFrequencyFn())
-        documents = docs | "CountDocs" >> beam.combiners.Count.Globally()
+        df = docs | "DocumentFrequency" >> _per_window(
+            beam.CombineGlobally(DocumentFrequencyFn()), docs)
+        documents = docs | "CountDocs" >> _per_window(beam.combiners.Count.Globally(), docs)
         vectors = docs | "Vectors" >> beam.ParDo(
             _VectorFn(params, self._background_path), run_df=beam.pvalue.AsSingleton(df),
             documents=beam.pvalue.AsSingleton(documents))
@@ -562,13 +571,14 @@ class LinkStories(beam.PTransform):
             vectors
             | "UndatedSalient" >> beam.FlatMap(
                 lambda kv: [] if kv[1].doc.dated else list(kv[1].salient))
-            | "UndatedTerms" >> beam.combiners.ToSet()
+            | "UndatedTerms" >> _per_window(
+                beam.CombineGlobally(beam.combiners.ToSetCombineFn()), vectors)
             | "Frozen" >> beam.Map(frozenset))
         pairs = (
             vectors
             | "BlockingKeys" >> beam.FlatMap(
                 timed(lambda kv, undated: blocking_keys(*kv, params.window_hours, undated)),
-                undated=beam.pvalue.AsSingleton(undated_terms))
+                undated=beam.pvalue.AsSingleton(undated_terms, default_value=frozenset()))
             | "Blocks" >> beam.GroupByKey()
             | "PairsByTerm" >> beam.FlatMap(timed(
                 lambda kv: [(pair, kv[0][0]) for pair in candidate_pairs(

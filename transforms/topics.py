@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.utils import shared
 
 from newsbeam.schemas.records import Article, TopicScore
 from newsbeam.transforms import metrics
+from newsbeam.transforms.shared_models import SharedModel
 
 UNCLASSIFIED = "unclassified"
 
@@ -283,11 +283,6 @@ def assign_topic(article: Article, model: Optional[TopicModel] = None,
 # --- Composite -----------------------------------------------------------------------------------
 
 
-class _SharedTopicModel:
-    def __init__(self, model: TopicModel):
-        self.model = model
-
-
 class _AssignTopicFn(beam.DoFn):
     """Section first, then the feed's topic, then the classifier; the model loads once per
     worker process."""
@@ -295,14 +290,13 @@ class _AssignTopicFn(beam.DoFn):
     def __init__(self, model_path: Optional[str], threshold: float):
         self._model_path = model_path
         self._threshold = threshold
-        self._shared = shared.Shared()
+        self._shared = SharedModel()
 
     def setup(self):
         self._model = None
         if self._model_path != SECTION_ONLY:
             path = str(SHIPPED_MODEL) if self._model_path == SHIPPED else self._model_path
-            self._model = self._shared.acquire(
-                lambda: _SharedTopicModel(TopicModel.load(path)), tag=path).model
+            self._model = self._shared.acquire(lambda: TopicModel.load(path), tag=path)
 
     @metrics.timed(metrics.STAGE_TOPICS)
     def process(self, article: Article):

@@ -110,7 +110,34 @@ def not_modified_state(feed: str, previous: dict, run_id: str, now: dt.datetime,
         yield polled_state(feed, run_id, now, schedule, previous[feed], modified=False)
 
 
-# --- Composite -----------------------------------------------------------------------------------
+# --- Composites ----------------------------------------------------------------------------------
+
+
+def feed_progress(requests, feed_states, entry_documents, finished, run_id: str,
+                  now: dt.datetime, schedule: PollSchedule = PollSchedule(), previous=None):
+    """What the index keeps of a read of feeds: (EntryIndexEntries of the entries done: their
+    page fetched or failed for good, or taken as they are; the FeedIndexEntries, with their poll
+    schedule, of the feeds all of whose requested pages finished). `previous`: (feed, latest
+    FeedIndexEntry) of earlier runs, or None. Batch and stream alike (the stream per window)."""
+    from_feeds = finished | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
+    # Entries without a link are done once they are documents: indexed as fetched.
+    entry_index = (
+        (from_feeds, entry_documents)
+        | "DoneEntries" >> beam.Flatten()
+        | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id)))
+    complete = (
+        {"state": feed_states | "StateByFeed" >> beam.Map(lambda s: (s.feed_url, s)),
+         "requested": requests | "RequestedByFeed" >> beam.Map(
+             lambda r: (r.payload.feed_url, None)),
+         "finished": from_feeds | "FinishedByFeed" >> beam.Map(lambda d: (d.feed_url, None)),
+         "documents": entry_documents | "DocumentsByFeed" >> beam.Map(
+             lambda d: (d.feed_url, None))}
+        | "JoinByFeed" >> beam.CoGroupByKey()
+        | "CompleteFeeds" >> beam.FlatMap(
+            states_of_complete_feeds,
+            previous={} if previous is None else beam.pvalue.AsDict(previous),
+            now=now, schedule=schedule))
+    return entry_index, complete
 
 
 class ReadWebSources(beam.PTransform):
@@ -156,27 +183,12 @@ class ReadWebSources(beam.PTransform):
             _ = ((feeds[RESPONSES], pages["responses"])
                  | "FetchedResponses" >> beam.Flatten()
                  | "ArchiveWarc" >> ArchiveResponses(self._archive))
-        run_id = self._run_id
-        finished = pages[FINISHED] | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
-        # Entries without a link are done once they are documents: indexed as fetched.
-        entry_index = (
-            (finished, feeds[ENTRY_DOCUMENTS])
-            | "DoneEntries" >> beam.Flatten()
-            | "EntryIndex" >> beam.Map(lambda d: entry_index_entry(d, run_id)))
-        feed_states = (
-            {"state": feeds[FEED_STATES] | "StateByFeed" >> beam.Map(lambda s: (s.feed_url, s)),
-             "requested": feeds["requests"] | "RequestedByFeed" >> beam.Map(
-                 lambda r: (r.payload.feed_url, None)),
-             "finished": finished | "FinishedByFeed" >> beam.Map(lambda d: (d.feed_url, None)),
-             "documents": feeds[ENTRY_DOCUMENTS] | "DocumentsByFeed" >> beam.Map(
-                 lambda d: (d.feed_url, None))}
-            | "JoinByFeed" >> beam.CoGroupByKey()
-            | "CompleteFeeds" >> beam.FlatMap(
-                states_of_complete_feeds, previous=beam.pvalue.AsDict(self._feed_states),
-                now=self._fetched_at, schedule=self._schedule))
+        entry_index, feed_states = feed_progress(
+            feeds["requests"], feeds[FEED_STATES], feeds[ENTRY_DOCUMENTS], pages[FINISHED],
+            self._run_id, self._fetched_at, self._schedule, previous=self._feed_states)
         unmodified_states = feeds[NOT_MODIFIED] | "NotModifiedStates" >> beam.FlatMap(
             not_modified_state, previous=beam.pvalue.AsDict(self._feed_states),
-            run_id=run_id, now=self._fetched_at, schedule=self._schedule)
+            run_id=self._run_id, now=self._fetched_at, schedule=self._schedule)
         return {
             "documents": (pages["documents"], feeds[ENTRY_DOCUMENTS])
             | "WebDocuments" >> beam.Flatten(),

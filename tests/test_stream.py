@@ -1,0 +1,234 @@
+"""The streaming graph (pipelines/stream.py) and its own stages (transforms/streaming.py) on
+BundleBasedDirectRunner --streaming, driven by TestStream: elements, watermarks and processing
+time. The feeds and pages come from the real 127.0.0.1 news site (tests/newssite.py); the
+dataset is read back with pyarrow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import apache_beam as beam
+import pyarrow.dataset as pads
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms import trigger, window
+from apache_beam.transforms.window import TimestampedValue
+
+from newsbeam.pipelines import cli, stream
+from newsbeam.pipelines.ingest import new_run, prepare_options, run_pipeline
+from newsbeam.pipelines.options import NewsOptions
+from newsbeam.schemas.records import Article, Document
+from newsbeam.transforms import dataset
+from newsbeam.transforms.feeds import NOT_MODIFIED, FeedSpec
+from newsbeam.transforms.fetch import FetchPolicy, FetchRequest
+from newsbeam.transforms.streaming import (SEEN_IN_STREAM, DropSeenInStream, FetchPolitely,
+                                           PollFeeds, next_turn, pubsub_item, remembered,
+                                           window_start)
+from tests.newssite import running_site
+
+STREAMING = ["--runner=BundleBasedDirectRunner", "--streaming"]
+
+# What the test pipelines saw: the runner pickles the functions it runs, so they write here,
+# into the module, not into a test's own list.
+OBSERVED: dict[str, list] = {}
+
+
+def _observe_as(value, name: str) -> None:
+    """Top level, so the runner pickles it by reference: it appends to this module's dict."""
+    OBSERVED.setdefault(name, []).append(value)
+
+
+def _options(site, output, *feeds, extra=()):
+    return NewsOptions([*(f"--feed={site.base}/feeds/{name}.xml" for name in feeds),
+                        f"--output={output}", "--allow_loopback", "--fetch_delay_s=0.5",
+                        "--topic_model=none", "--run_id=teststream", *STREAMING, *extra])
+
+
+def _run_graph(options, settings, ticks_stream, publish=lambda tick: None):
+    """Runs the stream's graph with `ticks_stream` (a TestStream of tick numbers) as its poll
+    clock, `publish(tick)` run before each poll, under the writer lease as run_stream holds
+    it; returns the window manifests, oldest first."""
+    with dataset.writing(options.output, "teststream", "stream"):
+        run = new_run(options, "teststream")
+        with beam.Pipeline(options=options) as pipeline:
+            ticks = (pipeline | "Ticks" >> ticks_stream
+                     | "Publish" >> beam.Map(lambda tick: publish(tick) or tick))
+            stream.build(pipeline, options, run, settings, ticks=ticks, clock=lambda: 0.0)
+    return stream.window_manifests(options.output, "teststream")
+
+
+def _articles(output):
+    return pads.dataset(os.path.join(output, "articles"), format="parquet",
+                        partitioning="hive").to_table().to_pylist()
+
+
+def _advance_processing(test_stream: TestStream, seconds: int) -> TestStream:
+    for _ in range(seconds):
+        test_stream = test_stream.advance_processing_time(1)
+    return test_stream
+
+
+def test_a_second_poll_of_an_unchanged_feed_answers_304():
+    """Two ticks of the poll clock, in two windows: the first poll stores the feed's ETag in
+    keyed state, the second sends it (If-None-Match) and the feed answers 304."""
+    with running_site() as site:
+        site.robots = "User-agent: *\n"
+        site.publish("city", "harbour-ferry")
+        ticks = (TestStream().advance_watermark_to(0).add_elements([TimestampedValue(1, 1)])
+                 .advance_processing_time(1).advance_watermark_to(6)
+                 .add_elements([TimestampedValue(2, 6)]).advance_processing_time(1)
+                 .advance_watermark_to_infinity())
+        OBSERVED.update(bodies=[], not_modified=[])
+        with beam.Pipeline(options=PipelineOptions(STREAMING)) as pipeline:
+            no_states = pipeline | "NoFeedIndex" >> beam.Create([])
+            polled = pipeline | ticks | PollFeeds(
+                [FeedSpec(f"{site.base}/feeds/city.xml")],
+                FetchPolicy(delay_s=0.1, allow_loopback=True), "polls",
+                dt.datetime(2026, 12, 2, tzinfo=dt.timezone.utc), no_states)
+            (polled.bodies | "Validators" >> beam.Map(lambda body: body[3])
+             | "ObserveBodies" >> beam.Map(_observe_as, "bodies"))
+            polled[NOT_MODIFIED] | "ObserveNotModified" >> beam.Map(_observe_as, "not_modified")
+        assert OBSERVED["bodies"] == [('"city-v1"', None)]
+        assert OBSERVED["not_modified"] == [f"{site.base}/feeds/city.xml"]
+        polls = site.requests_to("/feeds/city.xml")
+        assert "If-None-Match" not in polls[0][1] and polls[1][1]["If-None-Match"] == '"city-v1"'
+
+
+def test_a_page_fetched_after_its_window_closed_is_left_for_the_next_run(tmp_path):
+    """The late-data policy. Two pages of one host, 2 s apart: the first is fetched at once,
+    then the watermark passes the window's end before the second's turn (this runner does not
+    hold the watermark for a timer). The window commits the first; the second is dropped with
+    all that came of it, so the index does not have its entry, and the next run stores it."""
+    with running_site() as site:
+        site.robots = "User-agent: *\n"
+        site.publish("city", "harbour-ferry")
+        site.publish("city", "museum-river")
+        options = _options(site, str(tmp_path / "out"), "city", extra=["--fetch_delay_s=2"])
+        ticks = (TestStream().advance_watermark_to(0).add_elements([TimestampedValue(1, 1)])
+                 .advance_watermark_to(7))
+        ticks = _advance_processing(ticks, 4).advance_watermark_to_infinity()
+        manifests = _run_graph(options, stream.StreamSettings(window_s=5.0), ticks)
+
+        assert [m["run_id"] for m in manifests] == ["teststream-w19700101t000005"]
+        assert manifests[0]["window"]["timing"] == "on_time"
+        assert manifests[0]["accounting"]["articles"] == 1
+        assert manifests[0]["accounting"]["balanced"]
+        # Turns go in URL order: harbour-ferry first, museum-river late, and dropped.
+        assert [a["title"] for a in _articles(options.output)] == ["Story harbour-ferry"]
+        assert site.hits["/live/museum-river.html"] == 1
+
+        batch = run_pipeline(prepare_options([f"--feed={site.base}/feeds/city.xml",
+                                              f"--output={options.output}", "--allow_loopback",
+                                              "--topic_model=none"]))
+        assert batch["accounting"]["articles"] == 1
+        assert batch["accounting"]["skipped_unchanged"] == 1  # the entry the window committed
+        assert sorted(a["title"] for a in _articles(options.output)) == [
+            "Story harbour-ferry", "Story museum-river"]
+
+
+def test_host_requests_are_spaced_by_timers_on_the_injected_clock():
+    """Three pages of one host at once, --fetch_delay_s 2: a turn each 2 s of processing time
+    (the TestStream's clock, which the DoFn is given). After 3 s only two were fetched, so the
+    window that closes then holds two; the third is fetched at 4 s, in a late pane."""
+    with running_site() as site:
+        site.robots = "User-agent: *\n"
+        policy = FetchPolicy(delay_s=2.0, allow_loopback=True, retries=0)
+        requests = [FetchRequest(url=f"{site.base}/news/{slug}.html", source_uri=slug)
+                    for slug in ("c-third", "a-first", "b-second")]
+        ticks = TestStream().advance_watermark_to(0).add_elements(
+            [TimestampedValue(r, 1) for r in requests])
+        ticks = _advance_processing(ticks, 3).advance_watermark_to(20)
+        ticks = _advance_processing(ticks, 10).advance_watermark_to_infinity()
+        OBSERVED["panes"] = []
+        with beam.Pipeline(options=PipelineOptions(STREAMING)) as pipeline:
+            fetched = (pipeline | ticks
+                       | FetchPolitely(policy, "spacing", clock=lambda: 0.0))
+            (fetched.responses
+             | beam.Map(lambda pair: pair[0].source_uri)
+             | beam.WindowInto(window.FixedWindows(10),
+                               trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                               allowed_lateness=30,
+                               accumulation_mode=trigger.AccumulationMode.DISCARDING)
+             | beam.Map(lambda uri: (None, uri)) | beam.GroupByKey()
+             | beam.Map(lambda kv, pane=beam.DoFn.PaneInfoParam: (pane.index, sorted(kv[1])))
+             | beam.Map(_observe_as, "panes"))
+        assert sorted(OBSERVED["panes"]) == [(0, ["a-first", "b-second"]), (1, ["c-third"])]
+        assert [path for _, path, _ in site.log if path.startswith("/news/")] == [
+            "/news/a-first.html", "/news/b-second.html", "/news/c-third.html"]
+
+
+def _article(article_id: str, text: str = "text") -> Article:
+    return Article(article_id=article_id, source_uri=f"http://x.test/{article_id}", text=text,
+                   word_count=1, content_hash=article_id, date_source="none", run_id="s",
+                   ingested_at=dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc))
+
+
+def test_a_copy_arriving_in_a_later_window_is_dropped_against_state():
+    events = (TestStream().advance_watermark_to(0)
+              .add_elements([TimestampedValue(_article("a1"), 1),
+                             TimestampedValue(_article("a1"), 2),  # same window: passes on
+                             TimestampedValue(_article("b2"), 3)])
+              .advance_watermark_to(12)
+              .add_elements([TimestampedValue(_article("a1"), 13)])  # a later window
+              .advance_watermark_to_infinity())
+    OBSERVED.update(kept=[], seen=[])
+    with beam.Pipeline(options=PipelineOptions(STREAMING)) as pipeline:
+        result = pipeline | events | DropSeenInStream(window_s=10.0, ttl_s=3600.0)
+        for label, pcoll in (("kept", result.articles), ("seen", result[SEEN_IN_STREAM])):
+            (pcoll | f"Id_{label}" >> beam.Map(
+                lambda a, t=beam.DoFn.TimestampParam: (a.article_id, float(t)))
+             | f"Observe_{label}" >> beam.Map(_observe_as, label))
+    assert sorted(OBSERVED["kept"]) == [("a1", 1.0), ("a1", 2.0), ("b2", 3.0)]
+    assert OBSERVED["seen"] == [("a1", 13.0)]
+
+
+def test_pure_helpers():
+    assert window_start(1764650423.0, 300.0) == 1764650400.0
+    assert next_turn(None, 2.0, 10.0) == 10.0
+    assert next_turn(9.0, 2.0, 10.0) == 11.0 and next_turn(5.0, 2.0, 10.0) == 10.0
+    assert remembered(100.0, 150.0, 60.0) and not remembered(100.0, 161.0, 60.0)
+    assert not remembered(None, 1.0, 60.0)
+    assert dataset.window_commit_id("s1", dt.datetime(2026, 12, 2, 3, 5,
+                                                      tzinfo=dt.timezone.utc), 0) == \
+        "s1-w20261202t030500"
+
+
+def test_pubsub_messages_are_urls_or_article_json():
+    request = pubsub_item(b"https://example.test/news/a.html\n")
+    assert isinstance(request, FetchRequest) and request.url == "https://example.test/news/a.html"
+    document = pubsub_item(json.dumps({"url": "https://example.test/b", "title": "B",
+                                       "text": "Some words."}).encode(), "m1")
+    assert isinstance(document, Document) and document.kind == "text"
+    assert (document.source_uri, document.title) == ("https://example.test/b", "B")
+    assert pubsub_item(b'{"html": "<p>x</p>"}', "m2").source_uri == "pubsub:m2"
+    for bad in (b"not a url", b"[1, 2]", b'{"title": "no text"}'):
+        with pytest.raises(ValueError):
+            pubsub_item(bad)
+
+
+@pytest.mark.parametrize("words, problem", [
+    (["--pubsub_subscription", "projects/p/subscriptions/s"], "only DataflowRunner"),
+    (["--window_s", "0"], "--window_s 0: give a positive number"),
+    (["--input", "seeds"], "--input: a stream polls feeds"),
+    (["--window", "5"], "--window: no such flag"),
+])
+def test_stream_refuses_what_it_cannot_honour(tmp_path, capsys, words, problem):
+    status = cli.main(["stream", "--feed", "http://127.0.0.1:9/feed.xml",
+                       "--output", str(tmp_path / "out"), *words])
+    assert status == cli.EXIT_REFUSED
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_feed_file_or_no_feed_is_refused(tmp_path, capsys):
+    feed = tmp_path / "feed.xml"
+    feed.write_text("<rss/>")
+    assert cli.main(["stream", "--feed", str(feed), "--output", str(tmp_path / "o")]) == 2
+    assert "a stream polls feed URLs" in capsys.readouterr().err
+    assert cli.main(["stream", "--output", str(tmp_path / "o")]) == 2
+    assert "nothing to stream" in capsys.readouterr().err
+    options = NewsOptions(["--feed", "http://127.0.0.1:9/f.xml"])
+    assert options.view_as(StandardOptions).streaming is False  # only the stream sets it

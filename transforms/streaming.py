@@ -1,0 +1,359 @@
+"""The stages only an unbounded graph needs (pipelines/stream.py); every other stage is the
+batch graph's own composite.
+
+    ticks ─► a keyed poll per feed (validators in state) ─► parse (feeds.py) ─► entries not
+    seen before (state with a TTL, and index/entries) ─► pages fetched per host, spaced by
+    state and timers ─► Documents ... extract ─► ids seen in an earlier window dropped (state)
+
+Beam state lasts one job: across jobs the persisted index (read at the start, and per window
+by the stages after these) stays the truth; the state covers what this stream saw since it
+started, before its windows are committed to the index.
+
+Everything here runs in the global window: state that must outlive a fixed window cannot be
+kept in one. The graph windows the outputs afterwards, by their timestamps (when the feed
+was polled).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from typing import Callable
+
+import apache_beam as beam
+from apache_beam.coders import BooleanCoder, FloatCoder, PickleCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (BagStateSpec, ReadModifyWriteStateSpec, TimerSpec,
+                                              on_timer)
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from newsbeam.schemas.records import Document, FeedIndexEntry
+from newsbeam.transforms.errors import ERRORS
+from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, NOT_MODIFIED, FeedSpec,
+                                       conditional_headers, entry_document, entry_key,
+                                       page_request)
+from newsbeam.transforms.fetch import (ROBOTS, FetchPolicy, FetchRequest, HostRegistry,
+                                       HostSessions, HttpClient, fetch_group, host_key)
+
+_LOG = logging.getLogger(__name__)
+
+SEEN_IN_STREAM = "seen_in_stream"   # articles whose id an earlier window of the stream had
+
+# Pub/Sub messages (Dataflow): a page URL, or an article as JSON (the fields of a JSONL input).
+INVALID_MESSAGE = "invalid_message"
+
+
+# --- Pure functions ------------------------------------------------------------------------------
+
+
+def feed_polls(_tick, specs: list[FeedSpec]):
+    """One (feed URL, spec) per feed for each tick of the poll clock."""
+    return [(spec.location, spec) for spec in specs]
+
+
+def feed_request(spec: FeedSpec, state: FeedIndexEntry | None) -> FetchRequest:
+    """The conditional GET of a feed, with the validators of its last 200 OK."""
+    return FetchRequest(url=spec.location, source_uri=spec.location, accept_html_only=False,
+                        headers=conditional_headers(state), payload=spec)
+
+
+def window_start(timestamp: float, window_s: float) -> float:
+    """The start of the fixed window (of `window_s` seconds, from the epoch) holding a moment:
+    what beam.window.FixedWindows assigns."""
+    return timestamp - timestamp % window_s
+
+
+def remembered(first_seen: float | None, moment: float, ttl_s: float) -> bool:
+    """Whether state that first saw a key at `first_seen` still holds it at `moment`."""
+    return first_seen is not None and moment - first_seen <= ttl_s
+
+
+def next_turn(last_end: float | None, delay_s: float, now: float) -> float:
+    """When a host may be asked next: `delay_s` after its last request, never in the past."""
+    return now if last_end is None else max(now, last_end + delay_s)
+
+
+def pubsub_item(data: bytes, message_id: str | None = None) -> FetchRequest | Document:
+    """A Pub/Sub message: a page URL (the request to fetch it) or an article as a JSON object
+    (`url`, `text` or `html`, and optionally title, published_at, ... as in a JSONL input).
+    Raises ValueError for anything else."""
+    text = data.decode("utf-8").strip()
+    if text.lower().startswith(("http://", "https://")) and len(text.split()) == 1:
+        return FetchRequest(url=text, source_uri=text, payload=Document(
+            source_uri=text, kind="html", content=b"", url=text))
+    record = json.loads(text)
+    if not isinstance(record, dict):
+        raise ValueError("neither a URL nor a JSON object")
+    body = record.get("html") if record.get("html") is not None else record.get("text")
+    if not isinstance(body, str) or not body.strip():
+        raise ValueError("a JSON article needs a non-empty `text` or `html`")
+    fields = {name: record[name] for name in ("title", "description", "publisher",
+                                              "published_at", "language")
+              if isinstance(record.get(name), str)}
+    url = record.get("url") if isinstance(record.get("url"), str) else None
+    return Document(source_uri=url or f"pubsub:{message_id or 'message'}",
+                    kind="html" if record.get("html") is not None else "text", content=body,
+                    url=url, authors=[a for a in record.get("authors") or []
+                                      if isinstance(a, str)], **fields)
+
+
+# --- One host registry per process ---------------------------------------------------------------
+
+_REGISTRIES: dict[FetchPolicy, tuple[HttpClient, HostRegistry]] = {}
+_REGISTRIES_LOCK = threading.Lock()
+
+
+def process_registry(policy: FetchPolicy) -> tuple[HttpClient, HostRegistry]:
+    """The client and host registry every streaming fetch of one process shares: the per-process
+    limiter of fetch.py (robots.txt read once, one request at a time per host, the delay kept),
+    which holds where a runner fires the timers below at once (FnApiRunner)."""
+    with _REGISTRIES_LOCK:
+        if policy not in _REGISTRIES:
+            client = HttpClient(policy)
+            _REGISTRIES[policy] = client, HostRegistry(client)
+        return _REGISTRIES[policy]
+
+
+def _fetch_one(policy: FetchPolicy, request: FetchRequest, run_id: str) -> list:
+    client, registry = process_registry(policy)
+    return fetch_group(HostSessions(client, {}, registry), [request], run_id)
+
+
+# --- DoFns ---------------------------------------------------------------------------------------
+
+
+class PollFeedFn(beam.DoFn):
+    """(feed URL, FeedSpec) at each tick -> (spec, body, URL, validators) for ParseFeedFn, the
+    feed URL on NOT_MODIFIED (a 304), ERRORS. The validators of the feed's last 200 OK live in
+    keyed state, first taken from index/feeds (`indexed_states`, the side input)."""
+
+    VALIDATORS = ReadModifyWriteStateSpec("validators", PickleCoder())
+
+    def __init__(self, policy: FetchPolicy, run_id: str, fetched_at: dt.datetime):
+        self._policy, self._run_id, self._fetched_at = policy, run_id, fetched_at
+
+    def process(self, keyed, indexed_states,
+                validators=beam.DoFn.StateParam(VALIDATORS)):
+        url, spec = keyed
+        state = validators.read() or indexed_states.get(url)
+        for output in _fetch_one(self._policy, feed_request(spec, state), self._run_id):
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                if output.tag == ERRORS:
+                    yield beam.pvalue.TaggedOutput(ERRORS, output.value[1])
+                continue  # ROBOTS: the process registry keeps them
+            _, response = output
+            if response.status == 304:
+                yield beam.pvalue.TaggedOutput(NOT_MODIFIED, url)
+                continue
+            etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
+            if etag or modified:
+                validators.write(FeedIndexEntry(feed_url=url, run_id=self._run_id,
+                                                fetched_at=self._fetched_at, etag=etag,
+                                                last_modified=modified))
+            yield spec, response.body, response.url, (etag, modified)
+
+
+class KeepNewEntriesFn(beam.DoFn):
+    """(entry key, (spec, entry)) -> the entry's page request, its own Document
+    (ENTRY_DOCUMENTS) when it has no link, or its key on ENTRIES_SEEN when an earlier poll of
+    this stream (state, kept `ttl_s` seconds of event time) or an earlier run (index/entries:
+    `indexed_keys`, the side input) had it."""
+
+    FIRST_SEEN = ReadModifyWriteStateSpec("first_seen", FloatCoder())
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, ttl_s: float):
+        self._ttl_s = ttl_s
+
+    def process(self, keyed, indexed_keys, timestamp=beam.DoFn.TimestampParam,
+                first_seen=beam.DoFn.StateParam(FIRST_SEEN),
+                expiry=beam.DoFn.TimerParam(EXPIRY)):
+        key, (spec, entry) = keyed
+        if remembered(first_seen.read(), float(timestamp), self._ttl_s) or key in indexed_keys:
+            yield beam.pvalue.TaggedOutput(ENTRIES_SEEN, key)
+            return
+        first_seen.write(float(timestamp))
+        expiry.set(timestamp + Duration.of(self._ttl_s))
+        if entry.link is None:
+            yield beam.pvalue.TaggedOutput(ENTRY_DOCUMENTS, entry_document(spec, entry))
+        else:
+            yield page_request(spec, entry)
+
+    @on_timer(EXPIRY)
+    def expire(self, first_seen=beam.DoFn.StateParam(FIRST_SEEN)):
+        forget_when_due(first_seen, self._ttl_s)
+
+
+class FetchPolitelyFn(beam.DoFn):
+    """(host, FetchRequest) -> (FetchRequest, Response) pairs, ERRORS (FetchRequest, ErrorRow).
+    A host's requests wait in keyed state; a processing-time timer takes one at a time, in URL
+    order, `policy.delay_s` after the last (robots.txt's Crawl-delay, when longer, is kept by
+    the per-process limiter). Each output keeps its request's timestamp (the timer holds the
+    watermark there). `clock`: seconds since the epoch, on the runner's processing-time scale
+    (tests inject theirs)."""
+
+    PENDING = BagStateSpec("pending", PickleCoder())
+    LAST_TURN = ReadModifyWriteStateSpec("last_turn", FloatCoder())
+    ARMED = ReadModifyWriteStateSpec("armed", BooleanCoder())
+    TURN = TimerSpec("turn", TimeDomain.REAL_TIME)
+
+    def __init__(self, policy: FetchPolicy, run_id: str, clock: Callable[[], float] = time.time):
+        self._policy, self._run_id, self._clock = policy, run_id, clock
+
+    def process(self, keyed, timestamp=beam.DoFn.TimestampParam,
+                pending=beam.DoFn.StateParam(PENDING), last_turn=beam.DoFn.StateParam(LAST_TURN),
+                armed=beam.DoFn.StateParam(ARMED), turn=beam.DoFn.TimerParam(TURN)):
+        _, request = keyed
+        pending.add((request, float(timestamp)))
+        if not armed.read():
+            turn.set(Timestamp.of(next_turn(last_turn.read(), self._policy.delay_s,
+                                            self._clock())))
+            armed.write(True)
+
+    @on_timer(TURN)
+    def take_turn(self, fired_at=beam.DoFn.TimestampParam,
+                  pending=beam.DoFn.StateParam(PENDING), last_turn=beam.DoFn.StateParam(LAST_TURN),
+                  armed=beam.DoFn.StateParam(ARMED), turn=beam.DoFn.TimerParam(TURN)):
+        waiting = sorted(pending.read(), key=lambda item: (item[0].url, item[0].source_uri))
+        if not waiting:
+            armed.write(False)
+            return
+        (request, timestamp), rest = waiting[0], waiting[1:]
+        pending.clear()
+        for item in rest:
+            pending.add(item)
+        last_turn.write(float(fired_at))
+        if rest:
+            turn.set(Timestamp.of(float(fired_at) + self._policy.delay_s))
+        else:
+            armed.write(False)
+        for output in _fetch_one(self._policy, request, self._run_id):
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                if output.tag == ROBOTS:
+                    continue
+                yield beam.pvalue.TaggedOutput(
+                    output.tag, beam.window.TimestampedValue(output.value, timestamp))
+            else:
+                yield beam.window.TimestampedValue(output, timestamp)
+
+
+class DropSeenInStreamFn(beam.DoFn):
+    """(article id, Article) -> the Article, unless an earlier window of this stream had its id
+    (then SEEN_IN_STREAM: counted as already ingested). Copies within one window pass on, for
+    the batch stage (DropKnownAndExactCopies) to keep one and record the others. The state is
+    kept `ttl_s` seconds of event time; after that, index/articles (read per window) has it."""
+
+    FIRST_SEEN = ReadModifyWriteStateSpec("first_seen", FloatCoder())
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, window_s: float, ttl_s: float):
+        self._window_s, self._ttl_s = window_s, ttl_s
+
+    def process(self, keyed, timestamp=beam.DoFn.TimestampParam,
+                first_seen=beam.DoFn.StateParam(FIRST_SEEN),
+                expiry=beam.DoFn.TimerParam(EXPIRY)):
+        _, article = keyed
+        moment, first = float(timestamp), first_seen.read()
+        if not remembered(first, moment, self._ttl_s):
+            first_seen.write(moment)
+            expiry.set(timestamp + Duration.of(self._ttl_s))
+            yield article
+        elif window_start(first, self._window_s) == window_start(moment, self._window_s):
+            yield article
+        else:
+            yield beam.pvalue.TaggedOutput(SEEN_IN_STREAM, article)
+
+    @on_timer(EXPIRY)
+    def expire(self, first_seen=beam.DoFn.StateParam(FIRST_SEEN)):
+        forget_when_due(first_seen, self._ttl_s)
+
+
+def forget_when_due(first_seen, ttl_s: float) -> None:
+    """Clears a first-seen state whose TTL has passed by the wall clock. A runner that fires
+    event-time timers as soon as a bundle ends (FnApiRunner runs a stream as a batch) fires
+    this one early: the state is then kept, and `remembered` ages it out instead."""
+    moment = first_seen.read()
+    if moment is not None and time.time() >= moment + ttl_s:
+        first_seen.clear()
+
+
+# --- Composites ----------------------------------------------------------------------------------
+
+
+class PollFeeds(beam.PTransform):
+    """Ticks (PeriodicImpulse, or a TestStream's) -> {"bodies": (spec, body, URL, validators),
+    NOT_MODIFIED: feed URLs, ERRORS: ErrorRows}: every feed polled at each tick, with a
+    conditional GET. `indexed_states`: (feed URL, FeedIndexEntry) of index/feeds."""
+
+    def __init__(self, specs: list[FeedSpec], policy: FetchPolicy, run_id: str,
+                 fetched_at: dt.datetime, indexed_states):
+        super().__init__()
+        firsts = {spec.location: spec for spec in reversed(specs) if spec.is_url}
+        self._specs = sorted(firsts.values(), key=lambda s: s.location)
+        self._policy, self._run_id, self._fetched_at = policy, run_id, fetched_at
+        self._indexed_states = indexed_states
+
+    def expand(self, ticks):
+        return (
+            ticks
+            | "EveryFeed" >> beam.FlatMap(feed_polls, self._specs)
+            | "Poll" >> beam.ParDo(
+                PollFeedFn(self._policy, self._run_id, self._fetched_at),
+                beam.pvalue.AsDict(self._indexed_states)).with_outputs(
+                ERRORS, NOT_MODIFIED, main="bodies"))
+
+
+class KeepNewEntries(beam.PTransform):
+    """(spec, entry) pairs -> {"requests", ENTRY_DOCUMENTS, ENTRIES_SEEN} (KeepNewEntriesFn)."""
+
+    def __init__(self, indexed_keys, ttl_s: float):
+        super().__init__()
+        self._indexed_keys, self._ttl_s = indexed_keys, ttl_s
+
+    def expand(self, entries):
+        return (
+            entries
+            | "KeyEntries" >> beam.Map(
+                lambda pair: (entry_key(pair[0].location, pair[1].entry_id), pair))
+            | "NewOnly" >> beam.ParDo(
+                KeepNewEntriesFn(self._ttl_s),
+                beam.pvalue.AsDict(self._indexed_keys | "AsKeys" >> beam.Map(
+                    lambda key: (key, None)))).with_outputs(
+                ENTRIES_SEEN, ENTRY_DOCUMENTS, main="requests"))
+
+
+class FetchPolitely(beam.PTransform):
+    """FetchRequests -> (FetchRequest, Response) pairs (main) and (FetchRequest, ErrorRow)
+    pairs (ERRORS): the unbounded twin of fetch.FetchByHost, whose GroupByKey waits for the
+    end of a window."""
+
+    def __init__(self, policy: FetchPolicy, run_id: str, clock: Callable[[], float] = time.time):
+        super().__init__()
+        self._policy, self._run_id, self._clock = policy, run_id, clock
+
+    def expand(self, requests):
+        return (
+            requests
+            | "KeyByHost" >> beam.Map(lambda r: (host_key(r.url), r))
+            | "OneHostAtATime" >> beam.ParDo(
+                FetchPolitelyFn(self._policy, self._run_id, self._clock)).with_outputs(
+                ERRORS, main="responses"))
+
+
+class DropSeenInStream(beam.PTransform):
+    """Articles (in the global window) -> {"articles", SEEN_IN_STREAM} (DropSeenInStreamFn)."""
+
+    def __init__(self, window_s: float, ttl_s: float):
+        super().__init__()
+        self._window_s, self._ttl_s = window_s, ttl_s
+
+    def expand(self, articles):
+        return (
+            articles
+            | "KeyById" >> beam.Map(lambda a: (a.article_id, a))
+            | "FirstWindowOnly" >> beam.ParDo(
+                DropSeenInStreamFn(self._window_s, self._ttl_s)).with_outputs(
+                SEEN_IN_STREAM, main="articles"))
