@@ -25,11 +25,16 @@ turn holds the watermark there; BundleBasedDirectRunner does not, which the test
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
 import os
+import shutil
+import signal
+import tempfile
+import threading
 import time
 from typing import Callable
 
@@ -37,11 +42,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms import trigger, window
-from apache_beam.utils.timestamp import MAX_TIMESTAMP
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from newsbeam.pipelines import graph
 from newsbeam.pipelines.ingest import check_options, new_run, read_feed_states
-from newsbeam.pipelines.options import InvalidOptions, NewsOptions, new_run_id
+from newsbeam.pipelines.options import InvalidOptions, NewsOptions, new_run_id, runs_locally
 from newsbeam.transforms import dataset
 from newsbeam.transforms.dataset import INDEX_ENTRIES, INDEX_FEEDS, CommitWindows, ReadIndexIds
 from newsbeam.transforms.dedup import ALREADY_INGESTED, DUPLICATES
@@ -52,7 +57,7 @@ from newsbeam.transforms.fetch import FINISHED, FetchPages, FetchRequest
 from newsbeam.transforms.sinks import RUNS_FOLDER, partition_value
 from newsbeam.transforms.streaming import (INVALID_MESSAGE, SEEN_IN_STREAM,
                                            DropSeenInStream, FetchPolitely, KeepNewEntries,
-                                           PollFeeds, pubsub_item)
+                                           PollClock, PollFeeds, pubsub_item)
 from newsbeam.transforms.web import feed_progress, feed_specs
 
 _LOG = logging.getLogger(__name__)
@@ -146,14 +151,16 @@ def stream_problems(options: NewsOptions, settings: StreamSettings) -> list[str]
 # --- The graph -----------------------------------------------------------------------------------
 
 
-def poll_clock(pipeline, settings: StreamSettings):
-    """Ticks every --poll_interval_s from when the job starts (REBASE_START: the default start is
-    fixed when Beam is imported) until --duration has passed."""
-    from apache_beam.transforms.periodicsequence import PeriodicImpulse, RebaseMode
-    stop = MAX_TIMESTAMP if settings.duration_s is None else time.time() + settings.duration_s
-    return pipeline | "PollClock" >> PeriodicImpulse(
-        start_timestamp=time.time(), stop_timestamp=stop,
-        fire_interval=settings.poll_interval_s, rebase=RebaseMode.REBASE_START)
+def poll_clock(pipeline, settings: StreamSettings, local: bool = True,
+               stop_file: str | None = None):
+    """Ticks every --poll_interval_s from when the job starts until --duration has passed, or
+    until `stop_file` exists (Ctrl-C). On a local runner the clock waits for each tick in its
+    call (FnApiRunner would otherwise run it again in a busy loop; see PollTicksFn)."""
+    stop = MAX_TIMESTAMP if settings.duration_s is None else Timestamp.of(
+        time.time() + settings.duration_s)
+    return pipeline | "PollClock" >> PollClock(
+        stop, settings.poll_interval_s, wait_s=settings.poll_interval_s if local else 0.0,
+        stop_file=stop_file if local else None)
 
 
 def _message_outcome(message, run_id: str):
@@ -187,15 +194,17 @@ def fixed_windows(settings: StreamSettings) -> beam.WindowInto:
 
 
 def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings, ticks=None,
-          clock: Callable[[], float] = time.time) -> dict:
+          clock: Callable[[], float] = time.time, stop_file: str | None = None) -> dict:
     """Adds the streaming graph to `pipeline`; returns its main PCollections by name (windowed).
-    `ticks`: the poll clock (PeriodicImpulse unless given: tests give a TestStream's), `clock`:
-    the processing-time clock of the per-host turns."""
+    `ticks`: the poll clock (poll_clock's unless given: tests give a TestStream's), `clock`:
+    the processing-time clock of the per-host turns, `stop_file`: the poll clock stops when it
+    exists."""
     output, run_id = options.output, stream["run_id"]
     started_at = dt.datetime.fromisoformat(stream["started_at"])
     policy = graph.fetch_policy(options)
     if ticks is None:
-        ticks = poll_clock(pipeline, settings)
+        ticks = poll_clock(pipeline, settings,
+                           runs_locally(options.view_as(StandardOptions).runner), stop_file)
 
     # Sources, in the global window: their state outlives any one window.
     polled = ticks | "PollFeeds" >> PollFeeds(
@@ -291,11 +300,40 @@ def stream_summary(stream_id: str, manifests: list[dict], stopped: bool) -> dict
             "balanced": all(m["accounting"]["balanced"] for m in manifests), **total}
 
 
+@contextlib.contextmanager
+def stop_on_ctrl_c(stream_id: str):
+    """Yields the stop file the poll clock watches; a first Ctrl-C (SIGINT) creates it, so the
+    stream stops polling, commits the windows it has and ends; a second one interrupts at once
+    (KeyboardInterrupt). Off the main thread (Python takes signals there only) nothing is
+    installed and Ctrl-C interrupts as before."""
+    folder = tempfile.mkdtemp(prefix="newsbeam-stream-")
+    stop_file = os.path.join(folder, "stop")
+    previous = None
+
+    def ask_to_stop(_signum, _frame):
+        signal.signal(signal.SIGINT, previous)
+        with open(stop_file, "w"):
+            pass
+        _LOG.warning("stream %s: Ctrl-C: stopping after the windows it has are committed "
+                     "(Ctrl-C again to interrupt now)", stream_id)
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, ask_to_stop)
+    try:
+        yield stop_file
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_stream(options: NewsOptions, settings: StreamSettings) -> dict:
     """Runs the stream under the output's writer lease until --duration has passed (or Ctrl-C);
     returns stream_summary. Raises InvalidOptions before anything runs, lease.LeaseHeld when
-    another run is writing the output. On Ctrl-C the windows committed stay, the others are
-    left for the next run (nothing of them is visible: their entries are fetched again)."""
+    another run is writing the output. On Ctrl-C the stream stops polling and commits every
+    window it has, then ends (stopped_early); a second Ctrl-C interrupts it, and then the
+    windows committed stay and the others are left for the next run (nothing of them is
+    visible: their entries are fetched again)."""
     check_options(options)
     problems = stream_problems(options, settings)
     if problems:
@@ -304,18 +342,19 @@ def run_stream(options: NewsOptions, settings: StreamSettings) -> dict:
     os.environ["PYTHONSAFEPATH"] = "1"  # as run_pipeline: keep the working folder off sys.path
     stopped = False
     with dataset.writing(options.output, stream_id, "stream", options.wait_for_lease_s,
-                         options.lease_expiry_s):
+                         options.lease_expiry_s), stop_on_ctrl_c(stream_id) as stop_file:
         stream = new_run(options, stream_id)
         stream["stream"] = dataclasses.asdict(settings)
         options.view_as(StandardOptions).streaming = True
         _LOG.info("stream %s: %d feeds -> %s", stream_id,
                   len(feed_specs(options.feed or [], options.feeds or [])), options.output)
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, options, stream, settings)
+        build(pipeline, options, stream, settings, stop_file=stop_file)
         try:
             pipeline.run().wait_until_finish()
         except KeyboardInterrupt:
             stopped = True
-            _LOG.warning("stream %s stopped: the windows committed stay; the others are left "
-                         "for the next run", stream_id)
+            _LOG.warning("stream %s interrupted: the windows committed stay; the others are "
+                         "left for the next run", stream_id)
+        stopped = stopped or os.path.exists(stop_file)
     return stream_summary(stream_id, window_manifests(options.output, stream_id), stopped)

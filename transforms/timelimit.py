@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +54,9 @@ def serve(func_name: str, fd: int) -> None:
     """The child's loop: import 'module:function', say it is ready, then call it on each
     argument tuple received over the socket `fd` and send back the outcome and the CPU seconds
     it took."""
+    # Ctrl-C at a terminal signals the whole process group: the parent decides what stops
+    # (a stream commits what it has first), and the child ends when the parent closes its end.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     module, _, name = func_name.partition(":")
     func = getattr(importlib.import_module(module), name)
     connection = Connection(fd)
