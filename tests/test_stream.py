@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
+import time
 
 import apache_beam as beam
 import pyarrow.dataset as pads
@@ -16,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from newsbeam.pipelines import cli, stream
 from newsbeam.pipelines.ingest import new_run, prepare_options, run_pipeline
@@ -25,8 +28,8 @@ from newsbeam.transforms import dataset
 from newsbeam.transforms.feeds import NOT_MODIFIED, FeedSpec
 from newsbeam.transforms.fetch import FetchPolicy, FetchRequest
 from newsbeam.transforms.streaming import (SEEN_IN_STREAM, DropSeenInStream, FetchPolitely,
-                                           PollFeeds, next_turn, pubsub_item, remembered,
-                                           window_start)
+                                           PollClock, PollFeeds, next_turn, pubsub_item,
+                                           remembered, window_start)
 from tests.newssite import running_site
 
 STREAMING = ["--runner=BundleBasedDirectRunner", "--streaming"]
@@ -232,3 +235,31 @@ def test_a_feed_file_or_no_feed_is_refused(tmp_path, capsys):
     assert "nothing to stream" in capsys.readouterr().err
     options = NewsOptions(["--feed", "http://127.0.0.1:9/f.xml"])
     assert options.view_as(StandardOptions).streaming is False  # only the stream sets it
+
+
+# --- The poll clock on FnApiRunner ---------------------------------------------------------------
+
+
+def _run_clock(clock) -> tuple[list, int]:
+    """Runs `clock` on FnApiRunner (streaming); (the ticks it emitted, PollTicksFn's calls)."""
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner", "--streaming"]))
+    _ = pipeline | clock | beam.Map(_observe_as, "clock_ticks")
+    result = pipeline.run()
+    result.wait_until_finish()
+    calls = result.metrics().query(beam.metrics.MetricsFilter().with_name("calls"))["counters"]
+    return OBSERVED.pop("clock_ticks", []), sum(c.committed for c in calls)
+
+
+def test_the_poll_clock_makes_one_call_a_tick_on_fnapirunner_not_a_busy_loop():
+    # PeriodicImpulse here is called hundreds of times a second (FnApiRunner runs a deferred
+    # rest again at once, ignoring its resume time) and memory grows with every call.
+    ticks, calls = _run_clock(PollClock(Timestamp.of(time.time() + 3), 1.0, wait_s=1.0))
+    assert len(ticks) == 3
+    assert calls <= len(ticks) + 2
+
+
+def test_the_poll_clock_stops_when_its_stop_file_appears(tmp_path):
+    stop_file = tmp_path / "stop"
+    threading.Timer(2.5, stop_file.touch).start()
+    ticks, _ = _run_clock(PollClock(MAX_TIMESTAMP, 1.0, wait_s=1.0, stop_file=str(stop_file)))
+    assert 1 <= len(ticks) <= 4  # ticks until it was asked to stop, then none: it ended

@@ -158,6 +158,7 @@ class PollTicksFn(beam.DoFn):
 
     def __init__(self, wait_s: float, stop_file: str | None):
         self._wait_s, self._stop_file = wait_s, stop_file
+        self._calls = beam.metrics.Metrics.counter("poll_clock", "calls")
 
     @beam.DoFn.unbounded_per_element()
     def process(self, element,
@@ -165,6 +166,7 @@ class PollTicksFn(beam.DoFn):
                     ImpulseSeqGenRestrictionProvider()),
                 watermark_estimator=beam.DoFn.WatermarkEstimatorParam(
                     ManualWatermarkEstimator.default_provider())):
+        self._calls.inc()
         start, _, interval = element
         start = start.micros / 1e6 if isinstance(start, Timestamp) else start
         restriction = restriction_tracker.current_restriction()
