@@ -1,6 +1,6 @@
 """The streaming graph: feeds polled for as long as it runs, committed to the dataset per window.
 
-    poll clock (PeriodicImpulse) ─► a keyed poll per feed ─► parse ─► entries not seen before
+    poll clock (PollClock) ─► a keyed poll per feed ─► parse ─► entries not seen before
       ─► pages, per host in turn ─► extract ─► ids an earlier window had? (state)    [global]
     ─► fixed windows of --window_s ─► the batch stages (pipelines/graph.py), each window
       meeting the index as it is when the window fires ─► one commit per window       [windowed]

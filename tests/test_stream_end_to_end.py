@@ -95,11 +95,13 @@ def test_ctrl_c_stops_the_stream_and_leaves_nothing_half_written(tmp_path):
                           "--window_s=2"),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            # Running: the stream holds the output's writer lease.
-            while lease.read_holder(output) is None and process.poll() is None and \
+            # Running: the stream holds the lease and has polled its feed (FnApiRunner polls
+            # live).
+            while not site.requests_to("/feeds/city.xml") and process.poll() is None and \
                     time.monotonic() < started + 120:
                 time.sleep(0.2)
-            time.sleep(4)  # a few polls
+            assert lease.read_holder(output) is not None
+            time.sleep(2)  # a few polls more
             os.killpg(process.pid, signal.SIGINT)
             out, err = process.communicate(timeout=300)
         finally:

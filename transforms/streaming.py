@@ -372,7 +372,7 @@ class PollClock(beam.PTransform):
 
 
 class PollFeeds(beam.PTransform):
-    """Ticks (PeriodicImpulse, or a TestStream's) -> {"bodies": (spec, body, URL, validators),
+    """Ticks (PollClock, or a TestStream's) -> {"bodies": (spec, body, URL, validators),
     NOT_MODIFIED: feed URLs, ERRORS: ErrorRows}: every feed polled at each tick, with a
     conditional GET. `indexed_states`: (feed URL, FeedIndexEntry) of index/feeds."""
 
