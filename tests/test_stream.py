@@ -246,7 +246,7 @@ def _run_clock(clock) -> tuple[list, int]:
     _ = pipeline | clock | beam.Map(_observe_as, "clock_ticks")
     result = pipeline.run()
     result.wait_until_finish()
-    calls = result.metrics().query(beam.metrics.MetricsFilter().with_name("calls"))["counters"]
+    calls = result.metrics().query(beam.metrics.MetricsFilter().with_name("poll_clock_calls"))["counters"]
     return OBSERVED.pop("clock_ticks", []), sum(c.committed for c in calls)
 
 

@@ -35,6 +35,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from newsbeam.schemas.records import Document, FeedIndexEntry
+from newsbeam.transforms import metrics
 from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, NOT_MODIFIED, FeedSpec,
                                        conditional_headers, entry_document, entry_key,
@@ -158,7 +159,7 @@ class PollTicksFn(beam.DoFn):
 
     def __init__(self, wait_s: float, stop_file: str | None):
         self._wait_s, self._stop_file = wait_s, stop_file
-        self._calls = beam.metrics.Metrics.counter("poll_clock", "calls")
+        self._calls = beam.metrics.Metrics.counter(metrics.NAMESPACE, "poll_clock_calls")
 
     @beam.DoFn.unbounded_per_element()
     def process(self, element,
