@@ -30,9 +30,9 @@ test-crash: venv
 BENCHES := bench-extract bench-fetch bench-fetch-concurrency bench-reprints bench-stories \
            bench-dedup-scale bench-story-component bench-entities bench-conll bench-topics \
            bench-rerun bench-dates-metadata bench-progress \
-           bench-soak
+           bench-soak bench-e2e
 
-.PHONY: $(BENCHES) bench-every
+.PHONY: $(BENCHES) bench-every bench-stream
 
 bench: $(BENCHES)
 
@@ -79,8 +79,13 @@ bench-every: venv
 	nice -n 10 $(BIN)/python bench/bench_every.py --minutes $(BENCH_EVERY_MINUTES) \
 	    $(BENCH_EVERY_FLAGS)
 
-# BEFORE=path/to/another/checkout/.venv/bin/newsbeam compares with that checkout (default:
-# /work/main's).
+# Continuous ingestion side by side: `run --every 60` (bench-every), then `newsbeam stream`
+# (bench/bench_stream.py) on the same local site: latency, throughput, memory over time.
+bench-stream: bench-every
+	nice -n 10 $(BIN)/python bench/bench_stream.py --minutes $(BENCH_EVERY_MINUTES)
+
+# Dates and page metadata scored against html-dev's gold; BEFORE=path/to/another/checkout's
+# .venv/bin/newsbeam runs that one too, side by side.
 bench-dates-metadata: venv
 	nice -n 10 $(BIN)/python bench/bench_dates_metadata.py $(if $(BEFORE),--before $(BEFORE))
 
@@ -97,6 +102,12 @@ bench-soak: venv
 # deploy/flex-template/metadata.json is up to date): run it after adding or changing an option.
 flex-metadata: venv
 	$(BIN)/python -m newsbeam.pipelines.flex_template --metadata deploy/flex-template/metadata.json
+
+# Bare libraries vs newsbeam on 1 process and on every core (html-dev, the 1,726 topic
+# articles), then time per article and peak memory by input size. The 100k memory run:
+# `.venv/bin/python bench/bench_e2e.py --skip_table --sizes 100000`.
+bench-e2e: venv
+	nice -n 10 $(BIN)/python bench/bench_e2e.py
 
 # Rewrites transforms/models/topics.npz (deterministic: the same data gives the same model).
 train-topics: venv

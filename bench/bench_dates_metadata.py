@@ -1,6 +1,7 @@
 """Dates and metadata of `newsbeam run` on the html-dev pages, scored against the set's gold
 annotations (../shared/data/html-dev/evaldata.json), before and after: the same pages through
-two checkouts' `newsbeam` (default: /work/main's, the "before", and this one's), side by side.
+two checkouts' `newsbeam` (--before: another checkout's, e.g. main's; and this one's), side by
+side; without --before, this checkout's figures alone.
 
 Figures (each over the pages it can be judged on):
 - publish day: the day the page gives (published_at in the source's own offset when it is
@@ -17,7 +18,7 @@ Figures (each over the pages it can be judged on):
   of "with" snippets kept, so that cleaning is not bought with real text).
 
     python bench/bench_dates_metadata.py [--data ../shared/data]
-        [--before /work/main/.venv/bin/newsbeam]     # the other checkout's executable
+        [--before ../main/.venv/bin/newsbeam]        # the other checkout's executable
         [--before-output DIR] [--after-output DIR]   # score existing outputs instead of running
 """
 
@@ -40,7 +41,6 @@ import pyarrow.dataset as ds
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("NEWSBEAM_SHARED_DATA", ROOT.parent / "shared" / "data"))
-DEFAULT_BEFORE = Path("/work/main/.venv/bin/newsbeam")
 _SUFFIX_SEPARATOR = re.compile(r"^\s*[|\-–—:·»/]")
 
 
@@ -173,7 +173,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--before", type=Path, default=DEFAULT_BEFORE,
+    parser.add_argument("--before", type=Path, default=None,
                         help="the `newsbeam` executable of the checkout to compare with")
     parser.add_argument("--before-output", type=Path)
     parser.add_argument("--after-output", type=Path)
@@ -201,6 +201,8 @@ def main() -> int:
             if given is not None:
                 outputs[name] = given
                 continue
+            if executable is None:
+                continue  # no checkout to compare with: this one's figures alone
             if not executable.exists():
                 print(f"skipped: no {name} executable at {executable}")
                 return 0
@@ -211,7 +213,8 @@ def main() -> int:
     print(f"\nhtml-dev: {len(evaldata)} pages; before = {args.before_output or args.before}\n")
     print(f"{'figure':46} {'before':>10} {'after':>10}")
     for key in results["after"]:
-        print(f"{key:46} {results['before'].get(key, '-')!s:>10} {results['after'][key]!s:>10}")
+        print(f"{key:46} {results.get('before', {}).get(key, '-')!s:>10} "
+              f"{results['after'][key]!s:>10}")
     for name, value in seconds.items():
         print(f"{name} run: {value} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)

