@@ -141,9 +141,10 @@ STREAM_EPILOG = """\
 Every feed is polled each --poll_interval_s with a conditional GET; new entries' pages are
 fetched one at a time per host; what came in is committed per fixed --window_s window, in the
 same layout as `newsbeam run` (one _runs/<stream id>-w<window end>.json per window), so a later
-run or stream dedups against it. --duration stops it; a kill leaves nothing half-written (the
-next run completes or clears it). Runners: {runner} (local) polls live but commits every window when --duration ends;
-DataflowRunner commits each window as it closes (and reads --pubsub_subscription).
+run or stream dedups against it. --duration or Ctrl-C stops it, committing what it has; a kill
+leaves nothing half-written (the next run completes or clears it). Runners: {runner} (local)
+polls live but commits every window when it stops; runners elsewhere (Dataflow) are refused for
+now, and with them --pubsub_subscription.
 Example:
   newsbeam stream --feed https://example.com/rss.xml --output out --duration 3600 \\
       --poll_interval_s 300 --window_s 300

@@ -32,7 +32,8 @@ from newsbeam.transforms.errors import DropRecordedErrors
 from newsbeam.transforms.extract import ExtractArticles
 from newsbeam.transforms.fetch import FetchPolicy
 from newsbeam.transforms.sinks import WriteDataset
-from newsbeam.transforms.stories import STORIES, STORY_INDEX, LinkStories, StoryParams, story_partition
+from newsbeam.transforms.stories import (STORIES, STORY_INDEX, LinkStories, StoryParams,
+                                         story_partition)
 from newsbeam.transforms.topics import AssignTopics
 
 

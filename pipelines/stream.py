@@ -62,9 +62,6 @@ from newsbeam.transforms.web import feed_progress, feed_specs
 
 _LOG = logging.getLogger(__name__)
 
-# Runners that read Pub/Sub in Python (the local runners cannot: it is Dataflow's own source).
-PUBSUB_RUNNERS = ("dataflowrunner", "dataflow")
-
 
 @dataclasses.dataclass(frozen=True)
 class StreamSettings:
@@ -114,10 +111,21 @@ def stream_problems(options: NewsOptions, settings: StreamSettings) -> list[str]
                         ("--state_ttl_s", settings.state_ttl_s)):
         if value is not None and value <= 0:
             problems.append(f"{flag} {value:g}: give a positive number of seconds")
-    runner = (options.view_as(StandardOptions).runner or "").lower()
-    if settings.pubsub_subscription and runner not in PUBSUB_RUNNERS:
+    runner = options.view_as(StandardOptions).runner
+    if not runs_locally(runner):
+        # The stream's writer lease is held by this process around the job (run_stream): a job
+        # elsewhere would outlive it and write without the lease. Batch jobs take their own
+        # (StartRun); a stream's windowed commits do not yet.
+        problems.append(f"--runner {runner}: `newsbeam stream` runs on a local runner only for "
+                        "now (on a runner elsewhere its writer lease would be held by this "
+                        "launcher, not the job); schedule `newsbeam run` there instead (see "
+                        "Scheduled runs on Dataflow)")
+    elif settings.pubsub_subscription:
         problems.append(f"--pubsub_subscription: only DataflowRunner reads Pub/Sub in Python; "
-                        f"--runner is {options.view_as(StandardOptions).runner}")
+                        f"--runner is {runner}")
+    if options.run_id and window_manifests(options.output, options.run_id):
+        problems.append(f"--run_id {options.run_id}: a stream of that id already committed "
+                        f"windows to {options.output}; give a new id (or none)")
     if options.input:
         problems.append("--input: a stream polls feeds; files are ingested by `newsbeam run`")
     if options.urls:
@@ -240,7 +248,9 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
     seen_in_stream = windowed(fresh[SEEN_IN_STREAM], "SeenInStream")
     entry_index, feed_states = feed_progress(
         windowed(page_requests, "PageRequests"), windowed(parsed[FEED_STATES], "FeedStates"),
-        windowed(whole, "SentWhole"), windowed(pages[FINISHED], "Finished"), run_id, started_at)
+        # Feed entries taken whole are done entries; Pub/Sub's articles belong to no feed.
+        windowed(entries[ENTRY_DOCUMENTS], "EntriesWhole"), windowed(pages[FINISHED], "Finished"),
+        run_id, started_at, options.poll_schedule_of())
     not_modified = windowed(polled[NOT_MODIFIED], "NotModified")
     entries_seen = windowed(entries[ENTRIES_SEEN], "EntriesSeen")
 

@@ -226,6 +226,24 @@ def test_stream_refuses_what_it_cannot_honour(tmp_path, capsys, words, problem):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_runner_elsewhere_is_refused_since_the_lease_would_stay_with_the_launcher():
+    options = NewsOptions(["--runner=DataflowRunner", "--feed", "https://example.test/f.xml",
+                           "--output", "gs://bucket/news"])
+    problems = stream.stream_problems(options, stream.StreamSettings())
+    assert any("runs on a local runner only" in problem for problem in problems)
+
+
+def test_a_stream_id_that_already_committed_windows_is_refused(tmp_path, capsys):
+    runs = tmp_path / "out" / "_runs"
+    runs.mkdir(parents=True)
+    (runs / "mystream-w20261202t000500.json").write_text("{}")
+    status = cli.main(["stream", "--feed", "http://127.0.0.1:9/feed.xml", "--run_id",
+                       "mystream", "--output", str(tmp_path / "out")])
+    assert status == cli.EXIT_REFUSED
+    assert "--run_id mystream: a stream of that id already committed" in capsys.readouterr().err
+    assert sorted(p.name for p in runs.iterdir()) == ["mystream-w20261202t000500.json"]
+
+
 def test_a_feed_file_or_no_feed_is_refused(tmp_path, capsys):
     feed = tmp_path / "feed.xml"
     feed.write_text("<rss/>")
