@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -33,32 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import tree_memory  # noqa: E402
 from tests.newssite import running_site  # noqa: E402
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def tree_rss_bytes(root_pid: int) -> int:
-    """The resident set of a process and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/statm") as statm:
-                rss[int(entry)] = int(statm.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    total, stack = 0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack += children.get(pid, [])
-    return total
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -83,7 +58,7 @@ def run_processes(command: list[str], cron: bool, runs: int, every_s: float,
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True)
         while process.poll() is None:
-            samples.append((time.time(), tree_rss_bytes(process.pid)))
+            samples.append((time.time(), tree_memory(process.pid)[0]))
             time.sleep(1.0)
         _, err = process.communicate()
         status = status or process.returncode

@@ -29,33 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 import pyarrow.dataset as pads  # noqa: E402
 
+from bench.common import tree_memory  # noqa: E402
 from tests.newssite import running_site  # noqa: E402
 
 NEWSBEAM = str(Path(sys.executable).with_name("newsbeam"))
 RESULTS = ROOT / "bench" / "results"
-
-
-def tree_rss_bytes(root_pid: int) -> tuple[int, int]:
-    """(resident memory, number of processes) of a process and all its descendants."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    total, count, todo = 0, 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        count += pid in rss
-        todo += children.get(pid, [])
-    return total, count
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -89,7 +67,7 @@ def run_stream_bench(feeds: int = 4, minutes: float = 3.0, every_s: float = 2.0,
 
         def sample():
             while not stop.is_set():
-                samples.append((time.time() - started, *tree_rss_bytes(process.pid)))
+                samples.append((time.time() - started, *tree_memory(process.pid)))
                 stop.wait(1.0)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()

@@ -19,28 +19,33 @@ DEFAULT_DATA = Path(os.environ.get("NEWSBEAM_SHARED_DATA", ROOT.parent / "shared
 RESULTS = ROOT / "bench" / "results"
 
 
-def tree_rss_kib(root_pid: int) -> int:
-    """Resident memory of a process and all its descendants, in KiB."""
+def tree_memory(root_pid: int) -> tuple[int, int]:
+    """(resident bytes, number of processes) of a process and all its descendants (/proc)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/status") as status:
-                rss[int(entry)] = next((int(line.split()[1]) for line in status
-                                        if line.startswith("VmRSS:")), 0)
-        except (OSError, ValueError, IndexError):
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
-        children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root_pid]
-    while stack:
-        pid = stack.pop()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        rss[int(entry)] = int(fields[21]) * page
+    total, count, todo = 0, 0, [root_pid]
+    while todo:
+        pid = todo.pop()
         total += rss.get(pid, 0)
-        stack.extend(children.get(pid, []))
-    return total
+        count += pid in rss
+        todo += children.get(pid, [])
+    return total, count
+
+
+def tree_rss_kib(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants, in KiB."""
+    return tree_memory(root_pid)[0] // 1024
 
 
 def _children_cpu_seconds() -> float:
