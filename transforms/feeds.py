@@ -486,17 +486,6 @@ def entry_document(spec: FeedSpec, entry: FeedEntry) -> Document:
         feed_entry_id=entry.entry_id, feed_topic=spec.topic)
 
 
-def conditional_headers(state: FeedIndexEntry | None) -> dict:
-    if state is None:
-        return {}
-    headers = {}
-    if state.etag:
-        headers["If-None-Match"] = state.etag
-    if state.last_modified:
-        headers["If-Modified-Since"] = state.last_modified
-    return headers
-
-
 def latest_state(states) -> FeedIndexEntry:
     return max(states, key=lambda s: (s.fetched_at, s.run_id))
 

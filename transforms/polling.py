@@ -110,6 +110,18 @@ def polled_state(feed_url: str, run_id: str, now: dt.datetime, schedule: PollSch
         full_fetched_at=full_fetched_at)
 
 
+def conditional_headers(state) -> dict:
+    """If-None-Match / If-Modified-Since from a feed's stored validators (none without them)."""
+    if state is None:
+        return {}
+    headers = {}
+    if state.etag:
+        headers["If-None-Match"] = state.etag
+    if state.last_modified:
+        headers["If-Modified-Since"] = state.last_modified
+    return headers
+
+
 def validators_to_send(previous, now: dt.datetime, schedule: PollSchedule) -> dict:
     """The conditional headers of a poll: none without a previous state or when a full fetch is
     due (states written before polls were counted: their fetch time was a 200's)."""
@@ -117,9 +129,4 @@ def validators_to_send(previous, now: dt.datetime, schedule: PollSchedule) -> di
                                           previous.full_fetched_at or previous.fetched_at,
                                           now, schedule):
         return {}
-    headers = {}
-    if previous.etag:
-        headers["If-None-Match"] = previous.etag
-    if previous.last_modified:
-        headers["If-Modified-Since"] = previous.last_modified
-    return headers
+    return conditional_headers(previous)

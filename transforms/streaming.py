@@ -38,10 +38,10 @@ from newsbeam.schemas.records import Document, FeedIndexEntry
 from newsbeam.transforms import metrics
 from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, NOT_MODIFIED, FeedSpec,
-                                       conditional_headers, entry_document, entry_key,
-                                       page_request)
+                                       entry_document, entry_key, page_request)
 from newsbeam.transforms.fetch import (ROBOTS, FetchPolicy, FetchRequest, HostRegistry,
                                        HostSessions, HttpClient, fetch_group, host_key)
+from newsbeam.transforms.polling import conditional_headers
 
 _LOG = logging.getLogger(__name__)
 
