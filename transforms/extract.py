@@ -25,7 +25,7 @@ from newsbeam.transforms.metadata import (person_authors, site_names, split_cate
                                           strip_site_name)
 from newsbeam.transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
                                       english_word_share, markdown_title, normalize_text, prose_sample,
-                                      wire_sources, word_count)
+                                      without_furniture, wire_sources, word_count)
 from newsbeam.transforms.timelimit import ChildFailed, TimeLimitedWorker, TimeLimitExceeded
 from newsbeam.transforms.trafilatura_page import extract_page
 from newsbeam.transforms.urls import canonicalize_url, date_from_url, domain_of, is_site_root
@@ -409,7 +409,8 @@ class ExtractArticlesFn(beam.DoFn):
                 raise UnparseableHtml(f"the HTML parser stopped at its limit ({parser_limit}); "
                                       "no main text before that point")
             raise NoMainText("trafilatura found no main text in the page")
-        paragraphs = drop_boilerplate(_html_paragraphs(page["text"]))
+        paragraphs = drop_boilerplate(without_furniture(_html_paragraphs(page["text"]),
+                                                        set(page.get("furniture") or ())))
         article = build_article(document, paragraphs, page["text"], page, self._run_id,
                                 self._ingested_at)
         if parser_limit:

@@ -248,6 +248,73 @@ def drop_boilerplate(paragraphs: list[str]) -> list[str]:
     return [p for p in paragraphs if not is_boilerplate(p)]
 
 
+# --- Site furniture: evidence from the page, paragraph by paragraph ------------------------------
+
+# What the page's HTML says about a paragraph of the extracted text: how much of it sits inside
+# the page's links, its figure captions and credits, and its navigation, asides, headers, footers
+# and forms; and whether trafilatura, asked to favour precision, keeps it too. A paragraph is the
+# site's furniture when two kinds of evidence agree (transforms/trafilatura_page.py gathers it):
+# a short link-dense headline without closing punctuation that precision mode drops is a teaser
+# for another article ('Czytaj też: ...', 'Lea más: ...'); text inside a navigation or aside
+# block that precision mode drops is the site's; a figure's caption or credit line is the
+# image's, not the article's, whatever the mode.
+FURNITURE_MAX_CHARS = 300
+_TEASER_MAX_CHARS = 200
+_TEASER_LINK_SHARE = 0.7
+_CAPTION_SHARE = 0.8
+_ASIDE_SHARE = 0.8
+_CLOSING_PUNCTUATION = re.compile(r"[.!?…:;)\"”»]$")
+_ADDRESS = re.compile(r"^\S*(?:@|://|www\.)\S*$")
+
+
+def covered_share(paragraph: str, texts) -> float:
+    """The share of the characters of `paragraph` (spaces folded) inside one of `texts`."""
+    line = " ".join(paragraph.split())
+    if not line:
+        return 0.0
+    covered = bytearray(len(line))
+    for text in texts:
+        if not 3 <= len(text) <= len(line):
+            continue
+        start = line.find(text)
+        while start >= 0:
+            covered[start:start + len(text)] = b"\x01" * len(text)
+            start = line.find(text, start + len(text))
+    return sum(covered) / len(line)
+
+
+def is_link_teaser(paragraph: str, link_share: float) -> bool:
+    """A short line that is mostly a link and reads as a headline (no closing punctuation), not
+    a web or mail address given in the text."""
+    line = paragraph.rstrip("<>»›> ")
+    return (len(paragraph) <= _TEASER_MAX_CHARS and link_share >= _TEASER_LINK_SHARE
+            and not _ADDRESS.match(paragraph) and not _CLOSING_PUNCTUATION.search(line))
+
+
+def may_be_furniture(paragraph: str, link_share: float, aside_share: float) -> bool:
+    """Whether precision mode's verdict could make `paragraph` furniture (worth asking it)."""
+    return len(paragraph) <= FURNITURE_MAX_CHARS and (
+        is_link_teaser(paragraph, link_share) or aside_share >= _ASIDE_SHARE)
+
+
+def is_furniture(paragraph: str, link_share: float, caption_share: float, aside_share: float,
+                 precision_keeps: bool) -> bool:
+    if len(paragraph) > FURNITURE_MAX_CHARS:
+        return False
+    if caption_share >= _CAPTION_SHARE:
+        return True
+    return not precision_keeps and may_be_furniture(paragraph, link_share, aside_share)
+
+
+def without_furniture(paragraphs: list[str], furniture: set[str]) -> list[str]:
+    """`paragraphs` without those in `furniture`; all of them when that would be most of the
+    text (a page that is all captions or links is judged as it is, not emptied)."""
+    kept = [p for p in paragraphs if p not in furniture]
+    if sum(map(len, kept)) < 0.5 * sum(map(len, paragraphs)):
+        return paragraphs
+    return kept
+
+
 # --- Wire-agency credits -------------------------------------------------------------------------
 
 # Canonical agency name -> the names a text uses for it.

@@ -16,6 +16,9 @@ import trafilatura
 from dateutil.parser import ParserError, parse
 from trafilatura.settings import DEFAULT_CONFIG
 
+from newsbeam.transforms.text import (covered_share, fingerprint_text, is_furniture,
+                                      may_be_furniture, normalize_text)
+
 _PAGE_FIELDS = ("title", "author", "url", "hostname", "description", "sitename", "date",
                 "categories", "tags", "text", "language")
 
@@ -187,6 +190,49 @@ def page_urls(tree) -> list[str]:
     return urls
 
 
+# Where a page keeps what is not its article: the elements whose text is a paragraph's evidence.
+_LINKS = ".//a"
+_CAPTIONS = ('.//figcaption|.//*[contains(translate(@class, "CAPTIONREDT", "captionredt"), '
+             '"caption") or contains(translate(@class, "CREDIT", "credit"), "credit") or '
+             'contains(translate(@class, "COPYRIGHT", "copyright"), "copyright")]')
+_ASIDES = ('.//aside|.//nav|.//footer|.//header|.//form|.//*[@role="navigation" or '
+           '@role="complementary" or @role="contentinfo" or @role="banner"]')
+_MAX_ELEMENT_CHARS = 2000
+
+
+def element_texts(tree, xpath: str) -> list[str]:
+    """The distinct texts (spaces folded) of the elements `xpath` finds, longest first."""
+    texts = {" ".join(element.text_content().split()) for element in tree.xpath(xpath)}
+    return sorted((t for t in texts if 0 < len(t) <= _MAX_ELEMENT_CHARS), key=len, reverse=True)
+
+
+def precision_paragraphs(tree, url: str | None) -> set[str] | None:
+    """Fingerprints of the paragraphs trafilatura keeps when it favours precision; None when it
+    keeps nothing (no verdict)."""
+    document = trafilatura.bare_extraction(
+        tree, url=url, with_metadata=False, include_comments=False, include_tables=False,
+        deduplicate=False, favor_precision=True)
+    if document is None or not document.text:
+        return None
+    return {fingerprint_text(line) for line in normalize_text(document.text).split("\n") if line}
+
+
+def furniture(tree, text: str, url: str | None) -> list[str]:
+    """The paragraphs (lines of `text`, as normalize_text gives them) that are the site's
+    furniture by the page's own evidence (text.is_furniture). trafilatura is asked again in
+    precision mode only when a paragraph's shape makes its verdict count."""
+    lines = [line for line in normalize_text(text).split("\n") if line]
+    links, captions, asides = (element_texts(tree, x) for x in (_LINKS, _CAPTIONS, _ASIDES))
+    evidence = {line: (covered_share(line, links), covered_share(line, captions),
+                       covered_share(line, asides)) for line in set(lines)}
+    precise = None
+    if any(may_be_furniture(line, shares[0], shares[2]) for line, shares in evidence.items()):
+        precise = precision_paragraphs(tree, url)
+    return sorted(line for line, (link, caption, aside) in evidence.items() if is_furniture(
+        line, link, caption, aside,
+        precision_keeps=precise is None or fingerprint_text(line) in precise))
+
+
 def extract_page(html: bytes | str, url: str | None) -> dict | None:
     """The main text and metadata of a page as plain values (they cross a process boundary),
     with `parser_limit` set when the HTML parser stopped early; None when the page parses to
@@ -208,4 +254,5 @@ def extract_page(html: bytes | str, url: str | None) -> dict | None:
     page["date"], page["date_precision"] = publication_date(
         tree, fields.get("url") or url, fields.get("date"), trace)
     page["url_candidates"] = page_urls(tree)
+    page["furniture"] = furniture(tree, page["text"] or "", fields.get("url") or url)
     return page
