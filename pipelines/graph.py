@@ -1,9 +1,9 @@
 """Graph assembly both graphs share: the batch graph (pipelines/ingest.py) and the streaming one
 (pipelines/stream.py) apply the same stage composites, in the same order, through these.
 
-    articles ─► repeated paragraphs ─► already ingested? / exact copies ─► near copies
+    articles ─► repeated paragraphs (this run's pages and index/paragraphs) ─► already ingested? / exact copies ─► near copies
     ─► entities ─► topic ─► story
-    (index/articles, duplicates, signatures, stories: IndexReads)
+    (index/articles, duplicates, signatures, stories, paragraphs: IndexReads)
     ─► articles/, duplicates/, errors/, stories/ and their index/ entries, in .tmp/ (write_all)
 
 The only difference is when the index is read: once when the batch job runs (off an Impulse,
@@ -21,10 +21,10 @@ import apache_beam as beam
 from newsbeam.schemas.records import (Article, Duplicate, DuplicateIndexEntry, ErrorIndexEntry,
                                       ErrorRow, IndexEntry, Story)
 from newsbeam.transforms import sinks
-from newsbeam.transforms.boilerplate import DropRepeatedParagraphs
+from newsbeam.transforms.boilerplate import PARAGRAPH_INDEX, DropRepeatedParagraphs
 from newsbeam.transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ERRORS,
-                                         INDEX_SIGNATURES, INDEX_STORIES, IndexSpec, ReadIndex,
-                                         ReadIndexIds)
+                                         INDEX_PARAGRAPHS, INDEX_SIGNATURES, INDEX_STORIES,
+                                         IndexSpec, ReadIndex, ReadIndexIds)
 from newsbeam.transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES,
                                        DropKnownAndExactCopies, DropNearCopies)
 from newsbeam.transforms.entities import TagEntities
@@ -86,8 +86,9 @@ def resolve_and_enrich(articles, options, run_id: str, ingested_at: dt.datetime,
                  index.ids(INDEX_DUPLICATES, "article_id", "DuplicateIndex")) \
         | "KnownIds" >> beam.Flatten()
     cleaned = articles | "DropRepeatedParagraphs" >> DropRepeatedParagraphs(
-        options.boilerplate_min_pages)
-    resolved = cleaned | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(known_ids)
+        options.boilerplate_min_pages,
+        index.rows(INDEX_PARAGRAPHS, "ParagraphIndex", since=("seen_at", index_not_before)))
+    resolved = cleaned["articles"] | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(known_ids)
     distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
         resolved[DUPLICATES],
         index.rows(INDEX_SIGNATURES, "SignatureIndex", since=("ingested_at", index_not_before)),
@@ -105,6 +106,7 @@ def resolve_and_enrich(articles, options, run_id: str, ingested_at: dt.datetime,
     return {"articles": storied["articles"], DUPLICATES: distinct[DUPLICATES],
             SIGNATURES: distinct[SIGNATURES], ALREADY_INGESTED: resolved[ALREADY_INGESTED],
             STORIES: storied[STORIES], STORY_INDEX: storied[STORY_INDEX],
+            PARAGRAPH_INDEX: cleaned[PARAGRAPH_INDEX],
             "distinct": distinct["articles"], "tagged": tagged, "classified": topical}
 
 
@@ -140,6 +142,7 @@ def write_all(pipeline, options, run_id: str, stages: dict, new_errors,
                                           run_id=d.run_id)),
         INDEX_SIGNATURES: stages[SIGNATURES],
         INDEX_STORIES: stages[STORY_INDEX],
+        INDEX_PARAGRAPHS: stages[PARAGRAPH_INDEX],
         **other_index_entries,
     }
     indexes = [entries | f"Write_{spec.name}" >> write(spec.name, spec.record_type,
