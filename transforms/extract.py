@@ -46,6 +46,9 @@ _ENGLISH_MIN_WORDS = 8
 _PREFERRED_CHARSETS = ("cp1252", "latin_1", "iso8859_15")
 
 
+FURNITURE_DROPPED = f"{metrics.STAGE_EXTRACT}_furniture_paragraphs_dropped"
+
+
 class DecodeError(ValueError):
     pass
 
@@ -409,8 +412,10 @@ class ExtractArticlesFn(beam.DoFn):
                 raise UnparseableHtml(f"the HTML parser stopped at its limit ({parser_limit}); "
                                       "no main text before that point")
             raise NoMainText("trafilatura found no main text in the page")
-        paragraphs = drop_boilerplate(without_furniture(_html_paragraphs(page["text"]),
-                                                        set(page.get("furniture") or ())))
+        paragraphs = _html_paragraphs(page["text"])
+        without = without_furniture(paragraphs, set(page.get("furniture") or ()))
+        metrics.count(FURNITURE_DROPPED, len(paragraphs) - len(without))
+        paragraphs = drop_boilerplate(without)
         article = build_article(document, paragraphs, page["text"], page, self._run_id,
                                 self._ingested_at)
         if parser_limit:
