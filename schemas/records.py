@@ -36,8 +36,8 @@ SCHEMA_CHANGES = {
        "new_entries, poll_interval_s, next_poll_at, polls_since_full, full_fetched_at)",
     5: "index/paragraphs added (domain, paragraph_key, pages, run_id, seen_at): the paragraphs "
        "seen on each publisher's pages, so that one repeated across runs is dropped as "
-       "boilerplate; articles: text without paragraphs that trafilatura's precision mode also "
-       "drops and that look like boilerplate (transforms/text.py)",
+       "boilerplate; articles: text without short link-dense paragraphs and figure captions or "
+       "credit lines (transforms/text.py is_furniture)",
 }
 
 

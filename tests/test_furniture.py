@@ -1,12 +1,14 @@
-"""Site furniture judged paragraph by paragraph from the page's own evidence (links, captions,
-navigation, and trafilatura's precision mode), on real HTML through the extraction child's
-function."""
+"""Site furniture judged paragraph by paragraph from the page's own evidence (link density within
+the paragraph's block, figure captions and credit lines), on real HTML through the extraction
+child's function and through a real run."""
 
 from __future__ import annotations
 
-from newsbeam.transforms.text import (covered_share, is_furniture, is_link_teaser,
+import lxml.html
+
+from newsbeam.transforms.text import (Evidence, covered_share, fingerprint_text, is_furniture,
                                       without_furniture)
-from newsbeam.transforms.trafilatura_page import extract_page
+from newsbeam.transforms.trafilatura_page import block_link_densities, extract_page
 
 STORY = [
     "Der Stadtrat hat am Dienstag nach einer langen und kontroversen Debatte beschlossen, die "
@@ -33,24 +35,27 @@ def _page() -> str:
     </article></body></html>"""
 
 
-def test_shares_and_shapes():
-    assert covered_share("Lea más: Juan Carlos propone", ["Juan Carlos propone"]) > 0.6
-    assert covered_share("nothing linked here", ["elsewhere"]) == 0.0
-    assert is_link_teaser(TEASER, 1.0)
-    # A sentence, a web address or a barely linked line is no teaser.
-    assert not is_link_teaser("Mehr dazu lesen Sie auf unserer Seite.", 1.0)
-    assert not is_link_teaser("https://www.openpetition.de/petition/online/gema", 1.0)
-    assert not is_link_teaser(TEASER, 0.2)
+def test_link_density_is_read_within_each_block():
+    tree = lxml.html.fromstring(
+        '<div><p><a href="/a">Lea más: Juan Carlos propone</a> hoy</p>'
+        '<p>El consejo <a href="/b">aprobó</a> el presupuesto de la ciudad.</p>'
+        '<ul><li><a href="/c">Otra noticia</a></li></ul></div>')
+    densities = block_link_densities(tree)
+    assert densities[fingerprint_text("Lea más: Juan Carlos propone hoy")] > 0.8
+    assert densities[fingerprint_text("El consejo aprobó el presupuesto de la ciudad.")] < 0.2
+    assert densities[fingerprint_text("Otra noticia")] == 1.0
+    assert covered_share("Foto: Max / Agentur", ["Foto: Max / Agentur"]) == 1.0
+    assert covered_share("nothing captioned here", ["elsewhere"]) == 0.0
 
 
-def test_two_kinds_of_evidence_are_needed():
-    # A link teaser goes only when precision mode drops it too; a caption goes either way.
-    assert is_furniture(TEASER, 1.0, 0.0, 0.0, precision_keeps=False)
-    assert not is_furniture(TEASER, 1.0, 0.0, 0.0, precision_keeps=True)
-    assert is_furniture(CREDIT, 0.0, 1.0, 0.0, precision_keeps=True)
-    # A long paragraph is never furniture by shape.
-    assert not is_furniture(" ".join(STORY[:2] + STORY[:1]), 0.0, 0.0, 1.0,
-                            precision_keeps=False)
+def test_furniture_by_evidence_and_shape():
+    assert is_furniture(TEASER, Evidence(link_density=1.0))
+    assert is_furniture(CREDIT, Evidence(caption_share=1.0))
+    assert not is_furniture(TEASER, Evidence(link_density=0.3))
+    # A web address given in the text, or a long paragraph, is never furniture.
+    assert not is_furniture("https://www.openpetition.de/petition/online/gema",
+                            Evidence(link_density=1.0))
+    assert not is_furniture(" ".join(STORY[:3]), Evidence(link_density=1.0))
     # A text that would lose most of itself keeps everything.
     assert without_furniture([TEASER, "Kurz."], {TEASER}) == [TEASER, "Kurz."]
     assert without_furniture(STORY + [TEASER], {TEASER}) == STORY

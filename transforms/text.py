@@ -7,6 +7,7 @@ copyright footers), then boilerplate lines go.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import unicodedata
@@ -250,21 +251,24 @@ def drop_boilerplate(paragraphs: list[str]) -> list[str]:
 
 # --- Site furniture: evidence from the page, paragraph by paragraph ------------------------------
 
-# What the page's HTML says about a paragraph of the extracted text: how much of it sits inside
-# the page's links, its figure captions and credits, and its navigation, asides, headers, footers
-# and forms; and whether trafilatura, asked to favour precision, keeps it too. A paragraph is the
-# site's furniture when two kinds of evidence agree (transforms/trafilatura_page.py gathers it):
-# a short link-dense headline without closing punctuation that precision mode drops is a teaser
-# for another article ('Czytaj też: ...', 'Lea más: ...'); text inside a navigation or aside
-# block that precision mode drops is the site's; a figure's caption or credit line is the
-# image's, not the article's, whatever the mode.
+# What the page's HTML says about a short paragraph of the extracted text (transforms/
+# trafilatura_page.py reads it): a paragraph that is mostly link text within its own block is a
+# teaser for another page ('Czytaj też: ...', 'Lea más: ...', a list of related headlines); one
+# inside a figure caption or credit line is the image's, not the article's. A longer paragraph
+# is prose whatever its links.
 FURNITURE_MAX_CHARS = 300
-_TEASER_MAX_CHARS = 200
-_TEASER_LINK_SHARE = 0.7
+_LINK_DENSITY = 0.7
 _CAPTION_SHARE = 0.8
-_ASIDE_SHARE = 0.8
-_CLOSING_PUNCTUATION = re.compile(r"[.!?…:;)\"”»]$")
 _ADDRESS = re.compile(r"^\S*(?:@|://|www\.)\S*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """Shares of a paragraph's characters: `link_density` inside links within the paragraph's
+    own block of the page (0 when no block has its text); `caption_share` inside the page's
+    figure captions and credit lines."""
+    link_density: float = 0.0
+    caption_share: float = 0.0
 
 
 def covered_share(paragraph: str, texts) -> float:
@@ -283,27 +287,13 @@ def covered_share(paragraph: str, texts) -> float:
     return sum(covered) / len(line)
 
 
-def is_link_teaser(paragraph: str, link_share: float) -> bool:
-    """A short line that is mostly a link and reads as a headline (no closing punctuation), not
-    a web or mail address given in the text."""
-    line = paragraph.rstrip("<>»›> ")
-    return (len(paragraph) <= _TEASER_MAX_CHARS and link_share >= _TEASER_LINK_SHARE
-            and not _ADDRESS.match(paragraph) and not _CLOSING_PUNCTUATION.search(line))
-
-
-def may_be_furniture(paragraph: str, link_share: float, aside_share: float) -> bool:
-    """Whether precision mode's verdict could make `paragraph` furniture (worth asking it)."""
-    return len(paragraph) <= FURNITURE_MAX_CHARS and (
-        is_link_teaser(paragraph, link_share) or aside_share >= _ASIDE_SHARE)
-
-
-def is_furniture(paragraph: str, link_share: float, caption_share: float, aside_share: float,
-                 precision_keeps: bool) -> bool:
+def is_furniture(paragraph: str, evidence: Evidence) -> bool:
+    """A short paragraph that is mostly links (not a web or mail address given in the text), or a
+    caption or credit line."""
     if len(paragraph) > FURNITURE_MAX_CHARS:
         return False
-    if caption_share >= _CAPTION_SHARE:
-        return True
-    return not precision_keeps and may_be_furniture(paragraph, link_share, aside_share)
+    return evidence.caption_share >= _CAPTION_SHARE or (
+        evidence.link_density >= _LINK_DENSITY and not _ADDRESS.match(paragraph))
 
 
 def without_furniture(paragraphs: list[str], furniture: set[str]) -> list[str]:
