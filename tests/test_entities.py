@@ -418,7 +418,8 @@ def test_names_on_standings_and_results_rows_are_teams():
             "BOSTON 69 66 .511 6 1/2\nBradford 1 Tranmere 0\nSan Diego 3 NEW YORK 2\n"
             "July 96 June 96 July 95\nSales 9.06 9.31 8.42\nM1 63.02 62.83 57.50\n"
             "He won 3 2 1 races .\nPostponed : Birmingham v Barnsley , Manchester City v Charlton\n"
-            "KANSAS CITY AT DETROIT\nFrance at Japan\nHe played Smith at Wimbledon .")
+            "KANSAS CITY AT DETROIT\nFrance at Japan\nHe played Smith at Wimbledon .\n"
+            "Learn more at MedCity News.\nFixing at the Source")
     assert [text[start:end] for start, end in team_spans(text)] == [
         "Stoke", "Queens Park Rangers", "BOSTON", "Bradford", "Tranmere", "San Diego",
         "NEW YORK", "Birmingham", "Barnsley", "Manchester City", "Charlton", "KANSAS CITY",

@@ -253,10 +253,11 @@ def team_spans(text: str) -> list[tuple[int, int]]:
     spans = []
     for line in re.finditer(r"[^\n]+", text):
         for match in _team_rows(line.group()):
-            for group in ("a", "b"):
-                if group in match.re.groupindex and _is_row_name(match.group(group)):
-                    spans.append((line.start() + match.start(group),
-                                  line.start() + match.end(group)))
+            groups = [group for group in ("a", "b") if group in match.re.groupindex]
+            # Both sides or neither: 'Learn more at MedCity News' is no fixture.
+            if all(_is_row_name(match.group(group)) for group in groups):
+                spans += [(line.start() + match.start(group), line.start() + match.end(group))
+                          for group in groups]
     return spans
 
 
