@@ -2,8 +2,8 @@
 CommitWindows), as a stream on Dataflow holds it: taken in the job's first step, renewed from a
 processing-time timer, idle or not, and after each commit, released when the watermark reaches
 the end; a window's commit after the lease was lost is refused. Each composite on its own, on
-BundleBasedDirectRunner --streaming with TestStream (a whole-graph TestStream test with several
-windows hangs on this runner); the lease is a real file under tmp_path."""
+BundleBasedDirectRunner --streaming with TestStream, and the whole graph with one window (one
+with several windows hangs on this runner); the lease is a real file under tmp_path."""
 
 from __future__ import annotations
 
@@ -188,3 +188,38 @@ def test_renew_held_refreshes_only_the_holders_lease(tmp_path):
     assert lease.read_holder(output)["heartbeat_at"] == moment.isoformat()
     assert not lease.renew_held(output, "s2")
     assert lease.read_holder(output)["holder"] == "s1"
+
+
+def test_the_whole_stream_graph_with_its_lease_in_the_job_commits_and_releases(tmp_path):
+    """The streaming graph as a Dataflow job builds it (lease_in_job), one window on
+    BundleBasedDirectRunner: no launcher holds the lease, the job takes it, commits its window
+    under it and releases it when the watermark reaches the end."""
+    from newsbeam.pipelines import stream
+    from newsbeam.pipelines.ingest import new_run
+    from tests.newssite import running_site
+    from tests.test_stream import _articles, _options
+    output = str(tmp_path / "out")
+    with running_site() as site:
+        site.robots = "User-agent: *\n"
+        site.publish("city", "harbour-ferry")
+        options = _options(site, output, "city")
+        ticks = (TestStream().advance_watermark_to(0).add_elements([TimestampedValue(1, 1)])
+                 .advance_processing_time(1).advance_processing_time(1)
+                 .advance_watermark_to_infinity())
+        OBSERVED["whole"] = []
+        with beam.Pipeline(options=options) as pipeline:
+            built = stream.build(pipeline, options, new_run(options, "teststream"),
+                                 stream.StreamSettings(window_s=5.0),
+                                 ticks=pipeline | "Ticks" >> ticks, clock=lambda: 0.0,
+                                 lease_in_job=True)
+            built["lease"] | beam.Map(lambda event: _observe_as(event[0], "whole"))
+        manifests = stream.window_manifests(output, "teststream")
+        assert [m["run_id"] for m in manifests] == ["teststream-w19700101t000005"]
+        assert manifests[0]["accounting"]["balanced"]
+        assert [a["title"] for a in _articles(output)] == ["Story harbour-ferry"]
+    events = OBSERVED["whole"]
+    assert events[0] == LEASE_TAKEN and events[-1] == LEASE_RELEASED, events
+    assert LEASE_RENEWED in events  # after the window's commit at least
+    assert lease.read_holder(output) is None
+    assert not dataset.started_runs(output)
+    assert not os.path.exists(os.path.join(output, ".tmp"))
