@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import logging
 import os
 import shutil
@@ -43,7 +42,6 @@ import time
 from typing import Callable
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
@@ -61,7 +59,6 @@ from newsbeam.transforms.errors import ERRORS, STAGE_PUBSUB, error_output
 from newsbeam.transforms.feeds import (ENTRIES, ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED,
                                        FEED_STATES, NOT_MODIFIED, ParseFeedFn)
 from newsbeam.transforms.fetch import FINISHED, FetchPages, FetchRequest
-from newsbeam.transforms.sinks import RUNS_FOLDER, partition_value
 from newsbeam.transforms.streaming import (INVALID_MESSAGE, NOT_MODIFIED_STATES, SEEN_IN_STREAM,
                                            DropSeenInStream, FetchPolitely, KeepNewEntries,
                                            PollClock, PollFeeds, pubsub_item)
@@ -313,13 +310,8 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
 
 def window_manifests(output_dir: str, stream_id: str) -> list[dict]:
     """The manifests of the windows a stream committed, oldest first."""
-    pattern = f"{output_dir.rstrip('/')}/{RUNS_FOLDER}/{partition_value(stream_id)}-w*.json"
-    found = FileSystems.match([pattern])[0].metadata_list
-    manifests = []
-    for metadata in sorted(found, key=lambda m: m.path):
-        with FileSystems.open(metadata.path) as stream:
-            manifests.append(json.loads(stream.read()))
-    return manifests
+    return [dataset.read_json(path)
+            for path in dataset.window_manifest_paths(output_dir, stream_id)]
 
 
 def stream_summary(stream_id: str, manifests: list[dict], stopped: bool) -> dict:
