@@ -143,8 +143,10 @@ fetched one at a time per host; what came in is committed per fixed --window_s w
 same layout as `newsbeam run` (one _runs/<stream id>-w<window end>.json per window), so a later
 run or stream dedups against it. --duration or Ctrl-C stops it, committing what it has; a kill
 leaves nothing half-written (the next run completes or clears it). Runners: {runner} (local)
-polls live but commits every window when it stops; runners elsewhere (Dataflow) are refused for
-now, and with them --pubsub_subscription.
+polls live but commits every window when it stops; on DataflowRunner the job takes the
+dataset's writer lease itself, commits each window as it closes, also reads
+--pubsub_subscription, and runs until drained (a drain commits the windows in flight and
+releases the lease); --dry_run=true builds and translates it without submitting.
 Example:
   newsbeam stream --feed https://example.com/rss.xml --output out --duration 3600 \\
       --poll_interval_s 300 --window_s 300
@@ -426,9 +428,9 @@ def parse_run(words: list[str]):
     return ingest.prepare_options(_news_argv(args) + rest), args
 
 
-def dry_run_line(record: dict) -> str:
+def dry_run_line(record: dict, command: str = "run") -> str:
     transforms = f" ({record['transforms']} transforms)" if record.get("transforms") else ""
-    return (f"newsbeam run {record['run_id']}: dry run: the job was built and translated for "
+    return (f"newsbeam {command} {record['run_id']}: dry run: the job was built and translated for "
             f"{record['runner']}{transforms}; nothing was submitted, nothing ran, nothing was "
             "written")
 
@@ -638,8 +640,21 @@ def _stream(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     except LeaseHeld as held:
         print(shown(f"newsbeam stream: nothing written: {held}"), file=sys.stderr)
         return EXIT_LEASE_HELD
+    if summary.get("dry_run"):
+        print(dry_run_line(summary, "stream"))
+        return EXIT_FINISHED
+    if summary.get("submitted"):
+        print(submitted_stream_line(summary))
+        return EXIT_FINISHED
     print(format_stream_summary(summary, args.quiet))
     return EXIT_FINISHED if summary["balanced"] else EXIT_FAILED
+
+
+def submitted_stream_line(record: dict) -> str:
+    job = record.get("job_id") or "(no job id)"
+    return (f"newsbeam stream {record['run_id']}: submitted to {record['runner']} as job {job}; "
+            "the job holds the dataset's writer lease and commits a window at a time until it "
+            f"is drained (gcloud dataflow jobs drain {job}) or its --duration has passed")
 
 
 def format_stream_summary(summary: dict, quiet: bool = False) -> str:

@@ -69,7 +69,8 @@ class IndexReads:
         return self._start | label >> ReadIndexIds(self._output_dir, spec, column)
 
 
-def extract(documents, options, run_id: str, ingested_at: dt.datetime):
+def extract(documents, options, run_id: str, ingested_at: dt.datetime | None):
+    """ingested_at None (the stream): each article's is its document's event time."""
     return documents | "ExtractArticles" >> ExtractArticles(
         run_id, ingested_at, options.extraction_timeout_s, options.min_words)
 

@@ -298,28 +298,37 @@ def _run_elsewhere(options: NewsOptions, run_id: str, wait: bool = True) -> dict
     """A job on a runner elsewhere: it takes the lease, recovers and commits on its workers
     (StartRun, CommitRun), so this launcher touches neither the dataset nor its lease, and a
     dry run (Dataflow's: build and translate, submit nothing) needs no access to either."""
+    _LOG.info("run %s: %s -> %s on %s", run_id, _as_recorded(options.input),
+              _as_recorded(options.output), options.view_as(StandardOptions).runner)
+    record = submit_elsewhere(options, run_id, lambda pipeline: build(
+        pipeline, options, new_run(options, run_id), lease_in_job=True), wait=wait)
+    if record.get("dry_run") or record.get("submitted"):
+        return record
+    return read_manifest(options.output, run_id)
+
+
+def submit_elsewhere(options: NewsOptions, run_id: str, add_graph, wait: bool = False) -> dict:
+    """Builds a job whose graph holds its own lease (`add_graph(pipeline)`) and runs it on a
+    runner elsewhere. Returns a record of it: for a --dry_run (Dataflow: build and translate,
+    submit nothing) the number of transforms translated; else, unless `wait`, once it is
+    submitted, its job id; with `wait`, {"run_id"} once the job is done."""
     from apache_beam.options.pipeline_options import TestOptions
     dry_run = dry_run_requested(options)
     options.view_as(TestOptions).dry_run = dry_run  # Beam takes any non-empty string for yes
-    run_info = new_run(options, run_id)
-    _LOG.info("run %s: %s -> %s on %s", run_id, _as_recorded(options.input),
-              _as_recorded(options.output), options.view_as(StandardOptions).runner)
+    runner = options.view_as(StandardOptions).runner
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, options, run_info, lease_in_job=True)
+    add_graph(pipeline)
     result = pipeline.run()
     if dry_run:
-        job = getattr(result, "job", None)
-        proto = getattr(job, "proto_pipeline", None)
-        return {"run_id": run_id, "dry_run": True,
-                "runner": options.view_as(StandardOptions).runner,
+        proto = getattr(getattr(result, "job", None), "proto_pipeline", None)
+        return {"run_id": run_id, "dry_run": True, "runner": runner,
                 "transforms": len(proto.components.transforms) if proto is not None else None}
     if not wait:
         job_id = getattr(result, "job_id", None)
-        return {"run_id": run_id, "submitted": True,
-                "runner": options.view_as(StandardOptions).runner,
+        return {"run_id": run_id, "submitted": True, "runner": runner,
                 "job_id": job_id() if callable(job_id) else None}
     result.wait_until_finish()
-    return read_manifest(options.output, run_id)
+    return {"run_id": run_id}
 
 
 def run(argv: list[str] | None = None) -> dict:

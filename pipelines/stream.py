@@ -8,8 +8,12 @@
 The stages after the sources are the batch graph's composites, applied through the same
 helpers as ingest.py; what differs is that the index is read per window and that each window
 (pane) is committed on its own, through the commit protocol of transforms/dataset.py, as
-_runs/<stream id>-w<window end>.json. The stream holds the writer lease (with its heartbeat)
-for its whole duration, as a batch run does.
+_runs/<stream id>-w<window end>.json. Who holds the writer lease: on a local runner the
+launcher, around the whole job (with its heartbeat thread), as for a batch run; on a runner
+elsewhere (Dataflow), whose job outlives its launcher, the job itself: StartStream takes it
+before anything polls or reads index/, HoldStreamLease renews it from a timer and releases it
+once the last window is committed (the watermark at the end of time: --duration passed, or a
+drain). Ingestion and poll times are each element's event time, decided as the job runs.
 
 Event time is when the feed was polled (the tick's timestamp, carried through the fetch). The
 late-data policy: a fixed window fires once, when the watermark passes its end (no allowed
@@ -28,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import logging
 import os
 import shutil
@@ -39,23 +42,24 @@ import time
 from typing import Callable
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from newsbeam.pipelines import graph
-from newsbeam.pipelines.ingest import check_options, new_run, read_feed_states
-from newsbeam.pipelines.options import InvalidOptions, NewsOptions, new_run_id, runs_locally
+from newsbeam.pipelines.ingest import (check_options, new_run, read_feed_states,
+                                       submit_elsewhere)
+from newsbeam.pipelines.options import (InvalidOptions, NewsOptions, is_dataflow, new_run_id,
+                                        runs_locally)
 from newsbeam.transforms import dataset
-from newsbeam.transforms.dataset import INDEX_ENTRIES, INDEX_FEEDS, CommitWindows, ReadIndexIds
+from newsbeam.transforms.dataset import (INDEX_ENTRIES, INDEX_FEEDS, CommitWindows,
+                                         HoldStreamLease, ReadIndexIds, StartStream)
 from newsbeam.transforms.dedup import ALREADY_INGESTED, DUPLICATES
 from newsbeam.transforms.errors import ERRORS, STAGE_PUBSUB, error_output
 from newsbeam.transforms.feeds import (ENTRIES, ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED,
                                        FEED_STATES, NOT_MODIFIED, ParseFeedFn)
 from newsbeam.transforms.fetch import FINISHED, FetchPages, FetchRequest
-from newsbeam.transforms.sinks import RUNS_FOLDER, partition_value
-from newsbeam.transforms.streaming import (INVALID_MESSAGE, SEEN_IN_STREAM,
+from newsbeam.transforms.streaming import (INVALID_MESSAGE, NOT_MODIFIED_STATES, SEEN_IN_STREAM,
                                            DropSeenInStream, FetchPolitely, KeepNewEntries,
                                            PollClock, PollFeeds, pubsub_item)
 from newsbeam.transforms.web import feed_progress, feed_specs
@@ -112,18 +116,13 @@ def stream_problems(options: NewsOptions, settings: StreamSettings) -> list[str]
         if value is not None and value <= 0:
             problems.append(f"{flag} {value:g}: give a positive number of seconds")
     runner = options.view_as(StandardOptions).runner
-    if not runs_locally(runner):
-        # The stream's writer lease is held by this process around the job (run_stream): a job
-        # elsewhere would outlive it and write without the lease. Batch jobs take their own
-        # (StartRun); a stream's windowed commits do not yet.
-        problems.append(f"--runner {runner}: `newsbeam stream` runs on a local runner only for "
-                        "now (on a runner elsewhere its writer lease would be held by this "
-                        "launcher, not the job); schedule `newsbeam run` there instead (see "
-                        "Scheduled runs on Dataflow)")
-    elif settings.pubsub_subscription:
+    if settings.pubsub_subscription and not is_dataflow(runner):
         problems.append(f"--pubsub_subscription: only DataflowRunner reads Pub/Sub in Python; "
                         f"--runner is {runner}")
-    if options.run_id and window_manifests(options.output, options.run_id):
+    # On a runner elsewhere the job's first step refuses a used id (StartStream): the launcher
+    # does not touch the dataset (a dry run makes no traffic at all).
+    if runs_locally(runner) and options.run_id and window_manifests(options.output,
+                                                                     options.run_id):
         problems.append(f"--run_id {options.run_id}: a stream of that id already committed "
                         f"windows to {options.output}; give a new id (or none)")
     if options.input:
@@ -159,14 +158,15 @@ def stream_problems(options: NewsOptions, settings: StreamSettings) -> list[str]
 # --- The graph -----------------------------------------------------------------------------------
 
 
-def poll_clock(pipeline, settings: StreamSettings, local: bool = True,
+def poll_clock(start, settings: StreamSettings, local: bool = True,
                stop_file: str | None = None):
-    """Ticks every --poll_interval_s from when the job starts until --duration has passed, or
-    until `stop_file` exists (Ctrl-C). On a local runner the clock waits for each tick in its
-    call (FnApiRunner would otherwise run it again in a busy loop; see PollTicksFn)."""
+    """Ticks every --poll_interval_s from when the job starts (`start`: the pipeline, or the
+    job's StartStream step) until --duration has passed, or until `stop_file` exists (Ctrl-C).
+    On a local runner the clock waits for each tick in its call (FnApiRunner would otherwise
+    run it again in a busy loop; see PollTicksFn)."""
     stop = MAX_TIMESTAMP if settings.duration_s is None else Timestamp.of(
         time.time() + settings.duration_s)
-    return pipeline | "PollClock" >> PollClock(
+    return start | "PollClock" >> PollClock(
         stop, settings.poll_interval_s, wait_s=settings.poll_interval_s if local else 0.0,
         stop_file=stop_file if local else None)
 
@@ -184,14 +184,18 @@ def _message_outcome(message, run_id: str):
         yield beam.pvalue.TaggedOutput(ENTRY_DOCUMENTS, item)
 
 
-def read_pubsub(pipeline, subscription: str, run_id: str):
-    """Pub/Sub messages -> {"requests", ENTRY_DOCUMENTS: articles sent whole, ERRORS}."""
-    return (
-        pipeline
-        | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=subscription,
-                                                 with_attributes=True)
-        | "Messages" >> beam.FlatMap(_message_outcome, run_id).with_outputs(
-            ERRORS, ENTRY_DOCUMENTS, main="requests"))
+def read_pubsub(pipeline, subscription: str, run_id: str, leased=None):
+    """Pub/Sub messages -> {"requests", ENTRY_DOCUMENTS: articles sent whole, ERRORS}.
+    `leased`: StartStream's output; the messages wait for it (a side input), so that none is
+    taken from the subscription into windows whose commits a lease held elsewhere would refuse
+    (a feed's entries are fetched again by the next run; a message acknowledged is gone)."""
+    messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=subscription,
+                                                                 with_attributes=True)
+    if leased is not None:
+        messages = messages | "OnceLeased" >> beam.Map(
+            lambda message, _stream_id: message, beam.pvalue.AsSingleton(leased))
+    return messages | "Messages" >> beam.FlatMap(_message_outcome, run_id).with_outputs(
+        ERRORS, ENTRY_DOCUMENTS, main="requests")
 
 
 def fixed_windows(settings: StreamSettings) -> beam.WindowInto:
@@ -202,30 +206,39 @@ def fixed_windows(settings: StreamSettings) -> beam.WindowInto:
 
 
 def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings, ticks=None,
-          clock: Callable[[], float] = time.time, stop_file: str | None = None) -> dict:
+          clock: Callable[[], float] = time.time, stop_file: str | None = None,
+          lease_in_job: bool = False) -> dict:
     """Adds the streaming graph to `pipeline`; returns its main PCollections by name (windowed).
     `ticks`: the poll clock (poll_clock's unless given: tests give a TestStream's), `clock`:
-    the processing-time clock of the per-host turns, `stop_file`: the poll clock stops when it
-    exists."""
+    the processing-time clock of the per-host turns and of the lease's renewals, `stop_file`:
+    the poll clock stops when it exists. lease_in_job: the job takes, renews and releases the
+    writer lease itself (StartStream, HoldStreamLease; "lease" in the result: its events);
+    else the launcher holds it around the job (run_stream)."""
     output, run_id = options.output, stream["run_id"]
     started_at = dt.datetime.fromisoformat(stream["started_at"])
     policy = graph.fetch_policy(options)
+    # What polls and reads index/ starts from: the pipeline, or the job's start step.
+    start = pipeline | "StartStream" >> StartStream(
+        output, stream, options.wait_for_lease_s, options.lease_expiry_s) \
+        if lease_in_job else pipeline
     if ticks is None:
-        ticks = poll_clock(pipeline, settings,
+        ticks = poll_clock(start, settings,
                            runs_locally(options.view_as(StandardOptions).runner), stop_file)
 
-    # Sources, in the global window: their state outlives any one window.
+    # Sources, in the global window: their state outlives any one window. Each poll, entry and
+    # article carries its own time (the tick's), not the stream's start.
     polled = ticks | "PollFeeds" >> PollFeeds(
-        feed_specs(options.feed or [], options.feeds or []), policy, run_id, started_at,
-        read_feed_states(pipeline, output))
+        feed_specs(options.feed or [], options.feeds or []), policy, run_id,
+        read_feed_states(start, output), options.poll_schedule_of())
     parsed = polled.bodies | "ParseFeeds" >> beam.ParDo(ParseFeedFn(
-        run_id, started_at, options.min_words)).with_outputs(ERRORS, FEED_STATES, main=ENTRIES)
+        run_id, None, options.min_words)).with_outputs(ERRORS, FEED_STATES, main=ENTRIES)
     entries = parsed[ENTRIES] | "KeepNewEntries" >> KeepNewEntries(
-        pipeline | "EntryKeyIndex" >> ReadIndexIds(output, INDEX_ENTRIES, "entry_key"),
+        start | "EntryKeyIndex" >> ReadIndexIds(output, INDEX_ENTRIES, "entry_key"),
         settings.state_ttl_s)
     requests, sent_whole, source_errors = [entries.requests], [entries[ENTRY_DOCUMENTS]], []
     if settings.pubsub_subscription:
-        messages = read_pubsub(pipeline, settings.pubsub_subscription, run_id)
+        messages = read_pubsub(pipeline, settings.pubsub_subscription, run_id,
+                               start if lease_in_job else None)
         requests.append(messages.requests)
         sent_whole.append(messages[ENTRY_DOCUMENTS])
         source_errors.append(messages[ERRORS])
@@ -234,7 +247,7 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
         policy, run_id, fetch=FetchPolitely(policy, run_id, clock))
     whole = sent_whole | "AllSentWhole" >> beam.Flatten()
     documents = (pages["documents"], whole) | "WebDocuments" >> beam.Flatten()
-    extracted = graph.extract(documents, options, run_id, started_at)
+    extracted = graph.extract(documents, options, run_id, None)
     fresh = extracted.articles | "DropSeenInStream" >> DropSeenInStream(
         settings.window_s, settings.state_ttl_s)
 
@@ -246,11 +259,14 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
     extract_errors = windowed(extracted[ERRORS], "ExtractErrors")
     articles = windowed(fresh.articles, "Articles")
     seen_in_stream = windowed(fresh[SEEN_IN_STREAM], "SeenInStream")
-    entry_index, feed_states = feed_progress(
+    entry_index, read_states = feed_progress(
         windowed(page_requests, "PageRequests"), windowed(parsed[FEED_STATES], "FeedStates"),
         # Feed entries taken whole are done entries; Pub/Sub's articles belong to no feed.
         windowed(entries[ENTRY_DOCUMENTS], "EntriesWhole"), windowed(pages[FINISHED], "Finished"),
-        run_id, started_at, options.poll_schedule_of())
+        run_id, options.poll_schedule_of())
+    # A 304's state too: it counts towards the next defensive full fetch, in later runs too.
+    feed_states = (read_states, windowed(polled[NOT_MODIFIED_STATES], "NotModifiedStates")) \
+        | "PollStates" >> beam.Flatten()
     not_modified = windowed(polled[NOT_MODIFIED], "NotModified")
     entries_seen = windowed(entries[ENTRIES_SEEN], "EntriesSeen")
 
@@ -281,8 +297,12 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
     }
     manifests = pipeline | "CommitWindows" >> CommitWindows(output, stream, counts, errors,
                                                             temp_files)
-    return {"articles": stages["articles"], "duplicates": stages[DUPLICATES],
-            "errors": new_errors, "manifests": manifests}
+    built = {"articles": stages["articles"], "duplicates": stages[DUPLICATES],
+             "errors": new_errors, "manifests": manifests}
+    if lease_in_job:
+        built["lease"] = (start, manifests) | "HoldLease" >> HoldStreamLease(
+            output, run_id, options.lease_expiry_s, clock)
+    return built
 
 
 # --- Running it ----------------------------------------------------------------------------------
@@ -290,13 +310,8 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
 
 def window_manifests(output_dir: str, stream_id: str) -> list[dict]:
     """The manifests of the windows a stream committed, oldest first."""
-    pattern = f"{output_dir.rstrip('/')}/{RUNS_FOLDER}/{partition_value(stream_id)}-w*.json"
-    found = FileSystems.match([pattern])[0].metadata_list
-    manifests = []
-    for metadata in sorted(found, key=lambda m: m.path):
-        with FileSystems.open(metadata.path) as stream:
-            manifests.append(json.loads(stream.read()))
-    return manifests
+    return [dataset.read_json(path)
+            for path in dataset.window_manifest_paths(output_dir, stream_id)]
 
 
 def stream_summary(stream_id: str, manifests: list[dict], stopped: bool) -> dict:
@@ -340,7 +355,8 @@ def stop_on_ctrl_c(stream_id: str):
 def run_stream(options: NewsOptions, settings: StreamSettings) -> dict:
     """Runs the stream under the output's writer lease until --duration has passed (or Ctrl-C);
     returns stream_summary. Raises InvalidOptions before anything runs, lease.LeaseHeld when
-    another run is writing the output. On Ctrl-C the stream stops polling and commits every
+    another run is writing the output. On a runner elsewhere: returns once the job is submitted
+    (or, for a --dry_run, translated), with a record of it; the job holds its own lease. On Ctrl-C the stream stops polling and commits every
     window it has, then ends (stopped_early); a second Ctrl-C interrupts it, and then the
     windows committed stay and the others are left for the next run (nothing of them is
     visible: their entries are fetched again)."""
@@ -350,12 +366,13 @@ def run_stream(options: NewsOptions, settings: StreamSettings) -> dict:
         raise InvalidOptions(problems)
     stream_id = options.run_id or new_run_id(dt.datetime.now(dt.timezone.utc))
     os.environ["PYTHONSAFEPATH"] = "1"  # as run_pipeline: keep the working folder off sys.path
+    options.view_as(StandardOptions).streaming = True
+    if not runs_locally(options.view_as(StandardOptions).runner):
+        return _stream_elsewhere(options, settings, stream_id)
     stopped = False
     with dataset.writing(options.output, stream_id, "stream", options.wait_for_lease_s,
                          options.lease_expiry_s), stop_on_ctrl_c(stream_id) as stop_file:
-        stream = new_run(options, stream_id)
-        stream["stream"] = dataclasses.asdict(settings)
-        options.view_as(StandardOptions).streaming = True
+        stream = _new_stream(options, settings, stream_id)
         _LOG.info("stream %s: %d feeds -> %s", stream_id,
                   len(feed_specs(options.feed or [], options.feeds or [])), options.output)
         pipeline = beam.Pipeline(options=options)
@@ -368,3 +385,24 @@ def run_stream(options: NewsOptions, settings: StreamSettings) -> dict:
                          "left for the next run", stream_id)
         stopped = stopped or os.path.exists(stop_file)
     return stream_summary(stream_id, window_manifests(options.output, stream_id), stopped)
+
+
+def _new_stream(options: NewsOptions, settings: StreamSettings, stream_id: str) -> dict:
+    stream = new_run(options, stream_id)
+    stream["stream"] = dataclasses.asdict(settings)
+    return stream
+
+
+def _stream_elsewhere(options: NewsOptions, settings: StreamSettings, stream_id: str) -> dict:
+    """A stream on a runner elsewhere: the job takes, renews and releases the writer lease
+    itself, so this launcher touches neither the dataset nor its lease; it returns once the
+    job is submitted (it runs until drained, or until --duration has passed), or, for a
+    --dry_run, once the job is built and translated."""
+    _LOG.info("stream %s: %d feeds%s -> %s on %s", stream_id,
+              len(feed_specs(options.feed or [], options.feeds or [])),
+              f" and {settings.pubsub_subscription}" if settings.pubsub_subscription else "",
+              options.output, options.view_as(StandardOptions).runner)
+    return submit_elsewhere(
+        options, stream_id,
+        lambda pipeline: build(pipeline, options, _new_stream(options, settings, stream_id),
+                               settings, lease_in_job=True))

@@ -170,6 +170,64 @@ def test_the_template_launcher_dry_runs_too(capsys, loopback_only):
     assert loopback_only == []
 
 
+PUBSUB = "projects/newsbeam-test/subscriptions/news"
+
+
+@needs_gcp
+def test_a_dataflow_dry_run_of_a_stream_with_pubsub_translates_without_traffic(
+        capsys, tmp_path, loopback_only, monkeypatch):
+    # Before: refused ("`newsbeam stream` runs on a local runner only for now", and
+    # "--pubsub_subscription: only DataflowRunner reads Pub/Sub" with it).
+    monkeypatch.chdir(tmp_path)
+    status = main(["stream", *DATAFLOW, "--feed", "https://news.example.org/rss.xml",
+                   "--pubsub_subscription", PUBSUB, "--output", f"{GCS}/news",
+                   "--dry_run=true"])
+    printed = capsys.readouterr()
+    assert status == EXIT_FINISHED, printed.err
+    assert re.search(r"newsbeam stream \S+: dry run: the job was built and translated for "
+                     r"DataflowRunner \(\d+ transforms\); nothing was submitted", printed.out), \
+        printed.out
+    assert "Traceback" not in printed.err
+    assert loopback_only == []
+    assert _tree(tmp_path) == set(), "the dry run wrote files"
+
+
+def test_a_stream_job_polls_and_reads_the_index_only_after_it_holds_the_lease():
+    """In the stream's job (lease_in_job), the poll clock and every index read hang off
+    StartStream's output, and the lease step takes the commits' manifests."""
+    from newsbeam.pipelines import stream
+    from newsbeam.pipelines.options import NewsOptions
+    options = NewsOptions(["--feed", "https://news.example.org/rss.xml",
+                           "--output", "/tmp/unused", "--streaming"])
+    settings = stream.StreamSettings()
+    pipeline = beam.Pipeline(options=options)
+    stream.build(pipeline, options, ingest.new_run(options), settings, lease_in_job=True)
+    transforms = pipeline.to_runner_api().components.transforms
+    by_name = {t.unique_name: t for t in transforms.values()}
+    start_outputs = set(by_name["StartStream/TakeLeaseAndRecover"].outputs.values())
+    first_reads = [t for t in transforms.values()
+                   if t.unique_name.endswith("/ListFiles") and not t.unique_name.startswith(
+                       ("ArticleIndex", "DuplicateIndex", "SignatureIndex", "StoryIndex",
+                        "ErrorIndex", "ParagraphIndex"))]
+    assert {t.unique_name.split("/")[0] for t in first_reads} == {"FeedIndex", "EntryKeyIndex"}
+    for step in [*first_reads, by_name["PollClock/FromNow"]]:
+        assert set(step.inputs.values()) <= start_outputs, step.unique_name
+    impulses = [t.unique_name for t in transforms.values()
+                if t.spec.urn == "beam:transform:impulse:v1"]
+    assert impulses == ["StartStream/Impulse"], impulses
+    assert "HoldLease/RenewAndRelease" in by_name
+
+
+def test_a_stream_on_a_remote_runner_refuses_local_paths_as_a_batch_run(capsys, tmp_path):
+    status = main(["stream", *DATAFLOW, "--feed", "https://news.example.org/rss.xml",
+                   "--output", str(tmp_path / "out")])
+    assert status == EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert any(line.startswith(f"newsbeam stream: --output {tmp_path / 'out'}: ")
+               for line in _problem_lines(err)), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_dry_run_is_refused_where_it_would_run_the_job(capsys, tmp_path):
     before = _tree(tmp_path)
     assert main(["run", "--output", str(tmp_path / "out"), "--dry_run=true"]) == EXIT_REFUSED

@@ -25,12 +25,14 @@ from newsbeam.pipelines.ingest import new_run, prepare_options, run_pipeline
 from newsbeam.pipelines.options import NewsOptions
 from newsbeam.schemas.records import Article, Document
 from newsbeam.transforms import dataset
-from newsbeam.transforms.feeds import NOT_MODIFIED, FeedSpec
+from newsbeam.transforms.errors import ERRORS
+from newsbeam.transforms.extract import ExtractArticles
+from newsbeam.transforms.feeds import ENTRIES, FEED_STATES, NOT_MODIFIED, FeedSpec, ParseFeedFn
 from newsbeam.transforms.fetch import FetchPolicy, FetchRequest
-from newsbeam.transforms.streaming import (SEEN_IN_STREAM, DropSeenInStream, FetchPolitely,
-                                           PollClock, PollFeeds, next_turn, pubsub_item,
-                                           remembered, window_start)
-from tests.newssite import running_site
+from newsbeam.transforms.streaming import (NOT_MODIFIED_STATES, SEEN_IN_STREAM,
+                                           DropSeenInStream, FetchPolitely, PollClock, PollFeeds,
+                                           next_turn, pubsub_item, remembered, window_start)
+from tests.newssite import rss_feed, running_site
 
 STREAMING = ["--runner=BundleBasedDirectRunner", "--streaming"]
 
@@ -89,8 +91,7 @@ def test_a_second_poll_of_an_unchanged_feed_answers_304():
             no_states = pipeline | "NoFeedIndex" >> beam.Create([])
             polled = pipeline | ticks | PollFeeds(
                 [FeedSpec(f"{site.base}/feeds/city.xml")],
-                FetchPolicy(delay_s=0.1, allow_loopback=True), "polls",
-                dt.datetime(2026, 12, 2, tzinfo=dt.timezone.utc), no_states)
+                FetchPolicy(delay_s=0.1, allow_loopback=True), "polls", no_states)
             (polled.bodies | "Validators" >> beam.Map(lambda body: body[3])
              | "ObserveBodies" >> beam.Map(_observe_as, "bodies"))
             polled[NOT_MODIFIED] | "ObserveNotModified" >> beam.Map(_observe_as, "not_modified")
@@ -98,6 +99,62 @@ def test_a_second_poll_of_an_unchanged_feed_answers_304():
         assert OBSERVED["not_modified"] == [f"{site.base}/feeds/city.xml"]
         polls = site.requests_to("/feeds/city.xml")
         assert "If-None-Match" not in polls[0][1] and polls[1][1]["If-None-Match"] == '"city-v1"'
+
+
+def test_the_stream_fetches_a_feed_in_full_every_full_fetch_every_polls_at_each_polls_time():
+    """--full_fetch_every 2: the first poll is a plain GET (200, ETag kept), the second a
+    conditional one (304), the third, due for a defensive full fetch, a plain GET again. The
+    state each 304 leaves, for index/feeds, carries that poll's own time (the tick's), not
+    the stream's start."""
+    with running_site() as site:
+        site.robots = "User-agent: *\n"
+        site.publish("city", "harbour-ferry")
+        ticks = TestStream().advance_watermark_to(0)
+        for tick, moment in enumerate((1, 6, 11), start=1):
+            ticks = (ticks.add_elements([TimestampedValue(tick, moment)])
+                     .advance_processing_time(1).advance_watermark_to(moment + 4))
+        ticks = ticks.advance_watermark_to_infinity()
+        OBSERVED.update(unchanged=[])
+        schedule = NewsOptions(["--full_fetch_every", "2"]).poll_schedule_of()
+        with beam.Pipeline(options=PipelineOptions(STREAMING)) as pipeline:
+            no_states = pipeline | "NoFeedIndex" >> beam.Create([])
+            polled = pipeline | ticks | PollFeeds(
+                [FeedSpec(f"{site.base}/feeds/city.xml")],
+                FetchPolicy(delay_s=0.1, allow_loopback=True), "polls", no_states, schedule)
+            (polled[NOT_MODIFIED_STATES]
+             | beam.Map(lambda s: (s.fetched_at, s.polls_since_full, s.full_fetched_at))
+             | beam.Map(_observe_as, "unchanged"))
+        polls = site.requests_to("/feeds/city.xml")
+        assert ["If-None-Match" in headers for _, headers in polls] == [False, True, False]
+        at = lambda s: dt.datetime.fromtimestamp(s, dt.timezone.utc)
+        assert OBSERVED["unchanged"] == [(at(6), 1, at(1))]
+
+
+def test_feed_states_and_articles_of_a_stream_carry_their_polls_time_not_its_start():
+    """In a stream (no run-wide time given) a feed's state and an article take the time of
+    their element: when the feed was polled. Before, both had the stream's start time."""
+    polled_at = dt.datetime(2026, 12, 2, 7, 45, tzinfo=dt.timezone.utc)
+    body = rss_feed([{"title": "Ferry", "link": "http://x.test/ferry", "guid": "f1",
+                      "date": "Wed, 02 Dec 2026 07:00:00 GMT"}]).encode()
+    document = Document(source_uri="http://x.test/ferry", kind="text", url="http://x.test/ferry",
+                        content="The harbour ferry runs an hour later from March on.")
+    OBSERVED.update(state_times=[], article_times=[])
+    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as pipeline:
+        fetched = (pipeline
+                   | "Feed" >> beam.Create([(FeedSpec("http://x.test/rss"), body,
+                                             "http://x.test/rss", ('"e1"', None))])
+                   | "AtPoll" >> beam.Map(lambda f: TimestampedValue(f, polled_at.timestamp())))
+        parsed = fetched | beam.ParDo(ParseFeedFn("s", None, 1)).with_outputs(
+            ERRORS, FEED_STATES, main=ENTRIES)
+        parsed[FEED_STATES] | beam.Map(lambda s: _observe_as(s.fetched_at, "state_times"))
+        articles = (pipeline
+                    | "Page" >> beam.Create([document])
+                    | "PageAtPoll" >> beam.Map(
+                        lambda d: TimestampedValue(d, polled_at.timestamp()))
+                    | ExtractArticles("s", None, 30.0, 1))
+        articles.articles | beam.Map(lambda a: _observe_as(a.ingested_at, "article_times"))
+    assert OBSERVED["state_times"] == [polled_at]
+    assert OBSERVED["article_times"] == [polled_at]
 
 
 def test_a_page_fetched_after_its_window_closed_is_left_for_the_next_run(tmp_path):
@@ -226,11 +283,17 @@ def test_stream_refuses_what_it_cannot_honour(tmp_path, capsys, words, problem):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_runner_elsewhere_is_refused_since_the_lease_would_stay_with_the_launcher():
+def test_dataflow_streams_and_pubsub_are_allowed_now_that_the_job_holds_its_lease():
+    # Before: "--runner DataflowRunner: `newsbeam stream` runs on a local runner only for now".
     options = NewsOptions(["--runner=DataflowRunner", "--feed", "https://example.test/f.xml",
-                           "--output", "gs://bucket/news"])
-    problems = stream.stream_problems(options, stream.StreamSettings())
-    assert any("runs on a local runner only" in problem for problem in problems)
+                           "--output", "gs://bucket/news", "--run_id", "s1"])
+    settings = stream.StreamSettings(pubsub_subscription="projects/p/subscriptions/s")
+    assert stream.stream_problems(options, settings) == []
+    pubsub_only = NewsOptions(["--runner=DataflowRunner", "--output", "gs://bucket/news"])
+    assert stream.stream_problems(pubsub_only, settings) == []
+    flink = NewsOptions(["--runner=FlinkRunner", "--output", "gs://bucket/news"])
+    assert any("only DataflowRunner reads Pub/Sub" in problem
+               for problem in stream.stream_problems(flink, settings))
 
 
 def test_a_stream_id_that_already_committed_windows_is_refused(tmp_path, capsys):

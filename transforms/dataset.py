@@ -28,6 +28,8 @@ Who holds the lease: a local run's launcher (`writing`, around the whole job). A
 runner elsewhere takes it itself when it starts (`StartRun`, a DoFn off an Impulse: refuse a
 used run id, lease, recovery, started marker) and its commit DoFn releases it, so a job whose
 launcher exits after submitting it (a Flex Template, a scheduler) is exactly-once all the same.
+A stream's job takes it the same way (`StartStream`), keeps it alive from a timer step and
+releases it when the stream ends (`HoldStreamLease`), one commit per window in between.
 """
 
 from __future__ import annotations
@@ -40,12 +42,18 @@ import logging
 import os
 import posixpath
 import signal
+import time
 from typing import Callable, Optional
 
 import apache_beam as beam
 import pyarrow.parquet as pq
+from apache_beam.coders import BooleanCoder
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from newsbeam.schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
@@ -54,7 +62,7 @@ from newsbeam.schemas.records import (DuplicateIndexEntry, EntryIndexEntry, Erro
 from newsbeam.transforms import lease as leases
 from newsbeam.transforms import metrics, sinks
 from newsbeam.transforms.sinks import (TEMP_FOLDER, WrittenFile, build_manifest, delete_folder, make_dirs,
-                                       manifest_path, part_file_name, partition_value,
+                                       manifest_path, moment_of, part_file_name, partition_value,
                                        write_json_atomically)
 
 _LOG = logging.getLogger(__name__)
@@ -351,22 +359,27 @@ _JOB_LEASES: dict[tuple[str, str], leases.Lease] = {}
 
 
 def start_in_job(output_dir: str, holder: str, kind: str, wait_for_lease_s: float,
-                 lease_expiry_s: float, started: dict | None = None) -> Recovery:
+                 lease_expiry_s: float, started: dict | None = None,
+                 heartbeat: bool = True) -> Recovery:
     """What `writing` does in the launcher of a local run, done by the job itself on a worker
     when it starts (a runner elsewhere: its launcher may be gone before the job ends, and a
     template or a scheduler launches no newsbeam command at all): refuse a run id the dataset
     has seen, take the writer lease (heartbeat from this worker), recover, mark the run
     started. The commit releases the lease (`finish_in_job`); a job that fails before its
-    intent leaves the lease to expire and its started marker to the next recovery."""
-    for seen in (sinks.manifest_path(output_dir, holder), abandoned_path(output_dir, holder)):
+    intent leaves the lease to expire and its started marker to the next recovery.
+    heartbeat=False: no thread of this worker refreshes the lease; the job's own step does
+    (a stream's HoldStreamLease), so the lease outlives the worker that took it."""
+    for seen in (sinks.manifest_path(output_dir, holder), abandoned_path(output_dir, holder),
+                 *window_manifest_paths(output_dir, holder)[:1]):
         if FileSystems.exists(seen):
             raise RunIdUsed(
                 f"run {holder} already ran on {_root(output_dir)} ({seen}): this job's graph "
                 "was built for that run; build it again for a new run (newsbeam run, or the "
                 "Flex Template, builds one at each launch)")
     lease = leases.Lease(output_dir, holder, kind, lease_expiry_s, adopt_own=True)
-    lease.acquire(wait_for_lease_s)
-    _JOB_LEASES[(output_dir, holder)] = lease
+    lease.acquire(wait_for_lease_s, heartbeat=heartbeat)
+    if heartbeat:
+        _JOB_LEASES[(output_dir, holder)] = lease
     report = recover(output_dir, holder)
     if report:
         _LOG.warning("%s: %s", _root(output_dir), report.describe())
@@ -587,6 +600,12 @@ class CommitRun(beam.PTransform):
 # --- The commit step of a windowed graph (the stream) --------------------------------------------
 
 
+def window_manifest_paths(output_dir: str, stream_id: str) -> list[str]:
+    """The manifests of the windows a stream committed, oldest first."""
+    return sorted(m.path for m in _list(posixpath.join(
+        _root(output_dir), sinks.RUNS_FOLDER, f"{partition_value(stream_id)}-w*.json")))
+
+
 def window_commit_id(stream_id: str, window_end: dt.datetime, pane: int) -> str:
     """The id of one window's commit: the stream's id, the window's end (UTC) and the pane
     ('-p1' for a late pane), so a retried commit step finds its own intent and manifest."""
@@ -594,8 +613,7 @@ def window_commit_id(stream_id: str, window_end: dt.datetime, pane: int) -> str:
     return f"{stream_id}-w{window_end.strftime('%Y%m%dt%H%M%S')}{late}"
 
 
-def _as_datetime(timestamp) -> dt.datetime:
-    return dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc)
+WINDOWS_REFUSED = f"{metrics.STAGE_WRITE}_windows_refused_lease_lost"
 
 
 class _CommitWindowFn(beam.DoFn):
@@ -609,7 +627,7 @@ class _CommitWindowFn(beam.DoFn):
 
     def process(self, keyed, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         stream_id = self._stream["run_id"]
-        commit_id = window_commit_id(stream_id, _as_datetime(window.end), pane.index)
+        commit_id = window_commit_id(stream_id, moment_of(window.end), pane.index)
         done = manifest_path(self._output_dir, commit_id)
         if FileSystems.exists(done):
             return
@@ -629,15 +647,23 @@ class _CommitWindowFn(beam.DoFn):
             else:
                 temp_files.append(value)
         run = {**self._stream, "run_id": commit_id, "stream_id": stream_id,
-               "window": {"start": _as_datetime(window.start).isoformat(),
-                          "end": _as_datetime(window.end).isoformat(),
+               "window": {"start": moment_of(window.start).isoformat(),
+                          "end": moment_of(window.end).isoformat(),
                           "pane": pane.index,
                           "timing": PaneInfoTiming.to_string(pane.timing).lower()}}
         planned = plan_moves(self._output_dir, commit_id, temp_files)
         manifest = build_manifest(run, counts, error_counts, planned,
                                   dt.datetime.now(dt.timezone.utc))
-        commit(self._output_dir, ingest_intent(run, planned, manifest, self._output_dir),
-               holder=stream_id)
+        try:
+            commit(self._output_dir, ingest_intent(run, planned, manifest, self._output_dir),
+                   holder=stream_id)
+        except leases.LeaseLost as lost:
+            # Refused before its intent: nothing of the window shows, its entries are not in
+            # index/entries, so the next run fetches them again. Not raised: a streaming
+            # runner would retry it for ever, and a drain would never end.
+            _LOG.error("window %s is not committed: %s", commit_id, lost)
+            metrics.count(WINDOWS_REFUSED, 1)
+            return
         yield manifest
 
 
@@ -672,3 +698,136 @@ class CommitWindows(beam.PTransform):
             | "PerWindow" >> beam.GroupByKey()
             | "Commit" >> beam.ParDo(_CommitWindowFn(self._output_dir, self._stream,
                                                      tuple(sorted(self._counts)))))
+
+
+# --- The writer lease of a stream's job ----------------------------------------------------------
+#
+# A stream on a runner elsewhere outlives its launcher and any one worker, so neither holds the
+# lease: StartStream takes it in the job's first step, before anything polls or reads index/;
+# HoldStreamLease renews it from a processing-time timer (whichever worker runs it), after each
+# window's commit, and releases it from an event-time timer at the end of the global window,
+# which fires once the watermark of the commits' output passes it: when every window is
+# committed and the sources are done (--duration passed, or a Dataflow drain, which advances the
+# watermark to +infinity).
+
+LEASE_TAKEN, LEASE_RENEWED, LEASE_LOST, LEASE_RELEASED = "taken", "renewed", "lost", "released"
+
+
+class _StartStreamFn(beam.DoFn):
+    def __init__(self, output_dir: str, stream: dict, wait_for_lease_s: float,
+                 lease_expiry_s: float):
+        self._output_dir, self._stream = output_dir, stream
+        self._wait_for_lease_s, self._lease_expiry_s = wait_for_lease_s, lease_expiry_s
+
+    def process(self, _):
+        start_in_job(self._output_dir, self._stream["run_id"], "stream", self._wait_for_lease_s,
+                     self._lease_expiry_s, {"started_at": self._stream["started_at"]},
+                     heartbeat=False)
+        yield self._stream["run_id"]
+
+
+class StartStream(beam.PTransform):
+    """pipeline -> one element (the stream id), in the global window, once the job holds the
+    writer lease, has recovered the dataset and marked the stream started (start_in_job, with
+    no heartbeat thread: HoldStreamLease keeps the lease). Refuses a stream id the dataset has
+    seen (a graph run twice). While another run holds the lease it fails after
+    --wait_for_lease_s; a streaming runner retries it, so the stream waits for the lease."""
+
+    def __init__(self, output_dir: str, stream: dict, wait_for_lease_s: float = 0.0,
+                 lease_expiry_s: float = leases.DEFAULT_EXPIRY_S):
+        super().__init__()
+        self._fn = _StartStreamFn(output_dir, stream, wait_for_lease_s, lease_expiry_s)
+
+    def expand(self, pipeline):
+        return (pipeline
+                | "Impulse" >> beam.Impulse()
+                | "TakeLeaseAndRecover" >> beam.ParDo(self._fn))
+
+
+def finish_stream_in_job(output_dir: str, stream_id: str) -> bool:
+    """At the end of a stream whose job holds the lease: its started marker and what is left
+    in .tmp/<stream id>/ (files of windows not committed) go, then the lease. False, and
+    nothing touched, when the stream no longer holds the lease (the new holder's recovery
+    clears them)."""
+    current = leases.read_holder(output_dir)
+    if not current or current.get("holder") != stream_id:
+        return False
+    _finish(output_dir, stream_id)
+    return leases.release_held(output_dir, stream_id)
+
+
+class _HoldStreamLeaseFn(beam.DoFn):
+    """(None, the stream id | a window's manifest) in the global window -> (event, moment)
+    lease events. The first element arms both timers; StartStream's says the lease was taken,
+    each manifest (a window committed) renews it."""
+
+    RENEW = TimerSpec("renew", TimeDomain.REAL_TIME)
+    END = TimerSpec("end", TimeDomain.WATERMARK)
+    ARMED = ReadModifyWriteStateSpec("armed", BooleanCoder())
+    ENDED = ReadModifyWriteStateSpec("ended", BooleanCoder())
+
+    def __init__(self, output_dir: str, stream_id: str, lease_expiry_s: float,
+                 clock: Callable[[], float]):
+        self._output_dir, self._stream_id = output_dir, stream_id
+        self._interval_s = leases.heartbeat_interval_s(lease_expiry_s)
+        self._clock = clock
+
+    def process(self, keyed, armed=beam.DoFn.StateParam(ARMED),
+                renew=beam.DoFn.TimerParam(RENEW), end=beam.DoFn.TimerParam(END)):
+        _, what = keyed
+        if not armed.read():
+            armed.write(True)
+            end.set(GlobalWindow().max_timestamp())
+            renew.set(Timestamp.of(self._clock() + self._interval_s))
+        yield (LEASE_TAKEN, self._clock()) if what == self._stream_id else self._renew()
+
+    @on_timer(RENEW)
+    def keep_alive(self, fired_at=beam.DoFn.TimestampParam, ended=beam.DoFn.StateParam(ENDED),
+                   renew=beam.DoFn.TimerParam(RENEW)):
+        if ended.read():
+            return
+        event = self._renew()
+        if event[0] == LEASE_RENEWED:
+            renew.set(Timestamp.of(float(fired_at) + self._interval_s))
+        yield event
+
+    @on_timer(END)
+    def release(self, ended=beam.DoFn.StateParam(ENDED), renew=beam.DoFn.TimerParam(RENEW)):
+        ended.write(True)
+        renew.clear()
+        released = finish_stream_in_job(self._output_dir, self._stream_id)
+        if not released:
+            _LOG.error("stream %s: at its end it no longer held %s", self._stream_id,
+                       leases.lease_path(self._output_dir))
+        yield LEASE_RELEASED if released else LEASE_LOST, self._clock()
+
+    def _renew(self) -> tuple[str, float]:
+        if leases.renew_held(self._output_dir, self._stream_id):
+            return LEASE_RENEWED, self._clock()
+        # Taken over (thought dead) or gone: every later window's commit is refused.
+        _LOG.error("stream %s lost %s: its windows from now on are not committed",
+                   self._stream_id, leases.lease_path(self._output_dir))
+        return LEASE_LOST, self._clock()
+
+
+class HoldStreamLease(beam.PTransform):
+    """(StartStream's element, the windows' manifests) -> lease events (event, moment): the
+    lease renewed every heartbeat_interval_s(lease_expiry_s) of processing time, idle or not,
+    and after each commit; released (with the stream's started marker and temp folder) when
+    the watermark of the manifests reaches the end of time, i.e. after the last commit.
+    `clock`: seconds since the epoch on the runner's processing-time scale (tests inject the
+    TestStream's)."""
+
+    def __init__(self, output_dir: str, stream_id: str,
+                 lease_expiry_s: float = leases.DEFAULT_EXPIRY_S,
+                 clock: Callable[[], float] = time.time):
+        super().__init__()
+        self._fn = _HoldStreamLeaseFn(output_dir, stream_id, lease_expiry_s, clock)
+
+    def expand(self, started_and_manifests):
+        start, manifests = started_and_manifests
+        return (
+            (start, manifests | "Unwindowed" >> beam.WindowInto(GlobalWindows()))
+            | "Together" >> beam.Flatten()
+            | "OneKey" >> beam.Map(lambda what: (None, what))
+            | "RenewAndRelease" >> beam.ParDo(self._fn))

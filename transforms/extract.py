@@ -23,6 +23,7 @@ from newsbeam.transforms.bundles import in_window
 from newsbeam.transforms.errors import ERRORS, exception_summary
 from newsbeam.transforms.metadata import (person_authors, site_names, split_categories,
                                           strip_site_name)
+from newsbeam.transforms.sinks import moment_of
 from newsbeam.transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
                                       english_word_share, markdown_title, normalize_text, prose_sample,
                                       without_furniture, wire_sources, word_count)
@@ -308,9 +309,10 @@ class ExtractArticlesFn(beam.DoFn):
     reads, cleans and writes). So a page's outcome is emitted with the next page's, the last
     one at the end of the bundle."""
 
-    def __init__(self, run_id: str, ingested_at: dt.datetime, timeout_s: float, min_words: int):
+    def __init__(self, run_id: str, ingested_at: dt.datetime | None, timeout_s: float,
+                 min_words: int):
         self._run_id = run_id
-        self._ingested_at = ingested_at
+        self._ingested_at = ingested_at  # None (the stream): each document's event time
         self._timeout_s = timeout_s
         self._min_words = min_words
 
@@ -328,7 +330,7 @@ class ExtractArticlesFn(beam.DoFn):
     def process(self, document: Document, timestamp=beam.DoFn.TimestampParam,
                 window=beam.DoFn.WindowParam):
         if document.kind != "html":
-            yield self._outcome(document, lambda: self._text_article(document))
+            yield self._outcome(document, lambda: self._text_article(document, timestamp))
             return
         previous = self._collect_page()
         failed = None
@@ -357,9 +359,16 @@ class ExtractArticlesFn(beam.DoFn):
         document, self._page_in_child = self._page_in_child, None
         if document is None:
             return None
-        return in_window(self._page_outcome(document), *self._page_place)
+        return in_window(self._page_outcome(document, self._page_place[0]), *self._page_place)
 
-    def _page_outcome(self, document: Document):
+    def _ingested_at_of(self, timestamp) -> dt.datetime:
+        """The run's ingestion time; in a stream, the document's event time (when its feed was
+        polled, or its message published), decided as the job runs."""
+        if self._ingested_at is not None:
+            return self._ingested_at
+        return moment_of(timestamp)
+
+    def _page_outcome(self, document: Document, timestamp):
         try:
             page = self._collect_from_child()
         except TimeLimitExceeded as error:
@@ -369,7 +378,7 @@ class ExtractArticlesFn(beam.DoFn):
             return self._error(document, errors.EXTRACTION_FAILED, str(error))
         except Exception as error:  # trafilatura raised on this page (re-raised from the child)
             return self._error(document, errors.EXTRACTION_FAILED, exception_summary(error))
-        return self._outcome(document, lambda: self._page_article(document, page))
+        return self._outcome(document, lambda: self._page_article(document, page, timestamp))
 
     def _collect_from_child(self):
         """The child's result; the CPU time it spent counts to the stage (the wait for it is in
@@ -405,7 +414,7 @@ class ExtractArticlesFn(beam.DoFn):
         _LOG.error("extract: internal error on %s", document.source_uri, exc_info=error)
         return self._error(document, errors.INTERNAL_ERROR, exception_summary(error))
 
-    def _page_article(self, document: Document, page: dict | None) -> Article:
+    def _page_article(self, document: Document, page: dict | None, timestamp) -> Article:
         parser_limit = (page or {}).get("parser_limit")
         if page is None or not (page.get("text") or "").strip():
             if parser_limit:
@@ -417,7 +426,7 @@ class ExtractArticlesFn(beam.DoFn):
         metrics.count(FURNITURE_DROPPED, len(paragraphs) - len(without))
         paragraphs = drop_boilerplate(without)
         article = build_article(document, paragraphs, page["text"], page, self._run_id,
-                                self._ingested_at)
+                                self._ingested_at_of(timestamp))
         if parser_limit:
             if article.word_count < self._min_words:
                 raise UnparseableHtml(
@@ -428,18 +437,19 @@ class ExtractArticlesFn(beam.DoFn):
                          "what came before that point", document.source_uri, parser_limit)
         return article
 
-    def _text_article(self, document: Document) -> Article:
+    def _text_article(self, document: Document, timestamp) -> Article:
         raw = document.content if isinstance(document.content, str) \
             else decode_text(document.content)
         document, paragraphs, raw = plain_text_parts(document, raw)
         return build_article(document, [p for p in paragraphs if p], raw, {}, self._run_id,
-                             self._ingested_at)
+                             self._ingested_at_of(timestamp))
 
 
 class ExtractArticles(beam.PTransform):
     """Documents -> Articles (main output) and ErrorRows (ERRORS)."""
 
-    def __init__(self, run_id: str, ingested_at: dt.datetime, timeout_s: float, min_words: int):
+    def __init__(self, run_id: str, ingested_at: dt.datetime | None, timeout_s: float,
+                 min_words: int):
         super().__init__()
         self._fn = ExtractArticlesFn(run_id, ingested_at, timeout_s, min_words)
 

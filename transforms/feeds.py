@@ -53,6 +53,7 @@ from newsbeam.transforms import errors, metrics
 from newsbeam.transforms.errors import ERRORS, exception_summary
 from newsbeam.transforms.fetch import ROBOTS, FetchByHost, FetchPolicy, FetchRequest
 from newsbeam.transforms.polling import PollSchedule, is_due, validators_to_send
+from newsbeam.transforms.sinks import moment_of
 from newsbeam.transforms.text import word_count
 
 _LOG = logging.getLogger(__name__)
@@ -498,8 +499,9 @@ class ParseFeedFn(beam.DoFn):
     with a link or with enough text of its own; FEED_STATES for fetched feeds; ERRORS for feeds
     without entries, entries with neither, and feeds or entries that raised."""
 
-    def __init__(self, run_id: str, fetched_at: dt.datetime, min_words: int,
+    def __init__(self, run_id: str, fetched_at: dt.datetime | None, min_words: int,
                  child_levels_left: int = 0, max_sitemaps: int = MAX_SITEMAPS):
+        # fetched_at None (the stream): each feed's own poll time, its element's timestamp.
         self._run_id = run_id
         self._fetched_at = fetched_at
         self._min_words = min_words
@@ -515,7 +517,7 @@ class ParseFeedFn(beam.DoFn):
         return self._error(errors.INTERNAL_ERROR, exception_summary(error), source_uri, url)
 
     @metrics.timed(metrics.STAGE_FETCH)
-    def process(self, fetched):
+    def process(self, fetched, timestamp=beam.DoFn.TimestampParam):
         spec, body, url, validators = fetched
         try:
             parsed = parse_source(spec, body, url)
@@ -546,7 +548,8 @@ class ParseFeedFn(beam.DoFn):
         # full again (not "modified since?"), so that those entries are read again.
         if validators is not None and not raised:
             yield beam.pvalue.TaggedOutput(FEED_STATES, FeedIndexEntry(
-                feed_url=spec.location, run_id=self._run_id, fetched_at=self._fetched_at,
+                feed_url=spec.location, run_id=self._run_id,
+                fetched_at=self._fetched_at or moment_of(timestamp),
                 etag=validators[0], last_modified=validators[1],
                 entries=len(parsed.entries) + len(parsed.failed)))
         yield from outcomes

@@ -6,7 +6,9 @@
 An ingest run, a compaction and a repair each take the lease before they look at the dataset
 and keep it until they are done. The holder refreshes `heartbeat_at` from a background thread.
 A job on a runner elsewhere takes it on a worker, in its first step, and its commit (on any
-worker) releases it with `release_held` (transforms/dataset.py, StartRun).
+worker) releases it with `release_held` (transforms/dataset.py, StartRun). A stream's job, which
+outlives any one worker, keeps it alive with `renew_held` from a timer step instead of a thread
+(StartStream, HoldStreamLease).
 Another process may take the lease over only from a holder that is dead: on the same host, its
 pid is gone (or now names another process: the pid's start time differs); on any host, its
 heartbeat is older than its `expiry_s`.
@@ -319,12 +321,16 @@ class Lease:
         self.taken_over = current
         return None
 
-    def acquire(self, wait_s: float = 0.0) -> "Lease":
+    def acquire(self, wait_s: float = 0.0, heartbeat: bool = True) -> "Lease":
+        """Takes the lease (waiting up to `wait_s` for a live holder to let go); `heartbeat`:
+        refresh it from a thread of this process until `release` (else the caller renews it,
+        with renew_held, within its expiry)."""
         deadline = time.monotonic() + wait_s
         while True:
             holder = self.try_acquire()
             if holder is None:
-                self._start_heartbeat()
+                if heartbeat:
+                    self._start_heartbeat()
                 return self
             if time.monotonic() >= deadline:
                 raise LeaseHeld(self.path, holder)
@@ -343,7 +349,7 @@ class Lease:
             return True
 
     def _start_heartbeat(self) -> None:
-        interval = max(0.5, self._expiry_s * _HEARTBEAT_SHARE)
+        interval = heartbeat_interval_s(self._expiry_s)
 
         def beat():
             while not self._stop.wait(interval):
@@ -366,6 +372,32 @@ class Lease:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def heartbeat_interval_s(expiry_s: float) -> float:
+    """How often a holder refreshes a lease of `expiry_s`: often enough that a late refresh or
+    two still finds it alive."""
+    return max(0.5, expiry_s * _HEARTBEAT_SHARE)
+
+
+def renew_held(output_dir: str, holder: str, clock=None) -> bool:
+    """Refreshes heartbeat_at of the lease `holder` holds, from any process (a job's steps run
+    on whichever worker has them); False, and nothing written, when someone else holds it now
+    or no one does (it was taken over, or released)."""
+    store = store_for(output_dir)
+    path = lease_path(output_dir)
+    data, token = store.read(path)
+    try:
+        current = json.loads(data) if data else None
+    except ValueError:
+        current = None
+    if not current or current.get("holder") != holder:
+        return False
+    now = (clock or (lambda: dt.datetime.now(dt.timezone.utc)))()
+    renewed = {**current, "heartbeat_at": now.isoformat(), "host": socket.gethostname(),
+               "pid": os.getpid(), "pid_started": _process_start(os.getpid()),
+               "nonce": secrets.token_hex(8)}
+    return store.swap(path, json.dumps(renewed, indent=2).encode(), token) is not None
 
 
 def release_held(output_dir: str, holder: str) -> bool:

@@ -80,6 +80,12 @@ def date_value(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
+def moment_of(timestamp) -> dt.datetime:
+    """An element's Beam timestamp as a UTC datetime (in a stream, its event time: when its
+    feed was polled or its message published)."""
+    return dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc)
+
+
 def partition_path(keys: tuple[tuple[str, str], ...]) -> str:
     """'date=2022-02-16/topic=politics' from (('date', '2022-02-16'), ('topic', 'politics'));
     every value is sanitised."""

@@ -41,11 +41,13 @@ from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, NOT_MODIFI
                                        entry_document, entry_key, page_request)
 from newsbeam.transforms.fetch import (ROBOTS, FetchPolicy, FetchRequest, HostRegistry,
                                        HostSessions, HttpClient, fetch_group, host_key)
-from newsbeam.transforms.polling import conditional_headers
+from newsbeam.transforms.polling import PollSchedule, polled_state, validators_to_send
+from newsbeam.transforms.sinks import moment_of
 
 _LOG = logging.getLogger(__name__)
 
 SEEN_IN_STREAM = "seen_in_stream"   # articles whose id an earlier window of the stream had
+NOT_MODIFIED_STATES = "not_modified_states"  # the FeedIndexEntry each 304 leaves
 
 # Pub/Sub messages (Dataflow): a page URL, or an article as JSON (the fields of a JSONL input).
 INVALID_MESSAGE = "invalid_message"
@@ -72,10 +74,13 @@ def feed_polls(_tick, specs: list[FeedSpec]):
     return [(spec.location, spec) for spec in specs]
 
 
-def feed_request(spec: FeedSpec, state: FeedIndexEntry | None) -> FetchRequest:
-    """The conditional GET of a feed, with the validators of its last 200 OK."""
+def feed_request(spec: FeedSpec, state: FeedIndexEntry | None, now: dt.datetime,
+                 schedule: PollSchedule) -> FetchRequest:
+    """The conditional GET of a feed, with the validators of its last 200 OK; without them
+    when a defensive full fetch is due (--full_fetch_every, --full_fetch_after_h)."""
     return FetchRequest(url=spec.location, source_uri=spec.location, accept_html_only=False,
-                        headers=conditional_headers(state), payload=spec)
+                        headers=validators_to_send(state, now, schedule), payload=spec)
+
 
 
 def window_start(timestamp: float, window_s: float) -> float:
@@ -197,19 +202,23 @@ class PollTicksFn(beam.DoFn):
 
 class PollFeedFn(beam.DoFn):
     """(feed URL, FeedSpec) at each tick -> (spec, body, URL, validators) for ParseFeedFn, the
-    feed URL on NOT_MODIFIED (a 304), ERRORS. The validators of the feed's last 200 OK live in
-    keyed state, first taken from index/feeds (`indexed_states`, the side input)."""
+    feed URL on NOT_MODIFIED (a 304) with the state it leaves on NOT_MODIFIED_STATES, ERRORS.
+    The feed's state (the validators of its last 200 OK, the 304s since: a full fetch is due
+    after `schedule`'s full_every_polls or full_after_s) lives in keyed state, first taken from
+    index/feeds (`indexed_states`, the side input). Times are the poll's own (the tick's)."""
 
     VALIDATORS = ReadModifyWriteStateSpec("validators", PickleCoder())
 
-    def __init__(self, policy: FetchPolicy, run_id: str, fetched_at: dt.datetime):
-        self._policy, self._run_id, self._fetched_at = policy, run_id, fetched_at
+    def __init__(self, policy: FetchPolicy, run_id: str, schedule: PollSchedule):
+        self._policy, self._run_id, self._schedule = policy, run_id, schedule
 
-    def process(self, keyed, indexed_states,
+    def process(self, keyed, indexed_states, timestamp=beam.DoFn.TimestampParam,
                 validators=beam.DoFn.StateParam(VALIDATORS)):
         url, spec = keyed
+        polled_at = moment_of(timestamp)
         state = validators.read() or indexed_states.get(url)
-        for output in _fetch_one(self._policy, feed_request(spec, state), self._run_id):
+        request = feed_request(spec, state, polled_at, self._schedule)
+        for output in _fetch_one(self._policy, request, self._run_id):
             if isinstance(output, beam.pvalue.TaggedOutput):
                 if output.tag == ERRORS:
                     yield beam.pvalue.TaggedOutput(ERRORS, output.value[1])
@@ -217,12 +226,17 @@ class PollFeedFn(beam.DoFn):
             _, response = output
             if response.status == 304:
                 yield beam.pvalue.TaggedOutput(NOT_MODIFIED, url)
+                if state is not None:
+                    unchanged = polled_state(url, self._run_id, polled_at, self._schedule,
+                                             state, modified=False)
+                    validators.write(unchanged)
+                    yield beam.pvalue.TaggedOutput(NOT_MODIFIED_STATES, unchanged)
                 continue
             etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
             if etag or modified:
-                validators.write(FeedIndexEntry(feed_url=url, run_id=self._run_id,
-                                                fetched_at=self._fetched_at, etag=etag,
-                                                last_modified=modified))
+                validators.write(FeedIndexEntry(
+                    feed_url=url, run_id=self._run_id, fetched_at=polled_at, etag=etag,
+                    last_modified=modified, polls_since_full=0, full_fetched_at=polled_at))
             yield spec, response.body, response.url, (etag, modified)
 
 
@@ -363,26 +377,30 @@ class PollClock(beam.PTransform):
         self._stop_at, self._interval_s = stop_at, interval_s
         self._wait_s, self._stop_file = wait_s, stop_file
 
-    def expand(self, pbegin):
+    def expand(self, start):
+        """`start`: the pipeline (the clock starts off an Impulse of its own) or a PCollection
+        of one element (StartStream's: the clock starts once the job holds the lease)."""
         stop_at, interval_s = self._stop_at, self._interval_s
+        if isinstance(start, beam.pvalue.PBegin):
+            start = start | "Impulse" >> beam.Impulse()
         return (
-            pbegin
-            | "Impulse" >> beam.Impulse()
+            start
             | "FromNow" >> beam.Map(lambda _: [Timestamp.now(), stop_at, interval_s])
             | "Ticks" >> beam.ParDo(PollTicksFn(self._wait_s, self._stop_file)))
 
 
 class PollFeeds(beam.PTransform):
     """Ticks (PollClock, or a TestStream's) -> {"bodies": (spec, body, URL, validators),
-    NOT_MODIFIED: feed URLs, ERRORS: ErrorRows}: every feed polled at each tick, with a
-    conditional GET. `indexed_states`: (feed URL, FeedIndexEntry) of index/feeds."""
+    NOT_MODIFIED: feed URLs, NOT_MODIFIED_STATES: their FeedIndexEntries, ERRORS: ErrorRows}:
+    every feed polled at each tick, with a conditional GET (or in full, when `schedule` says a
+    full fetch is due). `indexed_states`: (feed URL, FeedIndexEntry) of index/feeds."""
 
     def __init__(self, specs: list[FeedSpec], policy: FetchPolicy, run_id: str,
-                 fetched_at: dt.datetime, indexed_states):
+                 indexed_states, schedule: PollSchedule = PollSchedule()):
         super().__init__()
         firsts = {spec.location: spec for spec in reversed(specs) if spec.is_url}
         self._specs = sorted(firsts.values(), key=lambda s: s.location)
-        self._policy, self._run_id, self._fetched_at = policy, run_id, fetched_at
+        self._policy, self._run_id, self._schedule = policy, run_id, schedule
         self._indexed_states = indexed_states
 
     def expand(self, ticks):
@@ -390,9 +408,9 @@ class PollFeeds(beam.PTransform):
             ticks
             | "EveryFeed" >> beam.FlatMap(feed_polls, self._specs)
             | "Poll" >> beam.ParDo(
-                PollFeedFn(self._policy, self._run_id, self._fetched_at),
+                PollFeedFn(self._policy, self._run_id, self._schedule),
                 beam.pvalue.AsDict(self._indexed_states)).with_outputs(
-                ERRORS, NOT_MODIFIED, main="bodies"))
+                ERRORS, NOT_MODIFIED, NOT_MODIFIED_STATES, main="bodies"))
 
 
 class KeepNewEntries(beam.PTransform):

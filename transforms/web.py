@@ -86,7 +86,7 @@ def url_request(line: str) -> FetchRequest | None:
                         payload=Document(source_uri=url, kind="html", content=b"", url=url))
 
 
-def states_of_complete_feeds(keyed, previous: dict, now: dt.datetime, schedule: PollSchedule):
+def states_of_complete_feeds(keyed, previous: dict, schedule: PollSchedule):
     """(feed, {"state": [FeedIndexEntry], "requested": [...], "finished": [...], "documents":
     [...]}) -> the state with its poll schedule, when every page requested from the feed's
     entries finished (fetched, or failed for good). Otherwise the validators are not stored, so
@@ -98,8 +98,9 @@ def states_of_complete_feeds(keyed, previous: dict, now: dt.datetime, schedule: 
         return
     new_entries = requested + len(list(grouped["documents"]))
     for state in grouped["state"]:
-        yield polled_state(feed, state.run_id, now, schedule, previous.get(feed), modified=True,
-                           etag=state.etag, last_modified=state.last_modified,
+        # At the poll's own time: the run's start in a batch, each poll's in a stream.
+        yield polled_state(feed, state.run_id, state.fetched_at, schedule, previous.get(feed),
+                           modified=True, etag=state.etag, last_modified=state.last_modified,
                            entries=state.entries or 0, new_entries=new_entries)
 
 
@@ -114,7 +115,7 @@ def not_modified_state(feed: str, previous: dict, run_id: str, now: dt.datetime,
 
 
 def feed_progress(requests, feed_states, entry_documents, finished, run_id: str,
-                  now: dt.datetime, schedule: PollSchedule = PollSchedule(), previous=None):
+                  schedule: PollSchedule = PollSchedule(), previous=None):
     """What the index keeps of a read of feeds: (EntryIndexEntries of the entries done: their
     page fetched or failed for good, or taken as they are; the FeedIndexEntries, with their poll
     schedule, of the feeds all of whose requested pages finished). `previous`: (feed, latest
@@ -136,7 +137,7 @@ def feed_progress(requests, feed_states, entry_documents, finished, run_id: str,
         | "CompleteFeeds" >> beam.FlatMap(
             states_of_complete_feeds,
             previous={} if previous is None else beam.pvalue.AsDict(previous),
-            now=now, schedule=schedule))
+            schedule=schedule))
     return entry_index, complete
 
 
@@ -185,7 +186,7 @@ class ReadWebSources(beam.PTransform):
                  | "ArchiveWarc" >> ArchiveResponses(self._archive))
         entry_index, feed_states = feed_progress(
             feeds["requests"], feeds[FEED_STATES], feeds[ENTRY_DOCUMENTS], pages[FINISHED],
-            self._run_id, self._fetched_at, self._schedule, previous=self._feed_states)
+            self._run_id, self._schedule, previous=self._feed_states)
         unmodified_states = feeds[NOT_MODIFIED] | "NotModifiedStates" >> beam.FlatMap(
             not_modified_state, previous=beam.pvalue.AsDict(self._feed_states),
             run_id=self._run_id, now=self._fetched_at, schedule=self._schedule)
