@@ -140,15 +140,16 @@ def _add_run(commands) -> argparse.ArgumentParser:
 STREAM_EPILOG = """\
 Every feed and sitemap (--sitemap, --sitemaps_from_robots: an index's sitemaps in turn) is
 polled each --poll_interval_s with a conditional GET; new entries' pages are fetched one at a
-time per host (--archive_warc keeps what was fetched as WARC files). Each --input (a folder, a glob, local or gs://...) is watched:
-listed at every poll, and a new or changed file is read once two polls in a row see the same
-size and modification time (a file still being written is not read half; a producer that
-pauses longer than a poll must write a dot-file and rename it into place). What came in is
-committed per fixed --window_s window, in the same layout as `newsbeam run` (one
-_runs/<stream id>-w<window end>.json per window), so a later run or stream dedups against it. --duration or Ctrl-C stops it, committing what it has; a kill
-leaves nothing half-written (the next run completes or clears it). Runners: {runner} (local)
-polls live but commits every window when it stops; runners elsewhere (Dataflow) are refused for
-now, and with them --pubsub_subscription.
+time per host (--archive_warc keeps what was fetched as WARC files). Each --input (a folder, a
+glob, local or gs://...) is watched: listed at every poll, and a new or changed file is read
+once two polls in a row see the same size and modification time (a file still being written is
+not read half; a producer that pauses longer than a poll must write a dot-file and rename it
+into place). What came in is committed per fixed --window_s window, in the same layout as
+`newsbeam run` (one _runs/<stream id>-w<window end>.json per window), so a later run or stream
+dedups against it. --duration or Ctrl-C stops it, committing what it has; a kill leaves nothing
+half-written (the next run completes or clears it). Runners: {runner} (local) polls live but
+commits every window when it stops; runners elsewhere (Dataflow) are refused for now, and with
+them --pubsub_subscription.
 Example:
   newsbeam stream --feed https://example.com/rss.xml --output out --duration 3600 \\
       --poll_interval_s 300 --window_s 300

@@ -6,6 +6,7 @@ fetched as WARC captures (read back with warcio)."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import pyarrow.dataset as pads
 from warcio.archiveiterator import ArchiveIterator
 
+from newsbeam.transforms.feeds import (FEED, ROBOTS_TXT, SITEMAP, FeedSpec, fetch_levels,
+                                       lists_sitemaps)
 from tests.newssite import running_site
 
 NEWSBEAM = str(Path(sys.executable).with_name("newsbeam"))
@@ -59,3 +62,17 @@ def test_a_stream_polls_a_sitemap_index_and_the_sitemaps_it_lists(tmp_path):
         assert all(fetched.count(f"{site.base}/live/{slug}.html") == 1 for slug in slugs)
         assert fetched.count(f"{site.base}/live-sitemaps/index.xml") == len(index)
         assert not list((tmp_path / "warc").glob(".*"))  # no temporary file left
+
+
+def test_what_a_stream_asks_in_full_at_every_poll():
+    index = b'<?xml version="1.0"?><sitemapindex xmlns="x"><sitemap><loc>u</loc></sitemap>' \
+            b'</sitemapindex>'
+    urlset = b'<?xml version="1.0"?><urlset xmlns="x"><url><loc>u</loc></url></urlset>'
+    assert lists_sitemaps(FeedSpec("https://a.test/s.xml", kind=SITEMAP), index)
+    assert lists_sitemaps(FeedSpec("https://a.test/s.xml.gz", kind=SITEMAP), gzip.compress(index))
+    assert lists_sitemaps(FeedSpec("https://a.test/robots.txt", kind=ROBOTS_TXT), b"")
+    assert not lists_sitemaps(FeedSpec("https://a.test/s.xml", kind=SITEMAP), urlset)
+    assert not lists_sitemaps(FeedSpec("https://a.test/rss.xml"), b"<rss></rss>")
+    assert fetch_levels({FEED}, 2) == 1
+    assert fetch_levels({FEED, SITEMAP}, 2) == 3
+    assert fetch_levels({ROBOTS_TXT}, 2) == 4
