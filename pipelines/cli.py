@@ -138,18 +138,24 @@ def _add_run(commands) -> argparse.ArgumentParser:
 
 
 STREAM_EPILOG = """\
-Every feed is polled each --poll_interval_s with a conditional GET; new entries' pages are
-fetched one at a time per host; what came in is committed per fixed --window_s window, in the
-same layout as `newsbeam run` (one _runs/<stream id>-w<window end>.json per window), so a later
-run or stream dedups against it. --duration or Ctrl-C stops it, committing what it has; a kill
-leaves nothing half-written (the next run completes or clears it). Runners: {runner} (local)
-polls live but commits every window when it stops; on DataflowRunner the job takes the
-dataset's writer lease itself, commits each window as it closes, also reads
---pubsub_subscription, and runs until drained (a drain commits the windows in flight and
-releases the lease); --dry_run=true builds and translates it without submitting.
+Every feed and sitemap (--sitemap, --sitemaps_from_robots: an index's sitemaps in turn) is
+polled each --poll_interval_s with a conditional GET; new entries' pages are fetched one at a
+time per host (--archive_warc keeps what was fetched as WARC files). Each --input (a folder, a
+glob, local or gs://...) is watched: listed at every poll, and a new or changed file is read
+once two polls in a row see the same size and modification time (a file still being written is
+not read half; a producer that pauses longer than a poll must write a dot-file and rename it
+into place). What came in is committed per fixed --window_s window, in the same layout as
+`newsbeam run` (one _runs/<stream id>-w<window end>.json per window), so a later run or stream
+dedups against it. --duration or Ctrl-C stops it, committing what it has; a kill leaves nothing
+half-written (the next run completes or clears it). Runners: {runner} (local) polls live but
+commits every window when it stops; on DataflowRunner the job takes the dataset's writer lease
+itself, commits each window as it closes, also reads --pubsub_subscription, and runs until
+drained (a drain commits the windows in flight and releases the lease); --dry_run=true builds
+and translates it without submitting.
 Example:
   newsbeam stream --feed https://example.com/rss.xml --output out --duration 3600 \\
       --poll_interval_s 300 --window_s 300
+  newsbeam stream --input incoming/ --output out --poll_interval_s 10 --window_s 60
 
 """ + EXIT_STATUS_HELP
 
@@ -158,9 +164,10 @@ def _add_stream(commands) -> argparse.ArgumentParser:
     from newsbeam.pipelines.options import DEFAULT_RUNNER, NewsOptions
     from newsbeam.pipelines.stream import add_stream_flags
     stream = commands.add_parser(
-        "stream", help="poll feeds and commit what they bring per window",
-        description="Run the streaming pipeline: poll the feeds for as long as it runs and add "
-        "their new articles to the dataset in --output, a window at a time.",
+        "stream", help="poll feeds and watch folders; commit what they bring per window",
+        description="Run the streaming pipeline: poll the feeds and watch the --input folders "
+        "for as long as it runs and add their new articles to the dataset in --output, a window "
+        "at a time.",
         epilog=STREAM_EPILOG.format(runner=DEFAULT_RUNNER),
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     NewsOptions._add_argparse_args(stream)
@@ -631,7 +638,9 @@ def _stream(args: argparse.Namespace, rest: list[str], words: list[str]) -> int:
     except InvalidOptions as refused:
         return _refuse("stream", [shown(problem) for problem in refused.problems])
     if not args.quiet:
-        print(shown(f"newsbeam: streaming {', '.join((options.feed or []) + (options.feeds or []))}"
+        sources = [*(options.feed or []), *(options.feeds or []), *(options.sitemap or []),
+                   *(options.sitemaps_from_robots or []), *(options.input or [])]
+        print(shown(f"newsbeam: streaming {', '.join(sources)}"
                     f" -> {options.output}"), file=sys.stderr)
     try:
         summary = stream.run_stream(options, settings)

@@ -181,7 +181,8 @@ class NewsOptions(PipelineOptions):
                  "skipped) or a glob, local or on cloud storage (gs://...). By extension: "
                  ".txt/.md plain text, .html/.htm pages, .jsonl one article per line; any of "
                  "them optionally .gz; .warc/.warc.gz web archives. Default: the bundled "
-                 "seeds/ (none when --feed, --feeds or --urls is given).")
+                 "seeds/ (none when --feed, --feeds or --urls is given). `newsbeam stream` "
+                 "watches it: files that appear or change are read once settled.")
         group.add_argument(
             "--output", default=DEFAULT_OUTPUT, metavar="DIR",
             help="The dataset folder, local or gs://...; later runs add to it. "

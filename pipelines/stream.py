@@ -1,7 +1,10 @@
-"""The streaming graph: feeds polled for as long as it runs, committed to the dataset per window.
+"""The streaming graph: feeds polled and folders watched for as long as it runs, committed to the
+dataset per window.
 
     poll clock (PollClock) ─► a keyed poll per feed ─► parse ─► entries not seen before
-      ─► pages, per host in turn ─► extract ─► ids an earlier window had? (state)    [global]
+      ─► pages, per host in turn ─┐
+    poll clock ─► list the watched --input ─► settled files not read before ─► read ─┤
+      ─► extract ─► ids an earlier window had? (state)                              [global]
     ─► fixed windows of --window_s ─► the batch stages (pipelines/graph.py), each window
       meeting the index as it is when the window fires ─► one commit per window       [windowed]
 
@@ -47,21 +50,27 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from newsbeam.pipelines import graph
-from newsbeam.pipelines.ingest import (check_options, new_run, read_feed_states,
-                                       submit_elsewhere)
+from newsbeam.pipelines.ingest import (archive_target, check_options, new_run,
+                                       read_feed_states, submit_elsewhere)
 from newsbeam.pipelines.options import (InvalidOptions, NewsOptions, is_dataflow, new_run_id,
                                         runs_locally)
 from newsbeam.transforms import dataset
-from newsbeam.transforms.dataset import (INDEX_ENTRIES, INDEX_FEEDS, CommitWindows,
-                                         HoldStreamLease, ReadIndexIds, StartStream)
+from newsbeam.transforms.dataset import (INDEX_ENTRIES, INDEX_FEEDS, INDEX_INPUTS, CommitWindows,
+                                         HoldStreamLease, ReadIndex, ReadIndexIds, StartStream)
 from newsbeam.transforms.dedup import ALREADY_INGESTED, DUPLICATES
 from newsbeam.transforms.errors import ERRORS, STAGE_PUBSUB, error_output
-from newsbeam.transforms.feeds import (ENTRIES, ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED,
-                                       FEED_STATES, NOT_MODIFIED, ParseFeedFn)
+from newsbeam.transforms.archive import ArchiveResponses
+from newsbeam.transforms.feeds import (ENTRIES, ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES,
+                                       NOT_MODIFIED, RESPONSES)
 from newsbeam.transforms.fetch import FINISHED, FetchPages, FetchRequest
+from newsbeam.transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, RecordInputs,
+                                             input_outcomes)
+from newsbeam.transforms.sinks import RUNS_FOLDER, partition_value
 from newsbeam.transforms.streaming import (INVALID_MESSAGE, NOT_MODIFIED_STATES, SEEN_IN_STREAM,
                                            DropSeenInStream, FetchPolitely, KeepNewEntries,
-                                           PollClock, PollFeeds, pubsub_item)
+                                           PollAndParseFeeds, PollClock, pubsub_item)
+from newsbeam.transforms.warc import SKIPPED
+from newsbeam.transforms.watch import WatchFiles, watch_problems
 from newsbeam.transforms.web import feed_progress, feed_specs
 
 _LOG = logging.getLogger(__name__)
@@ -125,34 +134,32 @@ def stream_problems(options: NewsOptions, settings: StreamSettings) -> list[str]
                                                                      options.run_id):
         problems.append(f"--run_id {options.run_id}: a stream of that id already committed "
                         f"windows to {options.output}; give a new id (or none)")
-    if options.input:
-        problems.append("--input: a stream polls feeds; files are ingested by `newsbeam run`")
+    problems += watch_problems(options.input or [])
     if options.urls:
         problems.append("--urls: a stream polls feeds; URL lists are read by `newsbeam run` "
                         "(or send the URLs on --pubsub_subscription)")
-    # Sitemaps, poll schedules and captures are `newsbeam run`'s (and `run --every`'s) for now.
-    for flag, value in (("--sitemap", options.sitemap),
-                        ("--sitemaps_from_robots", options.sitemaps_from_robots),
-                        ("--archive_warc", options.archive_warc)):
-        if value:
-            problems.append(f"{flag}: not read by a stream yet; use `newsbeam run --every`")
+    # Poll schedules are `newsbeam run`'s (and `run --every`'s) for now.
     if options.poll_schedule == "adaptive":
         problems.append("--poll_schedule adaptive: a stream polls every --poll_interval_s; "
                         "adaptive schedules are `newsbeam run --every`'s")
     try:
-        specs = feed_specs(options.feed or [], options.feeds or [])
+        specs = stream_feed_specs(options)
     except (OSError, ValueError) as error:
         return problems + [str(error)]
-    problems += [f"--feeds: {spec.location} is a {spec.kind}: not read by a stream yet; use "
-                 "`newsbeam run --every`" for spec in specs if spec.kind != FEED]
     local = [spec.location for spec in specs if not spec.is_url]
     if local:
-        problems.append(f"--feed {local[0]}: a stream polls feed URLs; a feed file is read by "
-                        "`newsbeam run`")
-    if not specs and not settings.pubsub_subscription:
-        problems.append("nothing to stream: give --feed URL or --feeds FILE (or, on Dataflow, "
-                        "--pubsub_subscription)")
+        problems.append(f"--feed {local[0]}: a stream polls feed URLs (and sitemap URLs); a "
+                        "feed or sitemap file is read by `newsbeam run`")
+    if not specs and not options.input and not settings.pubsub_subscription:
+        problems.append("nothing to stream: give --feed URL, --feeds FILE or --input DIR|GLOB "
+                        "to watch (or, on Dataflow, --pubsub_subscription)")
     return problems
+
+
+def stream_feed_specs(options: NewsOptions) -> list:
+    """What the stream polls: --feed, --sitemap, --sitemaps_from_robots and --feeds files."""
+    return feed_specs(options.feed or [], options.feeds or [], options.sitemap or [],
+                      options.sitemaps_from_robots or [])
 
 
 # --- The graph -----------------------------------------------------------------------------------
@@ -227,12 +234,14 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
 
     # Sources, in the global window: their state outlives any one window. Each poll, entry and
     # article carries its own time (the tick's), not the stream's start.
-    polled = ticks | "PollFeeds" >> PollFeeds(
-        feed_specs(options.feed or [], options.feeds or []), policy, run_id,
-        read_feed_states(start, output), options.poll_schedule_of())
-    parsed = polled.bodies | "ParseFeeds" >> beam.ParDo(ParseFeedFn(
-        run_id, None, options.min_words)).with_outputs(ERRORS, FEED_STATES, main=ENTRIES)
-    entries = parsed[ENTRIES] | "KeepNewEntries" >> KeepNewEntries(
+    files = ticks | "WatchFiles" >> WatchFiles(
+        options.input or [], start | "InputIndex" >> ReadIndex(output, INDEX_INPUTS), run_id,
+        options.max_document_bytes, started_at)
+    feeds = ticks | "PollFeeds" >> PollAndParseFeeds(
+        stream_feed_specs(options), policy, run_id, read_feed_states(start, output),
+        options.poll_schedule_of(), min_words=options.min_words,
+        sitemap_depth=options.sitemap_depth, max_sitemaps=options.max_sitemaps)
+    entries = feeds[ENTRIES] | "KeepNewEntries" >> KeepNewEntries(
         start | "EntryKeyIndex" >> ReadIndexIds(output, INDEX_ENTRIES, "entry_key"),
         settings.state_ttl_s)
     requests, sent_whole, source_errors = [entries.requests], [entries[ENTRY_DOCUMENTS]], []
@@ -245,49 +254,63 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
     page_requests = requests | "AllPageRequests" >> beam.Flatten()
     pages = page_requests | "FetchPages" >> FetchPages(
         policy, run_id, fetch=FetchPolitely(policy, run_id, clock))
+    archive = archive_target(options, stream)
+    if archive is not None:
+        _ = ((feeds[RESPONSES], pages["responses"]) | "FetchedResponses" >> beam.Flatten()
+             | "ArchiveWarc" >> ArchiveResponses(archive))
     whole = sent_whole | "AllSentWhole" >> beam.Flatten()
-    documents = (pages["documents"], whole) | "WebDocuments" >> beam.Flatten()
+    documents = (pages["documents"], whole, files["documents"]) | "AllDocuments" >> beam.Flatten()
     extracted = graph.extract(documents, options, run_id, None)
     fresh = extracted.articles | "DropSeenInStream" >> DropSeenInStream(
         settings.window_s, settings.state_ttl_s)
 
     # Windowed from here on: every stream of outcomes by the same fixed windows.
     windowed = lambda pcoll, label: pcoll | f"Window{label}" >> fixed_windows(settings)
-    web_errors = windowed((polled[ERRORS], parsed[ERRORS], pages[ERRORS], *source_errors)
+    web_errors = windowed((feeds[ERRORS], pages[ERRORS], *source_errors)
                           | "WebErrors" >> beam.Flatten(), "WebErrors")
     documents_w = windowed(documents, "Documents")
     extract_errors = windowed(extracted[ERRORS], "ExtractErrors")
+    read_errors = windowed(files[ERRORS], "ReadErrors")
+    unchanged_files = windowed(files[UNCHANGED], "UnchangedFiles")
+    extracted_w = windowed(extracted.articles, "Extracted")
     articles = windowed(fresh.articles, "Articles")
     seen_in_stream = windowed(fresh[SEEN_IN_STREAM], "SeenInStream")
     entry_index, read_states = feed_progress(
-        windowed(page_requests, "PageRequests"), windowed(parsed[FEED_STATES], "FeedStates"),
+        windowed(page_requests, "PageRequests"), windowed(feeds[FEED_STATES], "FeedStates"),
         # Feed entries taken whole are done entries; Pub/Sub's articles belong to no feed.
         windowed(entries[ENTRY_DOCUMENTS], "EntriesWhole"), windowed(pages[FINISHED], "Finished"),
         run_id, options.poll_schedule_of())
     # A 304's state too: it counts towards the next defensive full fetch, in later runs too.
-    feed_states = (read_states, windowed(polled[NOT_MODIFIED_STATES], "NotModifiedStates")) \
+    feed_states = (read_states, windowed(feeds[NOT_MODIFIED_STATES], "NotModifiedStates")) \
         | "PollStates" >> beam.Flatten()
-    not_modified = windowed(polled[NOT_MODIFIED], "NotModified")
+    not_modified = windowed(feeds[NOT_MODIFIED], "NotModified")
     entries_seen = windowed(entries[ENTRIES_SEEN], "EntriesSeen")
 
     # One tick per window pane that has anything: the index is read again for each.
     ticks_w = (
-        (documents_w, web_errors, not_modified, entries_seen)
+        (documents_w, web_errors, read_errors, unchanged_files, not_modified, entries_seen)
         | "AnythingInWindow" >> beam.Flatten()
         | "Nothing" >> beam.Map(lambda _: None)
         | "OnePerPane" >> beam.combiners.Count.Globally().without_defaults())
     index = graph.IndexReads(ticks_w, output)
     stages = graph.resolve_and_enrich(articles, options, run_id, started_at, index)
-    errors = (web_errors, extract_errors) | "AllErrors" >> beam.Flatten()
+    errors = (web_errors, read_errors, extract_errors) | "AllErrors" >> beam.Flatten()
     new_errors = graph.drop_recorded_errors(errors, index)
+    # Watched files all of whose documents ended in this window: not read again.
+    input_entries = windowed(files[INPUT_FACTS], "InputFacts") | "RecordInputs" >> RecordInputs(
+        input_outcomes(extracted_w, errors), windowed(files[REFRESHED], "Refreshed"), run_id,
+        started_at)
     temp_files = graph.write_all(pipeline, options, run_id, stages, new_errors, {
-        INDEX_FEEDS: feed_states, INDEX_ENTRIES: entry_index})
+        INDEX_FEEDS: feed_states, INDEX_ENTRIES: entry_index, INDEX_INPUTS: input_entries})
     counts = {
         "documents": documents_w,
+        "read_errors": read_errors,
+        "inputs_unchanged": unchanged_files,
+        "warc_records_skipped": windowed(files[SKIPPED], "WarcSkipped"),
         "fetch_errors": web_errors,
         "feeds_not_modified": not_modified,
         "entries_seen_before": entries_seen,
-        "extracted": windowed(extracted.articles, "Extracted"),
+        "extracted": extracted_w,
         "articles": stages["articles"],
         "duplicates": stages[DUPLICATES],
         "already_ingested": (stages[ALREADY_INGESTED], seen_in_stream)
@@ -373,8 +396,8 @@ def run_stream(options: NewsOptions, settings: StreamSettings) -> dict:
     with dataset.writing(options.output, stream_id, "stream", options.wait_for_lease_s,
                          options.lease_expiry_s), stop_on_ctrl_c(stream_id) as stop_file:
         stream = _new_stream(options, settings, stream_id)
-        _LOG.info("stream %s: %d feeds -> %s", stream_id,
-                  len(feed_specs(options.feed or [], options.feeds or [])), options.output)
+        _LOG.info("stream %s: %d feeds and sitemaps, %d watched inputs -> %s", stream_id,
+                  len(stream_feed_specs(options)), len(options.input or []), options.output)
         pipeline = beam.Pipeline(options=options)
         build(pipeline, options, stream, settings, stop_file=stop_file)
         try:
@@ -398,8 +421,8 @@ def _stream_elsewhere(options: NewsOptions, settings: StreamSettings, stream_id:
     itself, so this launcher touches neither the dataset nor its lease; it returns once the
     job is submitted (it runs until drained, or until --duration has passed), or, for a
     --dry_run, once the job is built and translated."""
-    _LOG.info("stream %s: %d feeds%s -> %s on %s", stream_id,
-              len(feed_specs(options.feed or [], options.feeds or [])),
+    _LOG.info("stream %s: %d feeds and sitemaps, %d watched inputs%s -> %s on %s", stream_id,
+              len(stream_feed_specs(options)), len(options.input or []),
               f" and {settings.pubsub_subscription}" if settings.pubsub_subscription else "",
               options.output, options.view_as(StandardOptions).runner)
     return submit_elsewhere(

@@ -119,6 +119,7 @@ class NewsSite:
         same letters share theirs); when it was published is kept in `published_at`."""
         entry = {"title": title or f"Story {slug}", "link": f"{self.base}/live/{slug}.html",
                  "guid": f"tag:{slug}", "date": email.utils.formatdate(usegmt=True),
+                 "iso_date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "category": "Sport", "added_at": time.time()}
         with self._lock:
             self.feeds.setdefault(feed, []).insert(0, entry)
@@ -251,6 +252,25 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, rss_feed(entries).encode(), "application/rss+xml",
                            {"ETag": etag})
+        elif path.startswith("/live-sitemaps/") and path.endswith(".xml"):
+            # The published feeds as Google News sitemaps, and an index of them; each with an
+            # ETag (a poll that sends it back gets 304), the index's changing only with the set
+            # of feeds.
+            name = path[len("/live-sitemaps/"):-len(".xml")]
+            with site._lock:
+                names, version = sorted(site.feeds), site.feed_versions.get(name)
+                entries = list(site.feeds.get(name, []))
+            if name == "index":
+                etag, body = f'"index-{len(names)}"', sitemap_index(
+                    [f"{site.base}/live-sitemaps/{n}.xml" for n in names])
+            else:
+                etag, body = f'"sitemap-{name}-v{version}"', news_sitemap(entries)
+            if name != "index" and version is None:
+                self._send(404, b"no such sitemap")
+            elif self.headers.get("If-None-Match") == etag:
+                self._send(304, headers={"ETag": etag})
+            else:
+                self._send(200, body.encode(), "application/xml", {"ETag": etag})
         elif path == "/feed.json":
             items = [{"id": e["guid"], "url": e["link"], "title": e["title"],
                       "date_published": "2022-02-16T10:00:00Z", "tags": ["Business"]}

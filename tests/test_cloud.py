@@ -209,7 +209,8 @@ def test_a_stream_job_polls_and_reads_the_index_only_after_it_holds_the_lease():
                    if t.unique_name.endswith("/ListFiles") and not t.unique_name.startswith(
                        ("ArticleIndex", "DuplicateIndex", "SignatureIndex", "StoryIndex",
                         "ErrorIndex", "ParagraphIndex"))]
-    assert {t.unique_name.split("/")[0] for t in first_reads} == {"FeedIndex", "EntryKeyIndex"}
+    assert {t.unique_name.split("/")[0] for t in first_reads} == {
+        "FeedIndex", "EntryKeyIndex", "InputIndex"}
     for step in [*first_reads, by_name["PollClock/FromNow"]]:
         assert set(step.inputs.values()) <= start_outputs, step.unique_name
     impulses = [t.unique_name for t in transforms.values()

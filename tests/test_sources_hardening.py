@@ -276,8 +276,8 @@ def test_an_existing_name_with_brackets_is_taken_literally(tmp_path):
 
 def test_glob_helpers():
     assert sources.escape_wildcards("gs://b/x[1]*?.txt") == "gs://b/x[[]1][*][?].txt"
-    assert sources._folder_of("/a/b[[]1]/c*/d") == "/a/b[1]"
-    assert sources._folder_of("/a/b*/c") == "/a"
+    assert sources.folder_of("/a/b[[]1]/c*/d") == "/a/b[1]"
+    assert sources.folder_of("/a/b*/c") == "/a"
 
 
 def test_expand_input_takes_an_existing_folder_with_brackets_as_a_folder(tmp_path):

@@ -272,12 +272,15 @@ def test_pubsub_messages_are_urls_or_article_json():
 @pytest.mark.parametrize("words, problem", [
     (["--pubsub_subscription", "projects/p/subscriptions/s"], "only DataflowRunner"),
     (["--window_s", "0"], "--window_s 0: give a positive number"),
-    (["--input", "seeds"], "--input: a stream polls feeds"),
+    (["--urls", "{tmp}/urls.txt"], "--urls: a stream polls feeds"),
+    (["--poll_schedule", "adaptive"], "--poll_schedule adaptive: a stream polls every"),
     (["--window", "5"], "--window: no such flag"),
 ])
 def test_stream_refuses_what_it_cannot_honour(tmp_path, capsys, words, problem):
+    (tmp_path / "urls.txt").write_text("http://127.0.0.1:9/page.html\n")
     status = cli.main(["stream", "--feed", "http://127.0.0.1:9/feed.xml",
-                       "--output", str(tmp_path / "out"), *words])
+                       "--output", str(tmp_path / "out"),
+                       *(word.format(tmp=tmp_path) for word in words)])
     assert status == cli.EXIT_REFUSED
     assert problem in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

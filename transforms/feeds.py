@@ -84,6 +84,7 @@ MAX_SITEMAPS = 50          # --max_sitemaps: sitemaps followed per index or robo
 MAX_SITEMAP_BYTES = 50 * 2**20
 _GZIP_MAGIC = b"\x1f\x8b"
 _SITEMAP_ROOTS = re.compile(rb"<(?:[\w-]+:)?(?:urlset|sitemapindex)[\s>]")
+_SITEMAP_INDEX_ROOT = re.compile(rb"<(?:[\w-]+:)?sitemapindex[\s>]")
 
 
 _MAX_FEED_LIST_BYTES = 10 * 2**20
@@ -386,6 +387,25 @@ def gunzipped(body: bytes, max_bytes: int = MAX_SITEMAP_BYTES) -> bytes:
 def looks_like_sitemap(body: bytes) -> bool:
     """An XML sitemap or sitemap index (its root element within the first 4 KiB)."""
     return bool(_SITEMAP_ROOTS.search(body[:4096]))
+
+
+def lists_sitemaps(spec: FeedSpec, body: bytes) -> bool:
+    """Whether a fetched document is a robots.txt or a sitemap index: what it lists is what is
+    asked "modified since?", so it is read in full every time (it stores no validators)."""
+    if spec.kind == ROBOTS_TXT:
+        return True
+    try:
+        head = gunzipped(body)[:4096]
+    except ValueError:
+        return False
+    return bool(_SITEMAP_INDEX_ROOT.search(head))
+
+
+def fetch_levels(kinds: set, sitemap_depth: int) -> int:
+    """Levels of fetching for specs of these kinds: the given documents, then the sitemaps they
+    list, and so on (`sitemap_depth` levels below a sitemap, one more below a robots.txt)."""
+    return 1 + (sitemap_depth if kinds & {SITEMAP, ROBOTS_TXT} else 0) + \
+        (1 if ROBOTS_TXT in kinds else 0)
 
 
 def _iso_utc(value: dt.datetime | None) -> str | None:
@@ -693,10 +713,7 @@ class ReadFeeds(beam.PTransform):
         self._min_words = min_words
         self._schedule = schedule
         self._max_sitemaps = max_sitemaps
-        # Levels of fetching: the given documents, then the sitemaps they list, and so on.
-        kinds = {spec.kind for spec in self._specs}
-        self._levels = 1 + (sitemap_depth if kinds & {SITEMAP, ROBOTS_TXT} else 0) + \
-            (1 if ROBOTS_TXT in kinds else 0)
+        self._levels = fetch_levels({spec.kind for spec in self._specs}, sitemap_depth)
 
     def _due(self, specs, label: str):
         return specs | label >> beam.FlatMap(

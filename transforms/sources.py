@@ -23,6 +23,7 @@ import datetime as dt
 import errno
 import gzip
 import json
+import logging
 import os
 import posixpath
 import re
@@ -44,6 +45,8 @@ from newsbeam.transforms.warc import SKIPPED, is_warc, read_warc
 TEXT_EXTENSIONS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
 HTML_EXTENSIONS = {".html": "html", ".htm": "html", ".xhtml": "html"}
 JSONL_EXTENSIONS = {".jsonl", ".ndjson"}
+
+_LOG = logging.getLogger(__name__)
 
 # How much of a file is sniffed for NUL bytes and control characters.
 _SNIFF_BYTES = 8192
@@ -245,7 +248,7 @@ def _literal_prefix(pattern: str) -> str:
     return "".join(prefix)
 
 
-def _folder_of(pattern: str) -> str:
+def folder_of(pattern: str) -> str:
     """The folder a glob reads below: its literal part, up to the last '/'."""
     return _literal_prefix(pattern).rsplit("/", 1)[0]
 
@@ -333,6 +336,7 @@ def _match(pattern: str) -> list:
 # Live counters (transforms/metrics.py): files (and unreadable entries) found, and read.
 READ_FILES_MATCHED = f"{metrics.STAGE_READ}_files_matched"
 READ_FILES_DONE = f"{metrics.STAGE_READ}_files_done"
+READ_LISTING_FAILED = f"{metrics.STAGE_READ}_listing_failed"   # a watched pattern's, retried
 
 
 class MatchInputsFn(beam.DoFn):
@@ -342,10 +346,14 @@ class MatchInputsFn(beam.DoFn):
     file reached twice is read once and a bad entry is one row. A pattern that names nothing ->
     ERRORS. An existing path is taken literally before it is read as a glob. Names starting with
     '.' below a folder or a glob's folder are left out; a file named outright is always read. A
-    path on an object store that is no object is read as a folder."""
+    path on an object store that is no object is read as a folder.
+    `watching` (a stream's watched --input, listed at every poll): a pattern that names nothing
+    yet, or whose listing failed this time, is no input and no error row; it is looked at again
+    at the next poll (a failed listing is logged and counted, read_listing_failed)."""
 
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, watching: bool = False):
         self._run_id = run_id
+        self._watching = watching
 
     @metrics.timed(metrics.STAGE_READ)
     def process(self, pattern_bytes: bytes):
@@ -354,14 +362,20 @@ class MatchInputsFn(beam.DoFn):
         try:
             for keyed in (self._local(pattern) if is_local(pattern) else self._remote(pattern)):
                 found += 1
-                metrics.count(READ_FILES_MATCHED)
+                if not self._watching:
+                    metrics.count(READ_FILES_MATCHED)
                 yield keyed
         except Exception as error:  # a listing that failed, and what nobody foresaw
             found += 1
+            if self._watching:
+                metrics.count(READ_LISTING_FAILED)
+                _LOG.warning("watching %s: listing failed (%s); trying again at the next poll",
+                             printable_path(pattern), exception_summary(error))
+                return
             reason = errors.READ_FAILED if isinstance(error, OSError) else errors.INTERNAL_ERROR
             yield errors.counted(self._row(
                 reason, f"listing failed: {exception_summary(error)}", printable_path(pattern)))
-        if not found:
+        if not found and not self._watching:
             yield errors.counted(self._row(
                 errors.NO_MATCH, "no file matches this input", printable_path(pattern)))
 
@@ -380,7 +394,7 @@ class MatchInputsFn(beam.DoFn):
         elif os.path.isdir(pattern):
             folder = pattern
         elif has_wildcard(pattern):
-            folder = _folder_of(pattern)
+            folder = folder_of(pattern)
             regex = re.compile(FileSystem.translate_pattern(pattern))
             keep = lambda path: regex.match(path) is not None
             report_folders = "**" in pattern        # a loop matters where the glob goes deep
@@ -401,7 +415,7 @@ class MatchInputsFn(beam.DoFn):
         if has_wildcard(pattern) and FileSystems.exists(pattern):
             found, folder = _match(escape_wildcards(pattern)), None   # an object, by its name
         elif has_wildcard(pattern):
-            found, folder = _match(pattern), _folder_of(pattern)
+            found, folder = _match(pattern), folder_of(pattern)
         else:
             found, folder = _match(pattern), None
         if not found:  # on an object store, a folder is no object of its own
@@ -578,6 +592,29 @@ class ReadDocumentsFn(beam.DoFn):
                 source_id=source_id)
 
 
+class ReadFiles(beam.PTransform):
+    """(FileMetadata or ErrorRow, its index/inputs row or None) -> {"documents", ERRORS,
+    SKIPPED, UNCHANGED, INPUT_FACTS, REFRESHED} (ReadDocumentsFn): the read step of a batch
+    run's --input and of a stream's watched folders alike. The records of a multi-record file
+    (JSONL, WARC) are spread over the workers: without that, every record of a file would be
+    extracted (and, locally, shuffled on) by the worker that read the file, so one 100k-record
+    WARC would be one worker's work."""
+
+    def __init__(self, run_id: str, max_document_bytes: int, recorded_at: dt.datetime):
+        super().__init__()
+        self._run_id, self._max_bytes, self._recorded_at = \
+            run_id, max_document_bytes, recorded_at
+
+    def expand(self, to_read):
+        read = to_read | "ReadDocuments" >> beam.ParDo(ReadDocumentsFn(
+            self._run_id, self._max_bytes, self._recorded_at)).with_outputs(
+            ERRORS, SKIPPED, UNCHANGED, INPUT_FACTS, REFRESHED, RECORDS, main="documents")
+        records = read[RECORDS] | "SpreadRecords" >> beam.Reshuffle()
+        documents = (read.documents, records) | "AllDocuments" >> beam.Flatten()
+        return {"documents": documents,
+                **{tag: read[tag] for tag in (ERRORS, SKIPPED, UNCHANGED, INPUT_FACTS, REFRESHED)}}
+
+
 class ReadInputs(beam.PTransform):
     """Input paths, folders or globs -> {"documents": Documents, ERRORS: ErrorRows, SKIPPED:
     the kinds of WARC records that are no pages, UNCHANGED: one element per input of each file
@@ -605,18 +642,9 @@ class ReadInputs(beam.PTransform):
         index_rows = self._input_index if self._input_index is not None else \
             pipeline | "NoInputIndex" >> beam.Create([])
         decided = matched.files | "SkipUnchanged" >> SkipUnchanged(index_rows)
-        read = (
-            decided.to_read
-            | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(ReadDocumentsFn(self._run_id, self._max_bytes,
-                                                   self._recorded_at))
-                .with_outputs(ERRORS, SKIPPED, UNCHANGED, INPUT_FACTS, REFRESHED, RECORDS,
-                              main="documents"))
-        # Without this, every record of a file would be extracted (and, locally, shuffled on)
-        # by the worker that read the file: one 100k-record WARC, one worker's work.
-        records = read[RECORDS] | "SpreadRecords" >> beam.Reshuffle()
-        documents = (read.documents, records) | "AllDocuments" >> beam.Flatten()
+        read = (decided.to_read | "Spread" >> beam.Reshuffle()
+                | "Read" >> ReadFiles(self._run_id, self._max_bytes, self._recorded_at))
         errors_ = (matched[ERRORS], read[ERRORS]) | "ReadErrors" >> beam.Flatten()
         unchanged = (decided[UNCHANGED], read[UNCHANGED]) | "Unchanged" >> beam.Flatten()
-        return {"documents": documents, ERRORS: errors_, SKIPPED: read[SKIPPED],
+        return {"documents": read["documents"], ERRORS: errors_, SKIPPED: read[SKIPPED],
                 UNCHANGED: unchanged, INPUT_FACTS: read[INPUT_FACTS], REFRESHED: read[REFRESHED]}

@@ -37,8 +37,10 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from newsbeam.schemas.records import Document, FeedIndexEntry
 from newsbeam.transforms import metrics
 from newsbeam.transforms.errors import ERRORS
-from newsbeam.transforms.feeds import (ENTRIES_SEEN, ENTRY_DOCUMENTS, NOT_MODIFIED, FeedSpec,
-                                       entry_document, entry_key, page_request)
+from newsbeam.transforms.feeds import (CHILD_SITEMAPS, ENTRIES, ENTRIES_SEEN, ENTRY_DOCUMENTS,
+                                       FEED_STATES, MAX_SITEMAPS, NOT_MODIFIED, RESPONSES,
+                                       SITEMAP_DEPTH, FeedSpec, ParseFeedFn, entry_document,
+                                       entry_key, fetch_levels, lists_sitemaps, page_request)
 from newsbeam.transforms.fetch import (ROBOTS, FetchPolicy, FetchRequest, HostRegistry,
                                        HostSessions, HttpClient, fetch_group, host_key)
 from newsbeam.transforms.polling import PollSchedule, polled_state, validators_to_send
@@ -202,10 +204,12 @@ class PollTicksFn(beam.DoFn):
 
 class PollFeedFn(beam.DoFn):
     """(feed URL, FeedSpec) at each tick -> (spec, body, URL, validators) for ParseFeedFn, the
-    feed URL on NOT_MODIFIED (a 304) with the state it leaves on NOT_MODIFIED_STATES, ERRORS.
-    The feed's state (the validators of its last 200 OK, the 304s since: a full fetch is due
-    after `schedule`'s full_every_polls or full_after_s) lives in keyed state, first taken from
-    index/feeds (`indexed_states`, the side input). Times are the poll's own (the tick's)."""
+    feed URL on NOT_MODIFIED (a 304) with the state it leaves on NOT_MODIFIED_STATES, ERRORS,
+    and every (FetchRequest, Response) on RESPONSES (for --archive_warc). The feed's state (the
+    validators of its last 200 OK, the 304s since: a full fetch is due after `schedule`'s
+    full_every_polls or full_after_s) lives in keyed state, first taken from index/feeds
+    (`indexed_states`, the side input); a sitemap index's or robots.txt's is not kept, so they
+    are read in full at every tick. Times are the poll's own (the tick's)."""
 
     VALIDATORS = ReadModifyWriteStateSpec("validators", PickleCoder())
 
@@ -223,6 +227,7 @@ class PollFeedFn(beam.DoFn):
                 if output.tag == ERRORS:
                     yield beam.pvalue.TaggedOutput(ERRORS, output.value[1])
                 continue  # ROBOTS: the process registry keeps them
+            yield beam.pvalue.TaggedOutput(RESPONSES, output)  # for --archive_warc
             _, response = output
             if response.status == 304:
                 yield beam.pvalue.TaggedOutput(NOT_MODIFIED, url)
@@ -233,7 +238,7 @@ class PollFeedFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(NOT_MODIFIED_STATES, unchanged)
                 continue
             etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
-            if etag or modified:
+            if (etag or modified) and not lists_sitemaps(spec, response.body):
                 validators.write(FeedIndexEntry(
                     feed_url=url, run_id=self._run_id, fetched_at=polled_at, etag=etag,
                     last_modified=modified, polls_since_full=0, full_fetched_at=polled_at))
@@ -391,7 +396,8 @@ class PollClock(beam.PTransform):
 
 class PollFeeds(beam.PTransform):
     """Ticks (PollClock, or a TestStream's) -> {"bodies": (spec, body, URL, validators),
-    NOT_MODIFIED: feed URLs, NOT_MODIFIED_STATES: their FeedIndexEntries, ERRORS: ErrorRows}:
+    NOT_MODIFIED: feed URLs, NOT_MODIFIED_STATES: their FeedIndexEntries, ERRORS: ErrorRows,
+    RESPONSES: every (FetchRequest, Response)}:
     every feed polled at each tick, with a conditional GET (or in full, when `schedule` says a
     full fetch is due). `indexed_states`: (feed URL, FeedIndexEntry) of index/feeds."""
 
@@ -410,7 +416,60 @@ class PollFeeds(beam.PTransform):
             | "Poll" >> beam.ParDo(
                 PollFeedFn(self._policy, self._run_id, self._schedule),
                 beam.pvalue.AsDict(self._indexed_states)).with_outputs(
-                ERRORS, NOT_MODIFIED, NOT_MODIFIED_STATES, main="bodies"))
+                ERRORS, NOT_MODIFIED, NOT_MODIFIED_STATES, RESPONSES, main="bodies"))
+
+
+class PollAndParseFeeds(beam.PTransform):
+    """Ticks -> {ENTRIES: (spec, entry) pairs, FEED_STATES, NOT_MODIFIED, NOT_MODIFIED_STATES,
+    ERRORS, RESPONSES: (FetchRequest, Response) pairs for --archive_warc}: the feeds, sitemaps
+    and robots.txt of `specs` polled at each tick (PollFeeds) and parsed (feeds.py's
+    ParseFeedFn), and the sitemaps an index or a robots.txt lists polled and parsed in turn,
+    level by level as the batch graph's ReadFeeds does (each level a keyed poll of its own,
+    `sitemap_depth` levels at most below a given sitemap, `max_sitemaps` per document). An
+    index or a robots.txt is asked for in full at every tick: its sitemaps are what is asked
+    "modified since?"."""
+
+    def __init__(self, specs: list[FeedSpec], policy: FetchPolicy, run_id: str,
+                 indexed_states, schedule: PollSchedule = PollSchedule(), *, min_words: int,
+                 sitemap_depth: int = SITEMAP_DEPTH, max_sitemaps: int = MAX_SITEMAPS):
+        super().__init__()
+        self._specs = [spec for spec in specs if spec.is_url]
+        self._policy, self._run_id, self._schedule = policy, run_id, schedule
+        self._indexed_states = indexed_states
+        self._min_words, self._max_sitemaps = min_words, max_sitemaps
+        self._levels = fetch_levels({spec.kind for spec in self._specs}, sitemap_depth)
+
+    def _parse(self, bodies, level: int, label: str):
+        return bodies | label >> beam.ParDo(ParseFeedFn(
+            self._run_id, None, self._min_words,
+            child_levels_left=self._levels - 1 - level, max_sitemaps=self._max_sitemaps)) \
+            .with_outputs(ERRORS, FEED_STATES, CHILD_SITEMAPS, main=ENTRIES)
+
+    def expand(self, ticks):
+        polled = ticks | "PollFeeds" >> PollFeeds(self._specs, self._policy, self._run_id,
+                                                  self._indexed_states, self._schedule)
+        parsed = self._parse(polled.bodies, 0, "ParseFeeds")
+        outputs = {ENTRIES: [parsed[ENTRIES]], FEED_STATES: [parsed[FEED_STATES]],
+                   NOT_MODIFIED: [polled[NOT_MODIFIED]],
+                   NOT_MODIFIED_STATES: [polled[NOT_MODIFIED_STATES]],
+                   RESPONSES: [polled[RESPONSES]],
+                   ERRORS: [polled[ERRORS], parsed[ERRORS]]}
+        for level in range(1, self._levels):
+            polled = (
+                parsed[CHILD_SITEMAPS]
+                | f"KeyChildren{level}" >> beam.Map(lambda spec: (spec.location, spec))
+                | f"PollChildren{level}" >> beam.ParDo(
+                    PollFeedFn(self._policy, self._run_id, self._schedule),
+                    beam.pvalue.AsDict(self._indexed_states)).with_outputs(
+                    ERRORS, NOT_MODIFIED, NOT_MODIFIED_STATES, RESPONSES, main="bodies"))
+            parsed = self._parse(polled.bodies, level, f"ParseChildren{level}")
+            outputs[ENTRIES].append(parsed[ENTRIES])
+            outputs[FEED_STATES].append(parsed[FEED_STATES])
+            outputs[NOT_MODIFIED].append(polled[NOT_MODIFIED])
+            outputs[NOT_MODIFIED_STATES].append(polled[NOT_MODIFIED_STATES])
+            outputs[RESPONSES].append(polled[RESPONSES])
+            outputs[ERRORS] += [polled[ERRORS], parsed[ERRORS]]
+        return {tag: pcolls | f"All_{tag}" >> beam.Flatten() for tag, pcolls in outputs.items()}
 
 
 class KeepNewEntries(beam.PTransform):
