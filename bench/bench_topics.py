@@ -9,12 +9,14 @@ each band, how many there are, their mean and how often the topic was right):
 1. Cross-validation over the news articles of the training data (MasakhaNEWS English and French,
    `--folds` folds by a hash of the id): each fold's model is trained by the shipped recipe on
    the other folds plus every short text, and tested on its fold and on the BBC articles (never
-   trained on: their licence keeps them out of the shipped model). The TF-IDF head (English,
-   French) and the multilingual head (every other language) apart.
+   trained on: their licence keeps them out of the shipped model), `--terms_folds` for the
+   TF-IDF head (English, French; minutes a fold), `--folds` for the multilingual head (every
+   other language) over the articles it samples, French also scored by a head trained without
+   French, as German or Spanish meet it.
 2. The shipped models on fixed test sets: the BBC articles; the held-out 20 % of the MasakhaNEWS
    articles (train_topics.is_test), English and French apart; the held-out 20 % of the short
-   texts, one by one (the TF-IDF head; the multilingual head's held-out figures are the cross-validation's: encoding every test text
-   would take hours on the 2-core machine).
+   texts, one by one (the TF-IDF head; the multilingual head's held-out figures are the
+   cross-validation's: encoding every test text would take hours on the 2-core machine).
 3. html-dev (../shared/data/html-dev, extracted by trafilatura as newsbeam does): the share left
    `unclassified` overall and per language, section topics included, and where section topics
    come from; per language, how often the classifier alone (section ignored) names the topic
@@ -251,7 +253,9 @@ def html_dev_topics(model: TopicModel, threshold: float, articles: list, encoder
                                           "categories": article.categories,
                                           "topic": assigned.topic})
             if len(article.categories) >= 8:
-                section_signals["categories_lists_of_8_or_more_that_set_it"] += 1
+                # A menu or tag cloud never sets it (categories_topic refuses it): these are
+                # pages with one whose topic is their URL's section.
+                section_signals["url_on_pages_with_8_or_more_categories"] += 1
         gold = url_topic(article.url)
         if gold:
             alone = classify(model, article, threshold, encoder)
