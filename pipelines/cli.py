@@ -547,6 +547,24 @@ class _Stop:
         self.event.set()
 
 
+# The longest the loop waits in one call: a signal delivered to another of the process's threads
+# (the kernel picks any) does not wake the main thread's wait, so its handler (Ctrl-C's
+# KeyboardInterrupt) runs only when that call returns.
+SIGNAL_CHECK_S = 0.5
+
+
+def _wait_for(event: threading.Event, seconds: float, clock) -> bool:
+    """Waits until `event` is set (True) or `seconds` have passed by `clock` (False), in short
+    calls so that Ctrl-C stops the wait at once whichever thread the signal reached."""
+    deadline = clock() + seconds
+    while True:
+        left = deadline - clock()
+        if left <= 0:
+            return event.is_set()
+        if event.wait(min(left, SIGNAL_CHECK_S)):
+            return True
+
+
 def run_every(run_once, every_s: float, max_runs: int | None, *, clock=time.monotonic,
               log=None) -> int:
     """`run_once()` (-> an exit status) every `every_s` seconds: a run starts every_s after the
@@ -585,7 +603,7 @@ def run_every(run_once, every_s: float, max_runs: int | None, *, clock=time.mono
             log(f"newsbeam run --every: run {runs} exited {status}; next run in {wait:.0f} s "
                 "(Ctrl-C stops)")
             try:
-                if stop.event.wait(wait):
+                if _wait_for(stop.event, wait, clock):
                     return status
             except KeyboardInterrupt:
                 log(f"newsbeam run --every: stopped after {runs} runs")

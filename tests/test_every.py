@@ -66,6 +66,21 @@ def test_ctrl_c_during_a_run_or_while_waiting_ends_the_loop():
     assert status == cli.EXIT_INTERRUPTED
 
 
+def test_ctrl_c_that_reaches_another_thread_ends_the_wait_at_once():
+    # The kernel hands a process's SIGINT to any of its threads. Before, the loop's wait (one
+    # Event.wait of the whole interval) went on to its end: 60 s here, every_s in use.
+    def interrupt_from_another_thread():
+        def kill_this_thread():
+            time.sleep(0.2)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        threading.Thread(target=kill_this_thread, daemon=True).start()
+        return 0
+    started = time.monotonic()
+    status = cli.run_every(interrupt_from_another_thread, 60.0, None, log=[].append)
+    assert status == cli.EXIT_INTERRUPTED
+    assert time.monotonic() - started < 20
+
+
 def test_sigterm_ends_the_loop_after_the_current_run():
     runs = []
 
