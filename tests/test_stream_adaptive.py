@@ -19,6 +19,7 @@ from apache_beam.transforms.window import TimestampedValue
 from newsbeam.pipelines import stream
 from newsbeam.pipelines.ingest import new_run, prepare_options, run_pipeline
 from newsbeam.pipelines.options import NewsOptions
+from newsbeam.schemas.records import FeedIndexEntry
 from newsbeam.transforms import dataset
 from newsbeam.transforms.feeds import NOT_DUE, FeedSpec
 from newsbeam.transforms.fetch import FetchPolicy
@@ -123,29 +124,26 @@ def _batch_run(site, output: str):
         "--topic_model=none", "--poll_schedule=adaptive", "--min_poll_s=600"]))
 
 
-def test_the_schedule_goes_through_index_feeds_between_run_every_and_the_stream(tmp_path):
-    """A `run --every` run polls the feed (next poll in 600 s, in index/feeds). A stream then
-    does not poll it at a tick 5 s later (not due, counted, balanced), and polls it at a tick
-    700 s later: a new entry, the other already in index/entries, so the interval moves
-    towards 700 s a new entry (not reset to --min_poll_s, nor halved as for a feed all new);
-    that is the row its window commits. A later run --every finds it not due."""
+def test_the_schedule_goes_through_index_feeds_between_the_stream_and_run_every(tmp_path):
+    """A stream polls a feed at a tick (its first 200: the next poll in --min_poll_s, 600 s)
+    and 700 s later, when one of its two entries is new: the interval moves towards 700 s a
+    new entry (not reset to --min_poll_s as the batch's recomputation would, without the
+    poll's previous state); that is the row its window commits. A `run --every` run then
+    finds the feed not due and does not request it; and a stream seeded with that row does
+    not request it at a tick before its next_poll_at."""
     output = str(tmp_path / "out")
     with running_site() as site:
         SITES["site"] = site
         site.robots = "User-agent: *\n"
         site.publish("quiet", "quiet-start")
-        first = _batch_run(site, output)
-        assert first["accounting"]["articles"] == 1
-        (batch_row,) = _index_feeds(output)
-        assert batch_row["poll_interval_s"] == 600
-
-        start = float(int(batch_row["fetched_at"].timestamp()))  # TestStream: whole ms
-        early, due = start + 5, start + 700
+        start = float(int(time.time()))  # TestStream: whole milliseconds
+        first, due = start + 1, start + 701
         ticks = (TestStream().advance_watermark_to(start)
-                 .add_elements([TimestampedValue(1, early)]).advance_processing_time(1)
-                 .advance_watermark_to(early + 10)
-                 .add_elements([TimestampedValue(2, due)]))
-        for _ in range(4):
+                 .add_elements([TimestampedValue(1, first)]))
+        for _ in range(3):
+            ticks = ticks.advance_processing_time(1)
+        ticks = ticks.advance_watermark_to(first + 10).add_elements([TimestampedValue(2, due)])
+        for _ in range(3):
             ticks = ticks.advance_processing_time(1)
         ticks = ticks.advance_watermark_to_infinity()
         options = NewsOptions([f"--feed={site.base}/feeds/quiet.xml", f"--output={output}",
@@ -159,20 +157,33 @@ def test_the_schedule_goes_through_index_feeds_between_run_every_and_the_stream(
                 stream.build(pipeline, options, run, stream.StreamSettings(window_s=5.0),
                              ticks=polls, clock=lambda: 0.0)
         manifests = stream.window_manifests(output, "adaptivestream")
-        assert len(site.requests_to("/feeds/quiet.xml")) == 2  # the run's, the due tick's
-        assert [m["accounting"]["skipped_unchanged"] for m in manifests] == [1, 0]
-        assert [m["accounting"]["articles"] for m in manifests] == [0, 1]
+        assert [m["accounting"]["articles"] for m in manifests] == [1, 1]
         assert all(m["accounting"]["balanced"] for m in manifests)
 
-        stream_row = _index_feeds(output)[-1]
-        assert stream_row["fetched_at"].timestamp() == due
-        assert (stream_row["entries"], stream_row["new_entries"]) == (2, 1)
+        rows = _index_feeds(output)
+        assert [row["fetched_at"].timestamp() for row in rows] == [first, due]
+        assert [(row["entries"], row["new_entries"]) for row in rows] == [(1, 1), (2, 1)]
         schedule = options.poll_schedule_of(every=True)
-        elapsed = due - batch_row["fetched_at"].timestamp()
-        expected = round(next_poll_interval(600, elapsed, 2, 1, schedule), 3)
-        assert stream_row["poll_interval_s"] == expected and 600 < expected < 700
-        assert abs(stream_row["next_poll_at"].timestamp() - (due + expected)) < 1e-3
+        expected = round(next_poll_interval(600, 700, 2, 1, schedule), 3)
+        assert [row["poll_interval_s"] for row in rows] == [600, expected]
+        assert 600 < expected < 700
+        assert abs(rows[-1]["next_poll_at"].timestamp() - (due + expected)) < 1e-3
 
         later = _batch_run(site, output)
         assert later["accounting"]["skipped_unchanged"] == 1  # not due: not polled
+        assert later["counts"]["feeds_not_due"] == 1
+        assert len(site.requests_to("/feeds/quiet.xml")) == 2
+
+        # The other way: a stream seeded with the row does not poll before next_poll_at.
+        row = {name: value for name, value in rows[-1].items()
+               if name in FeedIndexEntry.__dataclass_fields__}
+        OBSERVED.update(seeded_not_due=[])
+        with beam.Pipeline(options=PipelineOptions(STREAMING)) as pipeline:
+            seeded = pipeline | "FeedIndex" >> beam.Create([(row["feed_url"],
+                                                              FeedIndexEntry(**row))])
+            polled = (pipeline | _ticks([due + 600]) | PollFeeds(
+                [FeedSpec(f"{site.base}/feeds/quiet.xml")],
+                FetchPolicy(delay_s=0.05, allow_loopback=True), "seeded", seeded, schedule))
+            polled[NOT_DUE] | beam.Map(_observe_as, "seeded_not_due")
+        assert OBSERVED["seeded_not_due"] == [f"{site.base}/feeds/quiet.xml"]
         assert len(site.requests_to("/feeds/quiet.xml")) == 2
