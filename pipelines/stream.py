@@ -61,14 +61,16 @@ from newsbeam.transforms.dedup import ALREADY_INGESTED, DUPLICATES
 from newsbeam.transforms.errors import ERRORS, STAGE_PUBSUB, error_output
 from newsbeam.transforms.archive import ArchiveResponses
 from newsbeam.transforms.feeds import (ENTRIES, ENTRIES_SEEN, ENTRY_DOCUMENTS, FEED_STATES,
-                                       NOT_MODIFIED, RESPONSES)
+                                       NOT_DUE, NOT_MODIFIED, RESPONSES)
 from newsbeam.transforms.fetch import FINISHED, FetchPages, FetchRequest
 from newsbeam.transforms.input_index import (INPUT_FACTS, REFRESHED, UNCHANGED, RecordInputs,
                                              input_outcomes)
 from newsbeam.transforms.sinks import RUNS_FOLDER, partition_value
-from newsbeam.transforms.streaming import (INVALID_MESSAGE, NOT_MODIFIED_STATES, SEEN_IN_STREAM,
-                                           DropSeenInStream, FetchPolitely, KeepNewEntries,
-                                           PollAndParseFeeds, PollClock, pubsub_item)
+from newsbeam.transforms.polling import ADAPTIVE, PollSchedule
+from newsbeam.transforms.streaming import (INVALID_MESSAGE, NOT_MODIFIED_STATES, POLL_STATES,
+                                           SEEN_IN_STREAM, DropSeenInStream, FetchPolitely,
+                                           KeepNewEntries, PollAndParseFeeds, PollClock,
+                                           pubsub_item)
 from newsbeam.transforms.warc import SKIPPED
 from newsbeam.transforms.watch import WatchFiles, watch_problems
 from newsbeam.transforms.web import feed_progress, feed_specs
@@ -80,7 +82,7 @@ _LOG = logging.getLogger(__name__)
 class StreamSettings:
     """How the stream runs (the `newsbeam stream` command's own flags)."""
     duration_s: float | None = None      # None: until stopped (Ctrl-C, a Dataflow drain)
-    poll_interval_s: float = 300.0
+    poll_interval_s: float | None = None  # the poll clock's tick (None: poll_tick_s decides)
     window_s: float = 300.0
     state_ttl_s: float = 24 * 3600.0
     pubsub_subscription: str | None = None
@@ -92,8 +94,15 @@ def add_stream_flags(parser) -> None:
     group.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                        help="Stop polling after this many seconds, commit what is left, and "
                             "exit. Default: run until stopped (Ctrl-C).")
-    group.add_argument("--poll_interval_s", type=float, default=300.0, metavar="SECONDS",
-                       help="Poll every feed this often (a conditional GET). Default: 300.")
+    group.add_argument("--poll_interval_s", type=float, default=None, metavar="SECONDS",
+                       help="The poll clock's tick: at each, every feed and sitemap that is due "
+                            "is polled (a conditional GET) and the watched --input listed. With "
+                            "--poll_schedule adaptive (the stream's default) a feed is due "
+                            "when its own interval has passed: learnt from how many of its "
+                            "entries are new, between --min_poll_s and --max_poll_s, and kept "
+                            "in index/feeds as `run --every` does; the tick may not exceed "
+                            "--min_poll_s. With --poll_schedule always every feed is polled at "
+                            "every tick. Default: --min_poll_s (adaptive), 300 (always).")
     group.add_argument("--window_s", type=float, default=300.0, metavar="SECONDS",
                        help="Commit what came in per fixed window of this length. "
                             "Default: 300.")
@@ -113,6 +122,20 @@ def settings_from(args) -> StreamSettings:
         duration_s=args.duration, poll_interval_s=args.poll_interval_s,
         window_s=args.window_s,
         state_ttl_s=args.state_ttl_s, pubsub_subscription=args.pubsub_subscription)
+
+
+def stream_schedule(options: NewsOptions) -> PollSchedule:
+    """The stream's poll schedule: --poll_schedule, adaptive unless told (as `run --every`)."""
+    return options.poll_schedule_of(every=True)
+
+
+def poll_tick_s(settings: StreamSettings, schedule: PollSchedule) -> float:
+    """How often the poll clock ticks: --poll_interval_s, else often enough for the shortest
+    interval of an adaptive schedule (--min_poll_s), else 300 s. A feed's interval is a whole
+    number of ticks: it is polled at the first tick at or after its next poll is due."""
+    if settings.poll_interval_s is not None:
+        return settings.poll_interval_s
+    return schedule.min_poll_s if schedule.mode == ADAPTIVE else 300.0
 
 
 def stream_problems(options: NewsOptions, settings: StreamSettings) -> list[str]:
@@ -138,10 +161,14 @@ def stream_problems(options: NewsOptions, settings: StreamSettings) -> list[str]
     if options.urls:
         problems.append("--urls: a stream polls feeds; URL lists are read by `newsbeam run` "
                         "(or send the URLs on --pubsub_subscription)")
-    # Poll schedules are `newsbeam run`'s (and `run --every`'s) for now.
-    if options.poll_schedule == "adaptive":
-        problems.append("--poll_schedule adaptive: a stream polls every --poll_interval_s; "
-                        "adaptive schedules are `newsbeam run --every`'s")
+    schedule = stream_schedule(options)
+    if (schedule.mode == ADAPTIVE and settings.poll_interval_s is not None
+            and settings.poll_interval_s > schedule.min_poll_s):
+        problems.append(f"--poll_interval_s {settings.poll_interval_s:g} is above --min_poll_s "
+                        f"{schedule.min_poll_s:g}: with --poll_schedule adaptive the clock "
+                        "must tick at least as often as the shortest interval (lower "
+                        "--poll_interval_s, raise --min_poll_s, or give --poll_schedule "
+                        "always)")
     try:
         specs = stream_feed_specs(options)
     except (OSError, ValueError) as error:
@@ -165,17 +192,16 @@ def stream_feed_specs(options: NewsOptions) -> list:
 # --- The graph -----------------------------------------------------------------------------------
 
 
-def poll_clock(start, settings: StreamSettings, local: bool = True,
+def poll_clock(start, settings: StreamSettings, tick_s: float, local: bool = True,
                stop_file: str | None = None):
-    """Ticks every --poll_interval_s from when the job starts (`start`: the pipeline, or the
-    job's StartStream step) until --duration has passed, or until `stop_file` exists (Ctrl-C).
-    On a local runner the clock waits for each tick in its call (FnApiRunner would otherwise
-    run it again in a busy loop; see PollTicksFn)."""
+    """Ticks every `tick_s` (poll_tick_s) from when the job starts (`start`: the pipeline, or
+    the job's StartStream step) until --duration has passed, or until `stop_file` exists
+    (Ctrl-C). On a local runner the clock waits for each tick in its call (FnApiRunner would
+    otherwise run it again in a busy loop; see PollTicksFn)."""
     stop = MAX_TIMESTAMP if settings.duration_s is None else Timestamp.of(
         time.time() + settings.duration_s)
     return start | "PollClock" >> PollClock(
-        stop, settings.poll_interval_s, wait_s=settings.poll_interval_s if local else 0.0,
-        stop_file=stop_file if local else None)
+        stop, tick_s, wait_s=tick_s if local else 0.0, stop_file=stop_file if local else None)
 
 
 def _message_outcome(message, run_id: str):
@@ -228,8 +254,9 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
     start = pipeline | "StartStream" >> StartStream(
         output, stream, options.wait_for_lease_s, options.lease_expiry_s) \
         if lease_in_job else pipeline
+    schedule = stream_schedule(options)
     if ticks is None:
-        ticks = poll_clock(start, settings,
+        ticks = poll_clock(start, settings, poll_tick_s(settings, schedule),
                            runs_locally(options.view_as(StandardOptions).runner), stop_file)
 
     # Sources, in the global window: their state outlives any one window. Each poll, entry and
@@ -237,13 +264,13 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
     files = ticks | "WatchFiles" >> WatchFiles(
         options.input or [], start | "InputIndex" >> ReadIndex(output, INDEX_INPUTS), run_id,
         options.max_document_bytes, started_at)
+    indexed_keys = start | "EntryKeyIndex" >> ReadIndexIds(output, INDEX_ENTRIES, "entry_key")
     feeds = ticks | "PollFeeds" >> PollAndParseFeeds(
         stream_feed_specs(options), policy, run_id, read_feed_states(start, output),
-        options.poll_schedule_of(), min_words=options.min_words,
-        sitemap_depth=options.sitemap_depth, max_sitemaps=options.max_sitemaps)
-    entries = feeds[ENTRIES] | "KeepNewEntries" >> KeepNewEntries(
-        start | "EntryKeyIndex" >> ReadIndexIds(output, INDEX_ENTRIES, "entry_key"),
-        settings.state_ttl_s)
+        schedule, min_words=options.min_words, sitemap_depth=options.sitemap_depth,
+        max_sitemaps=options.max_sitemaps, indexed_keys=indexed_keys)
+    entries = feeds[ENTRIES] | "KeepNewEntries" >> KeepNewEntries(indexed_keys,
+                                                                  settings.state_ttl_s)
     requests, sent_whole, source_errors = [entries.requests], [entries[ENTRY_DOCUMENTS]], []
     if settings.pubsub_subscription:
         messages = read_pubsub(pipeline, settings.pubsub_subscription, run_id,
@@ -279,16 +306,18 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
         windowed(page_requests, "PageRequests"), windowed(feeds[FEED_STATES], "FeedStates"),
         # Feed entries taken whole are done entries; Pub/Sub's articles belong to no feed.
         windowed(entries[ENTRY_DOCUMENTS], "EntriesWhole"), windowed(pages[FINISHED], "Finished"),
-        run_id, options.poll_schedule_of())
+        run_id, schedule, poll_states=windowed(feeds[POLL_STATES], "PollStates"))
     # A 304's state too: it counts towards the next defensive full fetch, in later runs too.
     feed_states = (read_states, windowed(feeds[NOT_MODIFIED_STATES], "NotModifiedStates")) \
-        | "PollStates" >> beam.Flatten()
+        | "AllFeedStates" >> beam.Flatten()
     not_modified = windowed(feeds[NOT_MODIFIED], "NotModified")
+    not_due = windowed(feeds[NOT_DUE], "NotDue")
     entries_seen = windowed(entries[ENTRIES_SEEN], "EntriesSeen")
 
     # One tick per window pane that has anything: the index is read again for each.
     ticks_w = (
-        (documents_w, web_errors, read_errors, unchanged_files, not_modified, entries_seen)
+        (documents_w, web_errors, read_errors, unchanged_files, not_modified, not_due,
+         entries_seen)
         | "AnythingInWindow" >> beam.Flatten()
         | "Nothing" >> beam.Map(lambda _: None)
         | "OnePerPane" >> beam.combiners.Count.Globally().without_defaults())
@@ -309,6 +338,7 @@ def build(pipeline, options: NewsOptions, stream: dict, settings: StreamSettings
         "warc_records_skipped": windowed(files[SKIPPED], "WarcSkipped"),
         "fetch_errors": web_errors,
         "feeds_not_modified": not_modified,
+        "feeds_not_due": not_due,
         "entries_seen_before": entries_seen,
         "extracted": extracted_w,
         "articles": stages["articles"],
@@ -387,6 +417,8 @@ def run_stream(options: NewsOptions, settings: StreamSettings) -> dict:
     problems = stream_problems(options, settings)
     if problems:
         raise InvalidOptions(problems)
+    settings = dataclasses.replace(
+        settings, poll_interval_s=poll_tick_s(settings, stream_schedule(options)))
     stream_id = options.run_id or new_run_id(dt.datetime.now(dt.timezone.utc))
     os.environ["PYTHONSAFEPATH"] = "1"  # as run_pipeline: keep the working folder off sys.path
     options.view_as(StandardOptions).streaming = True

@@ -273,7 +273,7 @@ def test_pubsub_messages_are_urls_or_article_json():
     (["--pubsub_subscription", "projects/p/subscriptions/s"], "only DataflowRunner"),
     (["--window_s", "0"], "--window_s 0: give a positive number"),
     (["--urls", "{tmp}/urls.txt"], "--urls: a stream polls feeds"),
-    (["--poll_schedule", "adaptive"], "--poll_schedule adaptive: a stream polls every"),
+    (["--poll_interval_s", "120"], "--poll_interval_s 120 is above --min_poll_s 60"),
     (["--window", "5"], "--window: no such flag"),
 ])
 def test_stream_refuses_what_it_cannot_honour(tmp_path, capsys, words, problem):

@@ -33,7 +33,8 @@ def test_a_stream_polls_a_sitemap_index_and_the_sitemaps_it_lists(tmp_path):
         done = subprocess.run(
             [NEWSBEAM, "stream", f"--sitemaps_from_robots={site.base}", f"--output={output}",
              "--allow_loopback", "--fetch_delay_s=0.2", "--topic_model=none", "--duration=16",
-             "--poll_interval_s=2", "--window_s=4", f"--archive_warc={tmp_path / 'warc'}"],
+             "--poll_schedule=always", "--poll_interval_s=2", "--window_s=4",
+             f"--archive_warc={tmp_path / 'warc'}"],
             capture_output=True, text=True, timeout=600)
         publisher.join()
         assert done.returncode == 0, done.stderr[-3000:]

@@ -22,7 +22,8 @@ import dataclasses
 import datetime as dt
 import math
 
-__all__ = ["PollSchedule", "next_poll_interval", "is_due", "full_fetch_due", "SCHEDULES"]
+__all__ = ["PollSchedule", "next_poll_interval", "is_due", "full_fetch_due", "new_entry_count",
+           "SCHEDULES"]
 
 ALWAYS = "always"      # poll every feed every run (a one-off `newsbeam run`)
 ADAPTIVE = "adaptive"  # skip the feeds that are not due (the default of `run --every`)
@@ -67,6 +68,13 @@ def next_poll_interval(previous_s: float | None, elapsed_s: float | None, entrie
         # Nothing of the feed was seen before: entries may have scrolled off unseen.
         interval = min(interval, previous / MAX_STEP)
     return _clamp(interval, schedule)
+
+
+def new_entry_count(listed_keys, previous_keys, indexed_keys) -> int:
+    """How many of the entry keys a poll listed were neither listed by the poll before
+    (`previous_keys`) nor stored by an earlier run (`indexed_keys`, index/entries)."""
+    return sum(1 for key in set(listed_keys)
+               if key not in previous_keys and key not in indexed_keys)
 
 
 def is_due(next_poll_at: dt.datetime | None, now: dt.datetime, schedule: PollSchedule) -> bool:

@@ -38,18 +38,21 @@ from newsbeam.schemas.records import Document, FeedIndexEntry
 from newsbeam.transforms import metrics
 from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.feeds import (CHILD_SITEMAPS, ENTRIES, ENTRIES_SEEN, ENTRY_DOCUMENTS,
-                                       FEED_STATES, MAX_SITEMAPS, NOT_MODIFIED, RESPONSES,
-                                       SITEMAP_DEPTH, FeedSpec, ParseFeedFn, entry_document,
-                                       entry_key, fetch_levels, lists_sitemaps, page_request)
+                                       FEED_STATES, MAX_SITEMAPS, NOT_DUE, NOT_MODIFIED,
+                                       RESPONSES, SITEMAP_DEPTH, FeedSpec, ParseFeedFn,
+                                       entry_document, entry_key, fetch_levels, lists_sitemaps,
+                                       page_request, parse_source)
 from newsbeam.transforms.fetch import (ROBOTS, FetchPolicy, FetchRequest, HostRegistry,
                                        HostSessions, HttpClient, fetch_group, host_key)
-from newsbeam.transforms.polling import PollSchedule, polled_state, validators_to_send
+from newsbeam.transforms.polling import (PollSchedule, is_due, new_entry_count, polled_state,
+                                         validators_to_send)
 from newsbeam.transforms.sinks import moment_of
 
 _LOG = logging.getLogger(__name__)
 
 SEEN_IN_STREAM = "seen_in_stream"   # articles whose id an earlier window of the stream had
 NOT_MODIFIED_STATES = "not_modified_states"  # the FeedIndexEntry each 304 leaves
+POLL_STATES = "poll_states"  # the FeedIndexEntry each 200 leaves, with its poll schedule
 
 # Pub/Sub messages (Dataflow): a page URL, or an article as JSON (the fields of a JSONL input).
 INVALID_MESSAGE = "invalid_message"
@@ -83,6 +86,17 @@ def feed_request(spec: FeedSpec, state: FeedIndexEntry | None, now: dt.datetime,
     return FetchRequest(url=spec.location, source_uri=spec.location, accept_html_only=False,
                         headers=validators_to_send(state, now, schedule), payload=spec)
 
+
+
+def listed_entry_keys(spec: FeedSpec, body: bytes, url: str | None) -> list[str]:
+    """The entry keys a fetched feed or sitemap lists (feeds.py's parser; none when it does not
+    parse), failed entries included: what the poll schedule counts."""
+    try:
+        parsed = parse_source(spec, body, url)
+    except Exception:  # ParseFeedFn makes the error row; the schedule counts no entries
+        return []
+    ids = [entry.entry_id for entry in parsed.entries] + [i for i, _ in parsed.failed]
+    return sorted({entry_key(spec.location, entry_id) for entry_id in ids})
 
 
 def window_start(timestamp: float, window_s: float) -> float:
@@ -204,23 +218,34 @@ class PollTicksFn(beam.DoFn):
 
 class PollFeedFn(beam.DoFn):
     """(feed URL, FeedSpec) at each tick -> (spec, body, URL, validators) for ParseFeedFn, the
-    feed URL on NOT_MODIFIED (a 304) with the state it leaves on NOT_MODIFIED_STATES, ERRORS,
-    and every (FetchRequest, Response) on RESPONSES (for --archive_warc). The feed's state (the
-    validators of its last 200 OK, the 304s since: a full fetch is due after `schedule`'s
-    full_every_polls or full_after_s) lives in keyed state, first taken from index/feeds
-    (`indexed_states`, the side input); a sitemap index's or robots.txt's is not kept, so they
-    are read in full at every tick. Times are the poll's own (the tick's)."""
+    feed URL on NOT_DUE when its schedule says not yet (nothing is requested), on NOT_MODIFIED
+    (a 304) with the state it leaves on NOT_MODIFIED_STATES, the state a 200 leaves on
+    POLL_STATES, ERRORS, and every (FetchRequest, Response) on RESPONSES (for --archive_warc).
+    The feed's state (a FeedIndexEntry: the validators of its last 200 OK, the 304s since, and
+    its poll schedule: interval and next poll, learnt from the entries each 200 lists and how
+    many are new) lives in keyed state, first taken from index/feeds (`indexed_states`, a side
+    input); so do the entry keys of its last 200, to count the new ones (new: neither listed
+    then nor in index/entries, `indexed_keys`). A sitemap index's or robots.txt's state is not
+    kept, so they are read in full at every tick (the sitemaps they list are scheduled each on
+    its own). Times are the poll's own (the tick's)."""
 
     VALIDATORS = ReadModifyWriteStateSpec("validators", PickleCoder())
+    ENTRY_KEYS = ReadModifyWriteStateSpec("entry_keys", PickleCoder())
 
     def __init__(self, policy: FetchPolicy, run_id: str, schedule: PollSchedule):
         self._policy, self._run_id, self._schedule = policy, run_id, schedule
+        self._not_due = beam.metrics.Metrics.counter(metrics.NAMESPACE, "feeds_not_due")
 
-    def process(self, keyed, indexed_states, timestamp=beam.DoFn.TimestampParam,
-                validators=beam.DoFn.StateParam(VALIDATORS)):
+    def process(self, keyed, indexed_states, indexed_keys, timestamp=beam.DoFn.TimestampParam,
+                validators=beam.DoFn.StateParam(VALIDATORS),
+                entry_keys=beam.DoFn.StateParam(ENTRY_KEYS)):
         url, spec = keyed
         polled_at = moment_of(timestamp)
         state = validators.read() or indexed_states.get(url)
+        if not is_due(state.next_poll_at if state else None, polled_at, self._schedule):
+            self._not_due.inc()
+            yield beam.pvalue.TaggedOutput(NOT_DUE, url)
+            return
         request = feed_request(spec, state, polled_at, self._schedule)
         for output in _fetch_one(self._policy, request, self._run_id):
             if isinstance(output, beam.pvalue.TaggedOutput):
@@ -238,10 +263,16 @@ class PollFeedFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(NOT_MODIFIED_STATES, unchanged)
                 continue
             etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
-            if (etag or modified) and not lists_sitemaps(spec, response.body):
-                validators.write(FeedIndexEntry(
-                    feed_url=url, run_id=self._run_id, fetched_at=polled_at, etag=etag,
-                    last_modified=modified, polls_since_full=0, full_fetched_at=polled_at))
+            if not lists_sitemaps(spec, response.body):
+                listed = listed_entry_keys(spec, response.body, response.url)
+                polled = polled_state(
+                    url, self._run_id, polled_at, self._schedule, state, modified=True,
+                    etag=etag, last_modified=modified, entries=len(listed),
+                    new_entries=new_entry_count(listed, set(entry_keys.read() or ()),
+                                                indexed_keys))
+                validators.write(polled)
+                entry_keys.write(listed)
+                yield beam.pvalue.TaggedOutput(POLL_STATES, polled)
             yield spec, response.body, response.url, (etag, modified)
 
 
@@ -394,20 +425,31 @@ class PollClock(beam.PTransform):
             | "Ticks" >> beam.ParDo(PollTicksFn(self._wait_s, self._stop_file)))
 
 
+POLL_OUTPUTS = (ERRORS, NOT_DUE, NOT_MODIFIED, NOT_MODIFIED_STATES, POLL_STATES, RESPONSES)
+
+
+def _as_key_dict(indexed_keys, label: str):
+    """index/entries' keys as a dict side input (none given: an empty dict)."""
+    if indexed_keys is None:
+        return {}
+    return beam.pvalue.AsDict(indexed_keys | label >> beam.Map(lambda key: (key, None)))
+
+
 class PollFeeds(beam.PTransform):
     """Ticks (PollClock, or a TestStream's) -> {"bodies": (spec, body, URL, validators),
-    NOT_MODIFIED: feed URLs, NOT_MODIFIED_STATES: their FeedIndexEntries, ERRORS: ErrorRows,
-    RESPONSES: every (FetchRequest, Response)}:
-    every feed polled at each tick, with a conditional GET (or in full, when `schedule` says a
-    full fetch is due). `indexed_states`: (feed URL, FeedIndexEntry) of index/feeds."""
+    NOT_DUE: feed URLs not polled (not due), NOT_MODIFIED: feed URLs, NOT_MODIFIED_STATES and
+    POLL_STATES: the FeedIndexEntries a 304 and a 200 leave, ERRORS: ErrorRows, RESPONSES: every
+    (FetchRequest, Response)}: at each tick every feed due polled (`schedule`: ALWAYS, each
+    one), with a conditional GET (or in full, when a full fetch is due). `indexed_states`:
+    (feed URL, FeedIndexEntry) of index/feeds; `indexed_keys`: entry keys of index/entries."""
 
     def __init__(self, specs: list[FeedSpec], policy: FetchPolicy, run_id: str,
-                 indexed_states, schedule: PollSchedule = PollSchedule()):
+                 indexed_states, schedule: PollSchedule = PollSchedule(), indexed_keys=None):
         super().__init__()
         firsts = {spec.location: spec for spec in reversed(specs) if spec.is_url}
         self._specs = sorted(firsts.values(), key=lambda s: s.location)
         self._policy, self._run_id, self._schedule = policy, run_id, schedule
-        self._indexed_states = indexed_states
+        self._indexed_states, self._indexed_keys = indexed_states, indexed_keys
 
     def expand(self, ticks):
         return (
@@ -415,8 +457,9 @@ class PollFeeds(beam.PTransform):
             | "EveryFeed" >> beam.FlatMap(feed_polls, self._specs)
             | "Poll" >> beam.ParDo(
                 PollFeedFn(self._policy, self._run_id, self._schedule),
-                beam.pvalue.AsDict(self._indexed_states)).with_outputs(
-                ERRORS, NOT_MODIFIED, NOT_MODIFIED_STATES, RESPONSES, main="bodies"))
+                beam.pvalue.AsDict(self._indexed_states),
+                _as_key_dict(self._indexed_keys, "IndexedKeys")).with_outputs(
+                *POLL_OUTPUTS, main="bodies"))
 
 
 class PollAndParseFeeds(beam.PTransform):
@@ -427,15 +470,17 @@ class PollAndParseFeeds(beam.PTransform):
     level by level as the batch graph's ReadFeeds does (each level a keyed poll of its own,
     `sitemap_depth` levels at most below a given sitemap, `max_sitemaps` per document). An
     index or a robots.txt is asked for in full at every tick: its sitemaps are what is asked
-    "modified since?"."""
+    "modified since?", and each follows its own schedule as a feed does (NOT_DUE, POLL_STATES
+    of every level)."""
 
     def __init__(self, specs: list[FeedSpec], policy: FetchPolicy, run_id: str,
                  indexed_states, schedule: PollSchedule = PollSchedule(), *, min_words: int,
-                 sitemap_depth: int = SITEMAP_DEPTH, max_sitemaps: int = MAX_SITEMAPS):
+                 sitemap_depth: int = SITEMAP_DEPTH, max_sitemaps: int = MAX_SITEMAPS,
+                 indexed_keys=None):
         super().__init__()
         self._specs = [spec for spec in specs if spec.is_url]
         self._policy, self._run_id, self._schedule = policy, run_id, schedule
-        self._indexed_states = indexed_states
+        self._indexed_states, self._indexed_keys = indexed_states, indexed_keys
         self._min_words, self._max_sitemaps = min_words, max_sitemaps
         self._levels = fetch_levels({spec.kind for spec in self._specs}, sitemap_depth)
 
@@ -447,28 +492,27 @@ class PollAndParseFeeds(beam.PTransform):
 
     def expand(self, ticks):
         polled = ticks | "PollFeeds" >> PollFeeds(self._specs, self._policy, self._run_id,
-                                                  self._indexed_states, self._schedule)
+                                                  self._indexed_states, self._schedule,
+                                                  self._indexed_keys)
         parsed = self._parse(polled.bodies, 0, "ParseFeeds")
-        outputs = {ENTRIES: [parsed[ENTRIES]], FEED_STATES: [parsed[FEED_STATES]],
-                   NOT_MODIFIED: [polled[NOT_MODIFIED]],
-                   NOT_MODIFIED_STATES: [polled[NOT_MODIFIED_STATES]],
-                   RESPONSES: [polled[RESPONSES]],
-                   ERRORS: [polled[ERRORS], parsed[ERRORS]]}
+        outputs = {tag: [polled[tag]] for tag in POLL_OUTPUTS}
+        outputs.update({ENTRIES: [parsed[ENTRIES]], FEED_STATES: [parsed[FEED_STATES]]})
+        outputs[ERRORS].append(parsed[ERRORS])
         for level in range(1, self._levels):
             polled = (
                 parsed[CHILD_SITEMAPS]
                 | f"KeyChildren{level}" >> beam.Map(lambda spec: (spec.location, spec))
                 | f"PollChildren{level}" >> beam.ParDo(
                     PollFeedFn(self._policy, self._run_id, self._schedule),
-                    beam.pvalue.AsDict(self._indexed_states)).with_outputs(
-                    ERRORS, NOT_MODIFIED, NOT_MODIFIED_STATES, RESPONSES, main="bodies"))
+                    beam.pvalue.AsDict(self._indexed_states),
+                    _as_key_dict(self._indexed_keys, f"IndexedKeys{level}")).with_outputs(
+                    *POLL_OUTPUTS, main="bodies"))
             parsed = self._parse(polled.bodies, level, f"ParseChildren{level}")
             outputs[ENTRIES].append(parsed[ENTRIES])
             outputs[FEED_STATES].append(parsed[FEED_STATES])
-            outputs[NOT_MODIFIED].append(polled[NOT_MODIFIED])
-            outputs[NOT_MODIFIED_STATES].append(polled[NOT_MODIFIED_STATES])
-            outputs[RESPONSES].append(polled[RESPONSES])
-            outputs[ERRORS] += [polled[ERRORS], parsed[ERRORS]]
+            for tag in POLL_OUTPUTS:
+                outputs[tag].append(polled[tag])
+            outputs[ERRORS].append(parsed[ERRORS])
         return {tag: pcolls | f"All_{tag}" >> beam.Flatten() for tag, pcolls in outputs.items()}
 
 

@@ -88,16 +88,21 @@ def url_request(line: str) -> FetchRequest | None:
 
 def states_of_complete_feeds(keyed, previous: dict, schedule: PollSchedule):
     """(feed, {"state": [FeedIndexEntry], "requested": [...], "finished": [...], "documents":
-    [...]}) -> the state with its poll schedule, when every page requested from the feed's
-    entries finished (fetched, or failed for good). Otherwise the validators are not stored, so
-    the next run reads the feed again (it cannot answer 304) and retries the entries that failed
-    for now."""
+    [...], and in a stream "scheduled": [FeedIndexEntry]}) -> the state with its poll schedule,
+    when every page requested from the feed's entries finished (fetched, or failed for good).
+    Otherwise the validators are not stored, so the next run reads the feed again (it cannot
+    answer 304) and retries the entries that failed for now. A stream's poll decided the
+    schedule itself (from its keyed state: "scheduled", by poll time): that one is kept."""
     feed, grouped = keyed
     requested = len(list(grouped["requested"]))
     if requested != len(list(grouped["finished"])):
         return
     new_entries = requested + len(list(grouped["documents"]))
+    scheduled = {state.fetched_at: state for state in grouped.get("scheduled", ())}
     for state in grouped["state"]:
+        if state.fetched_at in scheduled:
+            yield scheduled[state.fetched_at]
+            continue
         # At the poll's own time: the run's start in a batch, each poll's in a stream.
         yield polled_state(feed, state.run_id, state.fetched_at, schedule, previous.get(feed),
                            modified=True, etag=state.etag, last_modified=state.last_modified,
@@ -115,11 +120,13 @@ def not_modified_state(feed: str, previous: dict, run_id: str, now: dt.datetime,
 
 
 def feed_progress(requests, feed_states, entry_documents, finished, run_id: str,
-                  schedule: PollSchedule = PollSchedule(), previous=None):
+                  schedule: PollSchedule = PollSchedule(), previous=None, poll_states=None):
     """What the index keeps of a read of feeds: (EntryIndexEntries of the entries done: their
     page fetched or failed for good, or taken as they are; the FeedIndexEntries, with their poll
     schedule, of the feeds all of whose requested pages finished). `previous`: (feed, latest
-    FeedIndexEntry) of earlier runs, or None. Batch and stream alike (the stream per window)."""
+    FeedIndexEntry) of earlier runs, or None. `poll_states`: the FeedIndexEntries whose schedule
+    the poll decided (a stream's PollFeedFn), kept as they are. Batch and stream alike (the
+    stream per window)."""
     from_feeds = finished | "FromFeeds" >> beam.Filter(lambda d: d.feed_url is not None)
     # Entries without a link are done once they are documents: indexed as fetched.
     entry_index = (
@@ -132,7 +139,9 @@ def feed_progress(requests, feed_states, entry_documents, finished, run_id: str,
              lambda r: (r.payload.feed_url, None)),
          "finished": from_feeds | "FinishedByFeed" >> beam.Map(lambda d: (d.feed_url, None)),
          "documents": entry_documents | "DocumentsByFeed" >> beam.Map(
-             lambda d: (d.feed_url, None))}
+             lambda d: (d.feed_url, None)),
+         **({} if poll_states is None else {"scheduled": poll_states | "ScheduledByFeed" >>
+                                            beam.Map(lambda s: (s.feed_url, s))})}
         | "JoinByFeed" >> beam.CoGroupByKey()
         | "CompleteFeeds" >> beam.FlatMap(
             states_of_complete_feeds,
