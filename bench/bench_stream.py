@@ -57,6 +57,8 @@ def run_stream_bench(feeds: int = 4, minutes: float = 3.0, every_s: float = 2.0,
         words = [NEWSBEAM, "stream", *(f"--feed={site.base}/feeds/{n}.xml" for n in names),
                  f"--output={output}", "--allow_loopback", "--fetch_delay_s=0.05",
                  f"--duration={duration}", f"--poll_interval_s={poll_interval_s}",
+                 # The stream's default adaptive schedule, its shortest interval the tick.
+                 f"--min_poll_s={poll_interval_s}",
                  f"--window_s={window_s}", f"--runner={runner}", "--quiet"]
         started = time.time()
         process = subprocess.Popen(words, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -139,7 +139,8 @@ def _add_run(commands) -> argparse.ArgumentParser:
 
 STREAM_EPILOG = """\
 Every feed and sitemap (--sitemap, --sitemaps_from_robots: an index's sitemaps in turn) is
-polled each --poll_interval_s with a conditional GET; new entries' pages are fetched one at a
+polled with a conditional GET at the ticks of --poll_interval_s when it is due (adaptive: as
+often as it changes, within --min_poll_s and --max_poll_s; --poll_schedule always: every tick); new entries' pages are fetched one at a
 time per host (--archive_warc keeps what was fetched as WARC files). Each --input (a folder, a
 glob, local or gs://...) is watched: listed at every poll, and a new or changed file is read
 once two polls in a row see the same size and modification time (a file still being written is

@@ -364,7 +364,8 @@ class NewsOptions(PipelineOptions):
             "--poll_schedule", choices=SCHEDULES, default=None,
             help="always: read every feed and sitemap each run; adaptive: skip those whose "
                  "next poll (learnt from how often they change, stored in index/feeds) is not "
-                 "due, counted as not_due. Default: adaptive with `run --every`, else always.")
+                 "due, counted as not_due. Default: adaptive with `run --every` and in a stream, "
+                 "else always.")
         more.add_argument(
             "--min_poll_s", type=_positive_float, default=60.0, metavar="SECONDS",
             help="Shortest interval between two polls of one feed. Default: 60.")
