@@ -8,7 +8,7 @@ import lxml.html
 
 from newsbeam.transforms.text import (Evidence, covered_share, fingerprint_text, is_furniture,
                                       without_furniture)
-from newsbeam.transforms.trafilatura_page import block_link_densities, extract_page
+from newsbeam.transforms.trafilatura_page import extract_page, page_evidence
 
 STORY = [
     "Der Stadtrat hat am Dienstag nach einer langen und kontroversen Debatte beschlossen, die "
@@ -40,12 +40,25 @@ def test_link_density_is_read_within_each_block():
         '<div><p><a href="/a">Lea más: Juan Carlos propone</a> hoy</p>'
         '<p>El consejo <a href="/b">aprobó</a> el presupuesto de la ciudad.</p>'
         '<ul><li><a href="/c">Otra noticia</a></li></ul></div>')
-    densities = block_link_densities(tree)
+    densities, _ = page_evidence(tree)
     assert densities[fingerprint_text("Lea más: Juan Carlos propone hoy")] > 0.8
     assert densities[fingerprint_text("El consejo aprobó el presupuesto de la ciudad.")] < 0.2
     assert densities[fingerprint_text("Otra noticia")] == 1.0
     assert covered_share("Foto: Max / Agentur", ["Foto: Max / Agentur"]) == 1.0
     assert covered_share("nothing captioned here", ["elsewhere"]) == 0.0
+
+
+def test_captions_are_found_by_tag_or_class_anywhere_below_the_root():
+    # The one walk that reads link densities also collects captions: a <figcaption>, a class
+    # naming a caption, credit or copyright in any ASCII case, also inside an <svg> or
+    # <noscript> the walk reads no paragraph text from; the root itself is not one.
+    tree = lxml.html.fromstring(
+        '<html class="caption"><body><figure><figcaption>Der Rat  tagt</figcaption></figure>'
+        '<span class="Image-CREDIT">Foto: Max</span><div class="CopyRight">(c) Stadtbild</div>'
+        '<noscript><p class="caption">Ohne Skript</p></noscript>'
+        '<p class="intro">Kein Bildtext</p></body></html>')
+    _, captions = page_evidence(tree)
+    assert captions == {"Der Rat tagt", "Foto: Max", "(c) Stadtbild", "Ohne Skript"}
 
 
 def test_furniture_by_evidence_and_shape():

@@ -172,28 +172,31 @@ def publication_date(tree, url: str | None, found: str | None, trace: list[str])
     return found, date_precision(found, trace)
 
 
-_URL_XPATHS = ('.//head//link[@rel="canonical"]/@href',
-               './/head//meta[@property="og:url"]/@content',
-               './/head//meta[@name="twitter:url"]/@content',
-               './/head//link[@rel="alternate"][@hreflang="x-default"]/@href')
+_URL_XPATHS = ('.//link[@rel="canonical"]/@href',
+               './/meta[@property="og:url"]/@content',
+               './/meta[@name="twitter:url"]/@content',
+               './/link[@rel="alternate"][@hreflang="x-default"]/@href')
 
 
 def page_urls(tree) -> list[str]:
-    """The absolute URLs the page gives for itself (canonical link, og:url, twitter:url), in
-    that order: when trafilatura's pick is the site's home page, a deeper one may be the page's."""
+    """The absolute URLs the page gives for itself in its head (canonical link, og:url,
+    twitter:url), in that order: when trafilatura's pick is the site's home page, a deeper one
+    may be the page's."""
     urls = []
+    heads = tree.xpath(".//head")  # found once: each search below stays inside the head
     for xpath in _URL_XPATHS:
-        for value in tree.xpath(xpath):
-            value = str(value).strip()
-            if value.startswith(("http://", "https://")) and value not in urls:
-                urls.append(value)
+        for head in heads:
+            for value in head.xpath(xpath):
+                value = str(value).strip()
+                if value.startswith(("http://", "https://")) and value not in urls:
+                    urls.append(value)
     return urls
 
 
-# Figure captions and credit lines: the image's text, not the article's.
-_CAPTIONS = ('.//figcaption|.//*[contains(translate(@class, "CAPTIONREDT", "captionredt"), '
-             '"caption") or contains(translate(@class, "CREDIT", "credit"), "credit") or '
-             'contains(translate(@class, "COPYRIGHT", "copyright"), "copyright")]')
+# Figure captions and credit lines: the image's text, not the article's. Found by tag or by a
+# class naming them (ASCII letters only folded, as XPath's translate() would).
+_CAPTION_CLASS_WORDS = ("caption", "credit", "copyright")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _MAX_ELEMENT_CHARS = 2000
 # Elements that start a paragraph of their own, as a browser lays them out (and trafilatura cuts).
 _BLOCKS = frozenset("p div li ul ol h1 h2 h3 h4 h5 h6 td th tr table dd dt dl blockquote "
@@ -202,53 +205,82 @@ _BLOCKS = frozenset("p div li ul ol h1 h2 h3 h4 h5 h6 td th tr table dd dt dl bl
 _NO_TEXT = frozenset("script style noscript template svg".split())
 
 
-def element_texts(tree, xpath: str) -> list[str]:
-    """The distinct texts (spaces folded) of the elements `xpath` finds."""
-    texts = {" ".join(element.text_content().split()) for element in tree.xpath(xpath)}
-    return [t for t in texts if 0 < len(t) <= _MAX_ELEMENT_CHARS]
+def is_caption(element) -> bool:
+    """A figure caption or credit line: a <figcaption>, or an element whose class names one."""
+    if element.tag == "figcaption":
+        return True
+    classes = element.get("class")
+    return bool(classes) and any(word in classes.translate(_ASCII_LOWER)
+                                 for word in _CAPTION_CLASS_WORDS)
 
 
-class _Block:
-    def __init__(self):
-        self.parts: list[str] = []
-        self.linked = 0
-
-    def add(self, text: str, in_link: bool):
-        text = " ".join(text.split())
-        if text:
-            self.parts.append(text)
-            self.linked += len(text) if in_link else 0
+def caption_text(element) -> str | None:
+    text = " ".join(element.text_content().split())
+    return text if 0 < len(text) <= _MAX_ELEMENT_CHARS else None
 
 
-def block_link_densities(tree, max_chars: int = FURNITURE_MAX_CHARS) -> dict[str, float]:
-    """{fingerprint of a paragraph of the page: the share of its characters inside links}, a
-    paragraph being the text of a block element outside the blocks nested in it (as justext
-    cuts them), for paragraphs of at most `max_chars`. A text found in several blocks gets
-    the lowest share (a headline linked in a teaser elsewhere is still the headline here)."""
+def page_evidence(tree, max_chars: int = FURNITURE_MAX_CHARS) -> tuple[dict[str, float], set[str]]:
+    """The page's furniture evidence, from one walk of its tree:
+    - {fingerprint of a paragraph of the page: the share of its characters inside links}, a
+      paragraph being the text of a block element outside the blocks nested in it (as justext
+      cuts them), for paragraphs of at most `max_chars`. A text found in several blocks gets
+      the lowest share (a headline linked in a teaser elsewhere is still the headline here);
+    - the distinct texts (spaces folded) of its figure captions and credit lines (below the
+      root), of at most _MAX_ELEMENT_CHARS."""
     densities: dict[str, float] = {}
+    captions: set[str] = set()
 
-    def close(block: _Block):
-        text = " ".join(block.parts)
+    def close(parts: list[str], linked: int):
+        text = " ".join(parts)
         if text and len(text) <= max_chars:
             key = fingerprint_text(text)
-            densities[key] = min(densities.get(key, 1.0), min(1.0, block.linked / len(text)))
+            densities[key] = min(densities.get(key, 1.0), min(1.0, linked / len(text)))
 
-    def walk(element, block: _Block, in_link: bool):
-        if not isinstance(element.tag, str) or element.tag in _NO_TEXT:
+    def add_captions_below(element):
+        # Inside script, style, svg...: no paragraph text, but a caption is still a caption.
+        for inner in element.iterdescendants():
+            if isinstance(inner.tag, str) and is_caption(inner):
+                text = caption_text(inner)
+                if text:
+                    captions.add(text)
+
+    # A block is [its texts, the characters of them inside links]; the walk passes the one
+    # an element's text belongs to.
+    def walk(element, block: list, in_link: bool, is_root: bool = False) -> None:
+        tag = element.tag
+        if not is_root and is_caption(element):
+            text = caption_text(element)
+            if text:
+                captions.add(text)
+        if tag in _NO_TEXT:
+            add_captions_below(element)
             return
-        own = _Block() if element.tag in _BLOCKS else block
-        linked = in_link or element.tag == "a"
-        own.add(element.text or "", linked)
+        own = [[], 0] if tag in _BLOCKS else block
+        linked = in_link or tag == "a"
+        parts = own[0]
+        text = element.text
+        if text and not text.isspace():
+            text = " ".join(text.split())
+            parts.append(text)
+            if linked:
+                own[1] += len(text)
         for child in element:
-            walk(child, own, linked)
-            own.add(child.tail or "", linked)
+            if isinstance(child.tag, str):
+                walk(child, own, linked)
+            tail = child.tail
+            if tail and not tail.isspace():
+                tail = " ".join(tail.split())
+                parts.append(tail)
+                if linked:
+                    own[1] += len(tail)
         if own is not block:
-            close(own)
+            close(*own)
 
-    root = _Block()
-    walk(tree, root, False)
-    close(root)
-    return densities
+    root = [[], 0]
+    if isinstance(tree.tag, str):
+        walk(tree, root, False, is_root=True)
+    close(*root)
+    return densities, captions
 
 
 def furniture(tree, text: str) -> list[str]:
@@ -258,7 +290,7 @@ def furniture(tree, text: str) -> list[str]:
              if line and len(line) <= FURNITURE_MAX_CHARS}
     if not lines:
         return []
-    densities, captions = block_link_densities(tree), element_texts(tree, _CAPTIONS)
+    densities, captions = page_evidence(tree)
     return sorted(line for line in lines if is_furniture(line, Evidence(
         link_density=densities.get(fingerprint_text(line), 0.0),
         caption_share=covered_share(line, captions))))
