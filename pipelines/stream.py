@@ -140,6 +140,9 @@ def stream_problems(options: NewsOptions, settings: StreamSettings) -> list[str]
     if options.poll_schedule == "adaptive":
         problems.append("--poll_schedule adaptive: a stream polls every --poll_interval_s; "
                         "adaptive schedules are `newsbeam run --every`'s")
+    if options.batch_records != "auto":
+        problems.append(f"--batch_records {options.batch_records}: a stream commits each "
+                        "window (--window_s); batches are `newsbeam run`'s")
     try:
         specs = feed_specs(options.feed or [], options.feeds or [])
     except (OSError, ValueError) as error:
