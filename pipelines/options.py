@@ -429,7 +429,9 @@ class NewsOptions(PipelineOptions):
             if not RUN_ID.fullmatch(self.run_id):
                 problems.append(f"--run_id {self.run_id}: use 1-64 of a-z 0-9 . _ - "
                                 "(starting with a letter or digit)")
-            elif FileSystems.exists(manifest_path(self.output, self.run_id)):
+            # A batched run's batches are <run id>-b0001, ...: their names are taken too.
+            elif FileSystems.exists(manifest_path(self.output, self.run_id)) or \
+                    FileSystems.exists(manifest_path(self.output, f"{self.run_id}-b0001")):
                 problems.append(f"--run_id {self.run_id}: a run of that name already wrote to "
                                 f"{self.output}; run ids name files, so each run needs its own")
         for path in self.input or []:

@@ -242,6 +242,16 @@ def test_batch_sizes_a_run_cannot_honour_are_refused(capsys, tmp_path):
     assert "--batch_records 100: a stream commits each window" in err
 
 
+def test_the_run_id_of_a_batched_run_is_taken(capsys, tmp_path):
+    """Its batches' files are named after it: a second run of that id would collide."""
+    runs = tmp_path / "out" / "_runs"
+    runs.mkdir(parents=True)
+    (runs / "big-b0001.json").write_text("{}")
+    err = refused(capsys, tmp_path, "--input", str(SEEDS), "--output", str(tmp_path / "out"),
+                  "--run_id", "big")
+    assert "--run_id big: a run of that name already wrote to" in err
+
+
 def test_planning_counts_records_only_when_batching(tmp_path):
     inputs = write_corpus(tmp_path / "in")
     assert plan_run([str(inputs)], "r", 0, 10_000) == ([], 0)
