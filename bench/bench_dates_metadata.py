@@ -15,7 +15,9 @@ Figures (each over the pages it can be judged on):
 - comma-joined categories: rows with a category holding a comma;
 - home-page canonicals: canonical_url is a site root while the page's URL is deeper;
 - must-drop snippets: share of the gold's "without" snippets still in the text (and the share
-  of "with" snippets kept, so that cleaning is not bought with real text).
+  of "with" snippets kept, so that cleaning is not bought with real text);
+- what each boilerplate step dropped (the run's counters: furniture paragraphs at extraction,
+  paragraphs repeated across a domain's pages) and the rows and size of index/paragraphs.
 
     python bench/bench_dates_metadata.py [--data ../shared/data]
         [--before ../main/.venv/bin/newsbeam]        # the other checkout's executable
@@ -162,6 +164,27 @@ def score(output: Path, evaldata: dict) -> dict:
     return figures
 
 
+_BOILERPLATE_COUNTERS = ("extract_furniture_paragraphs_dropped",
+                         "dedup_boilerplate_articles_cleaned",
+                         "dedup_boilerplate_paragraphs_dropped")
+
+
+def boilerplate_figures(output: Path) -> dict:
+    """What each boilerplate step dropped (the runs' counters; absent before they existed) and
+    the size of index/paragraphs (the paragraphs recorded for later runs)."""
+    counters: dict[str, int] = {}
+    for manifest in (output / "_runs").glob("*.json"):
+        for name, value in json.loads(manifest.read_text()).get("counters", {}).items():
+            counters[name] = counters.get(name, 0) + value
+    figures = {name: counters.get(name, 0) for name in _BOILERPLATE_COUNTERS}
+    index = output / "index" / "paragraphs"
+    files = list(index.glob("*.parquet")) if index.is_dir() else []
+    figures["index_paragraphs_rows"] = (
+        ds.dataset([str(f) for f in files], format="parquet").count_rows() if files else 0)
+    figures["index_paragraphs_kib"] = round(sum(f.stat().st_size for f in files) / 1024, 1)
+    return figures
+
+
 def run_newsbeam(newsbeam: Path, pages: Path, output: Path) -> float:
     started = time.perf_counter()
     subprocess.run([str(newsbeam), "run", "--input", str(pages), "--output", str(output),
@@ -208,7 +231,8 @@ def main() -> int:
                 return 0
             outputs[name] = Path(work) / name
             seconds[name] = round(run_newsbeam(executable, pages, outputs[name]), 1)
-        results = {name: score(output, evaldata) for name, output in outputs.items()}
+        results = {name: {**score(output, evaldata), **boilerplate_figures(output)}
+                   for name, output in outputs.items()}
 
     print(f"\nhtml-dev: {len(evaldata)} pages; before = {args.before_output or args.before}\n")
     print(f"{'figure':46} {'before':>10} {'after':>10}")

@@ -1,9 +1,9 @@
 """Graph assembly both graphs share: the batch graph (pipelines/ingest.py) and the streaming one
 (pipelines/stream.py) apply the same stage composites, in the same order, through these.
 
-    articles ─► repeated paragraphs ─► already ingested? / exact copies ─► near copies
+    articles ─► repeated paragraphs (this run's pages and index/paragraphs) ─► already ingested? / exact copies ─► near copies
     ─► entities ─► topic ─► story
-    (index/articles, duplicates, signatures, stories: IndexReads)
+    (index/articles, duplicates, signatures, stories, paragraphs: IndexReads)
     ─► articles/, duplicates/, errors/, stories/ and their index/ entries, in .tmp/ (write_all)
 
 The only difference is when the index is read: once when the batch job runs (off an Impulse,
@@ -21,10 +21,10 @@ import apache_beam as beam
 from newsbeam.schemas.records import (Article, Duplicate, DuplicateIndexEntry, ErrorIndexEntry,
                                       ErrorRow, IndexEntry, Story)
 from newsbeam.transforms import sinks
-from newsbeam.transforms.boilerplate import DropRepeatedParagraphs
+from newsbeam.transforms.boilerplate import PARAGRAPH_INDEX, DropRepeatedParagraphs
 from newsbeam.transforms.dataset import (INDEX_ARTICLES, INDEX_DUPLICATES, INDEX_ERRORS,
-                                         INDEX_SIGNATURES, INDEX_STORIES, IndexSpec, ReadIndex,
-                                         ReadIndexIds)
+                                         INDEX_PARAGRAPHS, INDEX_SIGNATURES, INDEX_STORIES,
+                                         IndexSpec, ReadIndex, ReadIndexIds)
 from newsbeam.transforms.dedup import (ALREADY_INGESTED, DUPLICATES, SIGNATURES,
                                        DropKnownAndExactCopies, DropNearCopies)
 from newsbeam.transforms.entities import TagEntities
@@ -98,16 +98,17 @@ def resolve_and_enrich(articles, options, run_id: str, ingested_at: dt.datetime,
     what earlier batches stored."""
     index_not_before = ingested_at - dt.timedelta(days=options.index_max_age_days)
     bounded_index = batch_of is not None
-    cleaned = articles | "DropRepeatedParagraphs" >> DropRepeatedParagraphs(
-        options.boilerplate_min_pages)
+    paragraphs_since = ("seen_at", index_not_before)
     # Copies recorded in duplicates/ by earlier runs count as ingested too.
     if batch_of is None:
         known_ids = (index.ids(INDEX_ARTICLES, "article_id", "ArticleIndex"),
                      index.ids(INDEX_DUPLICATES, "article_id", "DuplicateIndex")) \
             | "KnownIds" >> beam.Flatten()
+        known_paragraphs = index.rows(INDEX_PARAGRAPHS, "ParagraphIndex", since=paragraphs_since)
     else:
-        # Only the ids this batch's articles have are taken from the index.
-        ids = (cleaned | "BatchIds" >> beam.Map(lambda a: a.article_id)
+        # Only the ids this batch's articles have, and the paragraphs of the domains they
+        # come from, are taken from the index.
+        ids = (articles | "BatchIds" >> beam.Map(lambda a: a.article_id)
                | "IdSet" >> beam.CombineGlobally(beam.combiners.ToSetCombineFn()))
         among_ids = ("article_id", ids, lambda article_id, ids: article_id in ids)
         known_ids = (
@@ -117,7 +118,14 @@ def resolve_and_enrich(articles, options, run_id: str, ingested_at: dt.datetime,
             index.rows(INDEX_DUPLICATES, "DuplicateIndex",
                        columns=("article_id", "duplicate_of", "run_id"), where=among_ids)
             | "CopiedAs" >> beam.Map(stored_as, batch_of)) | "KnownIds" >> beam.Flatten()
-    resolved = cleaned | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(known_ids)
+        domains = (articles | "BatchDomains" >> beam.Map(lambda a: a.domain)
+                   | "DomainSet" >> beam.CombineGlobally(beam.combiners.ToSetCombineFn()))
+        known_paragraphs = index.rows(
+            INDEX_PARAGRAPHS, "ParagraphIndex", since=paragraphs_since,
+            where=("domain", domains, lambda domain, domains: domain in domains))
+    cleaned = articles | "DropRepeatedParagraphs" >> DropRepeatedParagraphs(
+        options.boilerplate_min_pages, known_paragraphs)
+    resolved = cleaned["articles"] | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(known_ids)
     distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
         resolved[DUPLICATES],
         index.rows(INDEX_SIGNATURES, "SignatureIndex", since=("ingested_at", index_not_before)),
@@ -142,6 +150,7 @@ def resolve_and_enrich(articles, options, run_id: str, ingested_at: dt.datetime,
     return {"articles": storied["articles"], DUPLICATES: distinct[DUPLICATES],
             SIGNATURES: distinct[SIGNATURES], ALREADY_INGESTED: resolved[ALREADY_INGESTED],
             STORIES: storied[STORIES], STORY_INDEX: storied[STORY_INDEX],
+            PARAGRAPH_INDEX: cleaned[PARAGRAPH_INDEX],
             "distinct": distinct["articles"], "tagged": tagged, "classified": topical}
 
 
@@ -177,6 +186,7 @@ def write_all(pipeline, options, run_id: str, stages: dict, new_errors,
                                           run_id=d.run_id)),
         INDEX_SIGNATURES: stages[SIGNATURES],
         INDEX_STORIES: stages[STORY_INDEX],
+        INDEX_PARAGRAPHS: stages[PARAGRAPH_INDEX],
         **other_index_entries,
     }
     indexes = [entries | f"Write_{spec.name}" >> write(spec.name, spec.record_type,

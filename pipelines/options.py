@@ -214,8 +214,9 @@ class NewsOptions(PipelineOptions):
                  "(empty_extraction). Default: 10.")
         group.add_argument(
             "--boilerplate_min_pages", type=_min_pages, default=3, metavar="PAGES",
-            help="A paragraph found on this many pages of one domain in a run is the site's "
-                 "boilerplate and is dropped from their text; 0: off. Default: 3.")
+            help="A paragraph found on this many pages of one domain, in this run or earlier "
+                 "ones (index/paragraphs), is the site's boilerplate and is dropped from their "
+                 "text; 0: off (nothing recorded). Default: 3.")
         group.add_argument(
             "--batch_records", type=_batch_records, default="auto", metavar="N|auto",
             help="On a local runner, read the input in batches of at most N records (a JSONL "
@@ -245,8 +246,9 @@ class NewsOptions(PipelineOptions):
                  "1 turns it off. Default: 0.6 (chosen on bench/bench_stories.py).")
         group.add_argument(
             "--index_max_age_days", type=_positive_float, default=30.0, metavar="DAYS",
-            help="Signatures and story leads stored longer ago than this are not compared with "
-                 "new articles (exact re-runs are still recognised). Default: 30.")
+            help="Signatures, story leads and paragraphs (index/paragraphs) stored longer ago "
+                 "than this are not compared with new articles (exact re-runs are still "
+                 "recognised). Default: 30.")
         group.add_argument(
             "--progress_interval_s", type=_non_negative_float, default=15.0, metavar="SECONDS",
             help="On a terminal, a live display of every stage's progress; elsewhere a log "

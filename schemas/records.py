@@ -20,7 +20,7 @@ from typing import Optional
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Every version that was ever written, and what it changed.
 SCHEMA_CHANGES = {
     1: "the first layout",
@@ -34,6 +34,10 @@ SCHEMA_CHANGES = {
        "what is not a person's name, comma-joined categories are split, a site-wide home-page "
        "canonical URL is not taken as the page's; index/feeds: the poll schedule (entries, "
        "new_entries, poll_interval_s, next_poll_at, polls_since_full, full_fetched_at)",
+    5: "index/paragraphs added (domain, paragraph_key, pages, run_id, seen_at): the paragraphs "
+       "seen on each publisher's pages, so that one repeated across runs is dropped as "
+       "boilerplate; articles: text without short link-dense paragraphs and figure captions or "
+       "credit lines (transforms/text.py is_furniture)",
 }
 
 
@@ -262,6 +266,18 @@ class SignatureIndexEntry:
     run_id: str
     ingested_at: dt.datetime
     published_at: Optional[dt.datetime] = None
+
+
+@dataclasses.dataclass
+class ParagraphIndexEntry:
+    """A paragraph seen on a publisher's pages in one run (transforms/boilerplate.py): a later
+    run drops it as the site's furniture once it has been seen on `--boilerplate_min_pages`
+    pages of the domain, whatever runs they came in."""
+    domain: str
+    paragraph_key: str      # boilerplate.paragraph_key: 16 hex digits of the fingerprint's SHA-1
+    pages: list[str]        # boilerplate.page_key of the pages it was newly seen on this run
+    run_id: str
+    seen_at: dt.datetime
 
 
 @dataclasses.dataclass

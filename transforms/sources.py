@@ -470,6 +470,19 @@ def _walk_named(path: str):
                "not a regular file (a FIFO, socket or device)")
 
 
+# The documents of a file that holds many (JSONL lines, WARC records): one file is read by one
+# worker, so they are spread over the workers before extraction (ReadInputs), where a file of
+# one document each is spread already.
+RECORDS = "records"
+
+
+def _as_records(outputs):
+    """A multi-document file's outputs, its Documents tagged RECORDS."""
+    for output in outputs:
+        yield beam.pvalue.TaggedOutput(RECORDS, output) if isinstance(output, Document) \
+            else output
+
+
 class ReadDocumentsFn(beam.DoFn):
     """(FileMetadata, its index/inputs row or None) -> Documents; unusable files -> ERRORS (an
     ErrorRow found while matching passes through); INPUT_FACTS for each file read. A file whose
@@ -550,10 +563,10 @@ class ReadDocumentsFn(beam.DoFn):
         with raw:
             stream = HashingReader(raw)
             if kind == "warc":
-                yield from read_warc(path, self._max_bytes, self._run_id, source_uri, stream,
-                                     records)
+                yield from _as_records(read_warc(path, self._max_bytes, self._run_id,
+                                                 source_uri, stream, records))
             elif kind == "jsonl":
-                yield from self._read_jsonl(stream, gzipped, source_uri, records)
+                yield from _as_records(self._read_jsonl(stream, gzipped, source_uri, records))
             else:
                 yield self._read_document(stream, kind, gzipped, source_uri)
             hashed["digest"] = stream.finish()
@@ -655,9 +668,13 @@ class ReadInputs(beam.PTransform):
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadDocumentsFn(self._run_id, self._max_bytes,
                                                    self._recorded_at, slices))
-                .with_outputs(ERRORS, SKIPPED, UNCHANGED, INPUT_FACTS, REFRESHED,
+                .with_outputs(ERRORS, SKIPPED, UNCHANGED, INPUT_FACTS, REFRESHED, RECORDS,
                               main="documents"))
+        # Without this, every record of a file would be extracted (and, locally, shuffled on)
+        # by the worker that read the file: one 100k-record WARC, one worker's work.
+        records = read[RECORDS] | "SpreadRecords" >> beam.Reshuffle()
+        documents = (read.documents, records) | "AllDocuments" >> beam.Flatten()
         errors_ = (match_errors, read[ERRORS]) | "ReadErrors" >> beam.Flatten()
         unchanged = (decided[UNCHANGED], read[UNCHANGED]) | "Unchanged" >> beam.Flatten()
-        return {"documents": read.documents, ERRORS: errors_, SKIPPED: read[SKIPPED],
+        return {"documents": documents, ERRORS: errors_, SKIPPED: read[SKIPPED],
                 UNCHANGED: unchanged, INPUT_FACTS: read[INPUT_FACTS], REFRESHED: read[REFRESHED]}

@@ -7,6 +7,7 @@ copyright footers), then boilerplate lines go.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import unicodedata
@@ -246,6 +247,62 @@ def is_boilerplate(paragraph: str) -> bool:
 
 def drop_boilerplate(paragraphs: list[str]) -> list[str]:
     return [p for p in paragraphs if not is_boilerplate(p)]
+
+
+# --- Site furniture: evidence from the page, paragraph by paragraph ------------------------------
+
+# What the page's HTML says about a short paragraph of the extracted text (transforms/
+# trafilatura_page.py reads it): a paragraph that is mostly link text within its own block is a
+# teaser for another page ('Czytaj też: ...', 'Lea más: ...', a list of related headlines); one
+# inside a figure caption or credit line is the image's, not the article's. A longer paragraph
+# is prose whatever its links.
+FURNITURE_MAX_CHARS = 300
+_LINK_DENSITY = 0.7
+_CAPTION_SHARE = 0.8
+_ADDRESS = re.compile(r"^\S*(?:@|://|www\.)\S*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """Shares of a paragraph's characters: `link_density` inside links within the paragraph's
+    own block of the page (0 when no block has its text); `caption_share` inside the page's
+    figure captions and credit lines."""
+    link_density: float = 0.0
+    caption_share: float = 0.0
+
+
+def covered_share(paragraph: str, texts) -> float:
+    """The share of the characters of `paragraph` (spaces folded) inside one of `texts`."""
+    line = " ".join(paragraph.split())
+    if not line:
+        return 0.0
+    covered = bytearray(len(line))
+    for text in texts:
+        if not 3 <= len(text) <= len(line):
+            continue
+        start = line.find(text)
+        while start >= 0:
+            covered[start:start + len(text)] = b"\x01" * len(text)
+            start = line.find(text, start + len(text))
+    return sum(covered) / len(line)
+
+
+def is_furniture(paragraph: str, evidence: Evidence) -> bool:
+    """A short paragraph that is mostly links (not a web or mail address given in the text), or a
+    caption or credit line."""
+    if len(paragraph) > FURNITURE_MAX_CHARS:
+        return False
+    return evidence.caption_share >= _CAPTION_SHARE or (
+        evidence.link_density >= _LINK_DENSITY and not _ADDRESS.match(paragraph))
+
+
+def without_furniture(paragraphs: list[str], furniture: set[str]) -> list[str]:
+    """`paragraphs` without those in `furniture`; all of them when that would be most of the
+    text (a page that is all captions or links is judged as it is, not emptied)."""
+    kept = [p for p in paragraphs if p not in furniture]
+    if sum(map(len, kept)) < 0.5 * sum(map(len, paragraphs)):
+        return paragraphs
+    return kept
 
 
 # --- Wire-agency credits -------------------------------------------------------------------------

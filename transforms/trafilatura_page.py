@@ -16,6 +16,9 @@ import trafilatura
 from dateutil.parser import ParserError, parse
 from trafilatura.settings import DEFAULT_CONFIG
 
+from newsbeam.transforms.text import (FURNITURE_MAX_CHARS, Evidence, covered_share,
+                                      fingerprint_text, is_furniture, normalize_text)
+
 _PAGE_FIELDS = ("title", "author", "url", "hostname", "description", "sitename", "date",
                 "categories", "tags", "text", "language")
 
@@ -187,6 +190,80 @@ def page_urls(tree) -> list[str]:
     return urls
 
 
+# Figure captions and credit lines: the image's text, not the article's.
+_CAPTIONS = ('.//figcaption|.//*[contains(translate(@class, "CAPTIONREDT", "captionredt"), '
+             '"caption") or contains(translate(@class, "CREDIT", "credit"), "credit") or '
+             'contains(translate(@class, "COPYRIGHT", "copyright"), "copyright")]')
+_MAX_ELEMENT_CHARS = 2000
+# Elements that start a paragraph of their own, as a browser lays them out (and trafilatura cuts).
+_BLOCKS = frozenset("p div li ul ol h1 h2 h3 h4 h5 h6 td th tr table dd dt dl blockquote "
+                    "figcaption figure section article header footer nav aside form pre "
+                    "address main br".split())
+_NO_TEXT = frozenset("script style noscript template svg".split())
+
+
+def element_texts(tree, xpath: str) -> list[str]:
+    """The distinct texts (spaces folded) of the elements `xpath` finds."""
+    texts = {" ".join(element.text_content().split()) for element in tree.xpath(xpath)}
+    return [t for t in texts if 0 < len(t) <= _MAX_ELEMENT_CHARS]
+
+
+class _Block:
+    def __init__(self):
+        self.parts: list[str] = []
+        self.linked = 0
+
+    def add(self, text: str, in_link: bool):
+        text = " ".join(text.split())
+        if text:
+            self.parts.append(text)
+            self.linked += len(text) if in_link else 0
+
+
+def block_link_densities(tree, max_chars: int = FURNITURE_MAX_CHARS) -> dict[str, float]:
+    """{fingerprint of a paragraph of the page: the share of its characters inside links}, a
+    paragraph being the text of a block element outside the blocks nested in it (as justext
+    cuts them), for paragraphs of at most `max_chars`. A text found in several blocks gets
+    the lowest share (a headline linked in a teaser elsewhere is still the headline here)."""
+    densities: dict[str, float] = {}
+
+    def close(block: _Block):
+        text = " ".join(block.parts)
+        if text and len(text) <= max_chars:
+            key = fingerprint_text(text)
+            densities[key] = min(densities.get(key, 1.0), min(1.0, block.linked / len(text)))
+
+    def walk(element, block: _Block, in_link: bool):
+        if not isinstance(element.tag, str) or element.tag in _NO_TEXT:
+            return
+        own = _Block() if element.tag in _BLOCKS else block
+        linked = in_link or element.tag == "a"
+        own.add(element.text or "", linked)
+        for child in element:
+            walk(child, own, linked)
+            own.add(child.tail or "", linked)
+        if own is not block:
+            close(own)
+
+    root = _Block()
+    walk(tree, root, False)
+    close(root)
+    return densities
+
+
+def furniture(tree, text: str) -> list[str]:
+    """The paragraphs (lines of `text`, as normalize_text gives them) that are the site's
+    furniture by the page's own evidence (text.is_furniture)."""
+    lines = {line for line in normalize_text(text).split("\n")
+             if line and len(line) <= FURNITURE_MAX_CHARS}
+    if not lines:
+        return []
+    densities, captions = block_link_densities(tree), element_texts(tree, _CAPTIONS)
+    return sorted(line for line in lines if is_furniture(line, Evidence(
+        link_density=densities.get(fingerprint_text(line), 0.0),
+        caption_share=covered_share(line, captions))))
+
+
 def extract_page(html: bytes | str, url: str | None) -> dict | None:
     """The main text and metadata of a page as plain values (they cross a process boundary),
     with `parser_limit` set when the HTML parser stopped early; None when the page parses to
@@ -208,4 +285,5 @@ def extract_page(html: bytes | str, url: str | None) -> dict | None:
     page["date"], page["date_precision"] = publication_date(
         tree, fields.get("url") or url, fields.get("date"), trace)
     page["url_candidates"] = page_urls(tree)
+    page["furniture"] = furniture(tree, page["text"] or "")
     return page
