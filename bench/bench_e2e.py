@@ -14,12 +14,18 @@ extensive date search, title, authors), which the output needs and trafilatura.e
 the ratios to that limit are printed after the table, with every variant's CPU seconds (summed
 over its processes), which the machine's other load moves less than wall time.
 
-Part 2, growth: `newsbeam run` (one process) over synthetic JSONL corpora of each --sizes (made of
-html-dev sentences, one in ten a near copy, as bench_dedup_scale builds them): seconds per
-article, its ratio to the smallest size, and the peak memory summed over the process tree.
+Part 2, growth: `newsbeam run` (one process, as a user runs it: batched past --batch_records'
+default) over synthetic JSONL corpora of each --sizes (made of html-dev sentences, one in ten a
+near copy, as bench_dedup_scale builds them), and over WARCs of --warc_records records (a
+request, an HTML response and a metadata record per page, the same texts): seconds per article,
+its ratio to the smallest size, and the peak memory summed over the process tree. Sizes up to
+--unbatched_up_to also run as one unbatched run (--batch_records 0), side by side; --before runs
+another install's newsbeam on each size too.
 
     python bench/bench_e2e.py [--repeats 3] [--sizes 1000 10000] [--skip_table] [--data DIR]
     python bench/bench_e2e.py --skip_table --sizes 100000      # the 100k memory run
+    python bench/bench_e2e.py --skip_table --sizes 1000 10000 100000 --unbatched_up_to 10000 \
+        --warc_records 100000                       # batched against unbatched, and a WARC
 
 Writes bench/results/e2e.json.
 """
@@ -31,6 +37,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -88,16 +95,27 @@ print(json.dumps({"texts": len(texts), "ner_texts": ner_texts, "extract_s": extr
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def newsbeam_command(inputs: Path, output: Path, workers: int) -> list[str]:
-    command = [str(Path(sys.executable).parent / "newsbeam"), "run", "--input", str(inputs),
-               "--output", str(output), "--progress_interval_s", "0", "--quiet"]
+def newsbeam_command(inputs: Path, output: Path, workers: int, extra=(),
+                     newsbeam: str | None = None) -> list[str]:
+    command = [newsbeam or str(Path(sys.executable).parent / "newsbeam"), "run", "--input",
+               str(inputs), "--output", str(output), "--progress_interval_s", "0", "--quiet",
+               *extra]
     if workers > 1:
         command += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
     return command
 
 
 def manifest_of(output: Path) -> dict:
-    return json.loads(next((output / "_runs").glob("*.json")).read_text())
+    """The run's manifest; a batched run's batch manifests (one per batch), added up."""
+    manifests = [json.loads(path.read_text()) for path in sorted((output / "_runs").glob("*.json"))]
+    if len(manifests) == 1:
+        return manifests[0]
+    accounting: dict = {}
+    for manifest in manifests:
+        for key, value in manifest["accounting"].items():
+            accounting[key] = (accounting.get(key, True) and value) if isinstance(value, bool) \
+                else accounting.get(key, 0) + value
+    return {"accounting": accounting, "batches": len(manifests)}
 
 
 def table_row(name: str, kind: str, inputs: Path, work: Path, repeats: int, cores: int) -> dict:
@@ -160,24 +178,93 @@ def synthetic_corpus(path: Path, size: int, pool: list[str], seed: int = 11) -> 
     return words
 
 
-def growth(sizes: list[int], data: Path, work: Path) -> list[dict]:
+def synthetic_warc(path: Path, records: int, pool: list[str], seed: int = 11) -> tuple[int, int]:
+    """A WARC of `records` records as a crawl writes them: for each page a request, its
+    response (an HTML page of the synthetic corpus's texts, one in ten a near copy) and a
+    metadata record; returns (pages, words)."""
+    import io
+    import tempfile as tempfiles
+    from html import escape
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+    pages = (records + 2) // 3
+    with tempfiles.NamedTemporaryFile("w+", suffix=".jsonl") as texts:
+        words = synthetic_corpus(Path(texts.name), pages, pool, seed)
+        texts.seek(0)
+        written = 0
+        with open(path, "wb") as stream:
+            writer = WARCWriter(stream, gzip=False)
+            for number, line in enumerate(texts):
+                article = json.loads(line)
+                url = f"https://site{number % 40}.example/news/{article['id']}.html"
+                body = "".join(f"<p>{escape(p)}</p>" for p in article["text"].split("\n\n"))
+                html = (f"<html><head><title>{escape(article['title'])}</title></head><body>"
+                        f"<article><h1>{escape(article['title'])}</h1>{body}</article>"
+                        "</body></html>").encode()
+                date = article["published_at"].replace("+00:00", "Z")
+                kinds = [("request", None, b"GET / HTTP/1.1\r\n\r\n"),
+                         ("response", StatusAndHeaders("200 OK", [
+                             ("Content-Type", "text/html; charset=utf-8")],
+                             protocol="HTTP/1.1"), html),
+                         ("metadata", None, b"fetchTimeMs: 120\r\n")]
+                for kind, http, payload in kinds:
+                    if written == records:
+                        break
+                    headers = {"WARC-Date": date}
+                    if kind == "request":
+                        http = StatusAndHeaders("GET / HTTP/1.1", [], is_http_request=True)
+                        payload = b""
+                    writer.write_record(writer.create_warc_record(
+                        url, kind, payload=io.BytesIO(payload), http_headers=http,
+                        warc_headers_dict=headers))
+                    written += 1
+    return pages, words
+
+
+def growth(sizes: list[int], data: Path, work: Path, warc_records: list[int] = (),
+           unbatched_up_to: int = 0, run_flags=(), before: str | None = None) -> list[dict]:
+    """Per size: the synthetic JSONL corpus (then a WARC of that many records) through
+    `newsbeam run` as a user runs it (batched on its own past --batch_records' default), and
+    for sizes up to `unbatched_up_to` also as one unbatched run (--batch_records 0), side by
+    side; `before`, another install's newsbeam, runs each size too (its own defaults)."""
     from bench.bench_dedup_scale import sentences
     pool = sentences(data)
+    cases = [("jsonl", size) for size in sizes] + [("warc", size) for size in warc_records]
     rows = []
-    for size in sizes:
-        corpus = work / f"corpus-{size}.jsonl"
-        words = synthetic_corpus(corpus, size, pool)
-        result = measure(newsbeam_command(corpus, work / f"growth-{size}", 1))
-        accounting = manifest_of(work / f"growth-{size}")["accounting"]
-        rows.append({"articles_in": size, "words": words, "seconds": round(result["seconds"], 1),
-                     "ms_per_article": round(1000 * result["seconds"] / size, 2),
-                     "peak_rss_mib": round(result["peak_rss_mib"]),
-                     "rss_timeline_mib": result["rss_timeline_mib"], "accounting": accounting})
-        print(f"  growth {size}: {result['seconds']:.1f} s, "
-              f"{result['peak_rss_mib']:.0f} MiB peak", file=sys.stderr)
+    for kind, size in cases:
+        corpus = work / f"corpus-{size}.{kind}"
+        if kind == "jsonl":
+            words, articles = synthetic_corpus(corpus, size, pool), size
+        else:
+            articles, words = synthetic_warc(corpus, size, pool)
+        variants = [("newsbeam", list(run_flags), None)]
+        if size <= unbatched_up_to:
+            variants.append(("unbatched", [*run_flags, "--batch_records", "0"], None))
+        if before:
+            variants.append(("before", [], before))
+        for label, flags, program in variants:
+            output = work / f"growth-{kind}-{size}-{label}"
+            result = measure(newsbeam_command(corpus, output, 1, flags, program))
+            manifest = manifest_of(output)
+            rows.append({"input": kind, "variant": label, "records_in": size,
+                         "articles_in": articles, "words": words,
+                         "batches": manifest.get("batches", 1),
+                         "seconds": round(result["seconds"], 1),
+                         "ms_per_article": round(1000 * result["seconds"] / articles, 2),
+                         "peak_rss_mib": round(result["peak_rss_mib"]),
+                         "rss_timeline_mib": result["rss_timeline_mib"],
+                         "accounting": manifest["accounting"]})
+            print(f"  growth {kind} {size} {label}: {result['seconds']:.1f} s, "
+                  f"{result['peak_rss_mib']:.0f} MiB peak, {rows[-1]['batches']} batches",
+                  file=sys.stderr, flush=True)
+            shutil.rmtree(output, ignore_errors=True)
         corpus.unlink()
     for row in rows:
-        row["per_article_vs_smallest"] = round(row["ms_per_article"] / rows[0]["ms_per_article"], 2)
+        smallest = next(r for r in rows if r["input"] == row["input"]
+                        and r["variant"] == row["variant"])
+        row["per_article_vs_smallest"] = round(row["ms_per_article"] / smallest["ms_per_article"],
+                                               2)
     return rows
 
 
@@ -204,12 +291,14 @@ def print_table(rows: list[dict]) -> None:
 
 
 def print_growth(rows: list[dict]) -> None:
-    print("\n| articles | words | seconds | ms/article | x smallest | peak RSS (tree) |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| input | records | articles | run | batches | seconds | ms/article | x smallest "
+          "| peak RSS (tree) | balanced |")
+    print("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in rows:
-        print(f"| {row['articles_in']:,} | {row['words']:,} | {row['seconds']} | "
+        print(f"| {row['input']} | {row['records_in']:,} | {row['articles_in']:,} | "
+              f"{row['variant']} | {row['batches']} | {row['seconds']} | "
               f"{row['ms_per_article']} | {row['per_article_vs_smallest']} | "
-              f"{row['peak_rss_mib']} MiB |")
+              f"{row['peak_rss_mib']} MiB | {row['accounting'].get('balanced')} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,6 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--skip_table", action="store_true", help="only the growth part")
+    parser.add_argument("--warc_records", type=int, nargs="*", default=[],
+                        help="growth: also a WARC of this many records (request, response, "
+                             "metadata per page), e.g. 100000")
+    parser.add_argument("--unbatched_up_to", type=int, default=0, metavar="N",
+                        help="growth: sizes up to N also run unbatched (--batch_records 0), "
+                             "side by side")
+    parser.add_argument("--before", default=None, metavar="NEWSBEAM",
+                        help="growth: another install's newsbeam program, run on each size too")
+    parser.add_argument("--run_flags", nargs="*", default=[],
+                        help="growth: more flags for newsbeam run (e.g. --batch_records=2000)")
     parser.add_argument("--json", type=Path, default=RESULTS / "e2e.json")
     args = parser.parse_args(argv)
 
@@ -242,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
                 table_row("English articles (JSONL)", "jsonl", articles, work, args.repeats,
                           args.workers)]
             print_table(summary["table"])
-        if args.sizes:
-            summary["growth"] = growth(args.sizes, args.data, work)
+        if args.sizes or args.warc_records:
+            summary["growth"] = growth(args.sizes, args.data, work, args.warc_records,
+                                       args.unbatched_up_to, args.run_flags, args.before)
             print_growth(summary["growth"])
     summary["machine"]["load_average_after"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)

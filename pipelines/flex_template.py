@@ -27,6 +27,7 @@ TERMINAL_ONLY = {
     "every": "repeats runs from one long-lived process; on Dataflow the scheduler (Cloud "
              "Scheduler, Airflow) launches each run",
     "max_runs": "bounds --every's loop",
+    "batch_records": "a local runner's batches; a job on Dataflow reads its input in one job",
 }
 # Parameters a run on Dataflow cannot do without (the local defaults are refused there).
 REQUIRED = ("output",)

@@ -33,7 +33,7 @@ from newsbeam.transforms.extract import ExtractArticles
 from newsbeam.transforms.fetch import FetchPolicy
 from newsbeam.transforms.sinks import WriteDataset
 from newsbeam.transforms.stories import (STORIES, STORY_INDEX, LinkStories, StoryParams,
-                                         story_partition)
+                                         TimeSpanFn, story_partition, within_reach)
 from newsbeam.transforms.topics import AssignTopics
 
 
@@ -41,6 +41,15 @@ def index_entry(article: Article) -> IndexEntry:
     return IndexEntry(article_id=article.article_id, content_hash=article.content_hash,
                       run_id=article.run_id, ingested_at=article.ingested_at,
                       canonical_url=article.canonical_url, published_at=article.published_at)
+
+
+def stored_as(row: dict, batch_of: str):
+    """An index/articles or index/duplicates row as DropKnownAndExactCopies takes it: (article
+    id, the article a copy of it is a duplicate of, when a batch of the run `batch_of` stored
+    it; else None: a copy is already ingested)."""
+    same_run = row["run_id"] is not None and row["run_id"].startswith(f"{batch_of}-b")
+    return row["article_id"], (row.get("duplicate_of") or row["article_id"]) if same_run \
+        else None
 
 
 def fetch_policy(options) -> FetchPolicy:
@@ -62,8 +71,10 @@ class IndexReads:
     def __init__(self, start, output_dir: str):
         self._start, self._output_dir = start, output_dir
 
-    def rows(self, spec: IndexSpec, label: str, since: tuple | None = None):
-        return self._start | label >> ReadIndex(self._output_dir, spec, since=since)
+    def rows(self, spec: IndexSpec, label: str, since: tuple | None = None,
+             columns: tuple[str, ...] = (), where: tuple | None = None):
+        return self._start | label >> ReadIndex(self._output_dir, spec, columns, since=since,
+                                                 where=where)
 
     def ids(self, spec: IndexSpec, column: str, label: str):
         return self._start | label >> ReadIndexIds(self._output_dir, spec, column)
@@ -76,31 +87,64 @@ def extract(documents, options, run_id: str, ingested_at: dt.datetime | None):
 
 
 def resolve_and_enrich(articles, options, run_id: str, ingested_at: dt.datetime,
-                       index: IndexReads) -> dict:
+                       index: IndexReads, batch_of: str | None = None) -> dict:
     """Extracted articles -> {"articles": the new, distinct, tagged, classified and storied
     ones; DUPLICATES, SIGNATURES, ALREADY_INGESTED, STORIES, STORY_INDEX; and what each stage
     passed on ("distinct", "tagged", "classified") for the live counters}. Copies are dropped
-    before any model runs (see DESIGN.md)."""
+    before any model runs (see DESIGN.md). batch_of: the run id of the batched run this run is
+    a batch of (transforms/batches.py). Then an exact copy of what an earlier batch of that run
+    stored is a duplicate of it (as in one unbatched run), not already ingested; and of the
+    stored signatures and stories only those this batch's articles can meet go further (an
+    LSH bucket in common; a lead within the story window), so a batch's work does not grow with
+    what earlier batches stored."""
     index_not_before = ingested_at - dt.timedelta(days=options.index_max_age_days)
+    bounded_index = batch_of is not None
+    paragraphs_since = ("seen_at", index_not_before)
     # Copies recorded in duplicates/ by earlier runs count as ingested too.
-    known_ids = (index.ids(INDEX_ARTICLES, "article_id", "ArticleIndex"),
-                 index.ids(INDEX_DUPLICATES, "article_id", "DuplicateIndex")) \
-        | "KnownIds" >> beam.Flatten()
+    if batch_of is None:
+        known_ids = (index.ids(INDEX_ARTICLES, "article_id", "ArticleIndex"),
+                     index.ids(INDEX_DUPLICATES, "article_id", "DuplicateIndex")) \
+            | "KnownIds" >> beam.Flatten()
+        known_paragraphs = index.rows(INDEX_PARAGRAPHS, "ParagraphIndex", since=paragraphs_since)
+    else:
+        # Only the ids this batch's articles have, and the paragraphs of the domains they
+        # come from, are taken from the index.
+        ids = (articles | "BatchIds" >> beam.Map(lambda a: a.article_id)
+               | "IdSet" >> beam.CombineGlobally(beam.combiners.ToSetCombineFn()))
+        among_ids = ("article_id", ids, lambda article_id, ids: article_id in ids)
+        known_ids = (
+            index.rows(INDEX_ARTICLES, "ArticleIndex", columns=("article_id", "run_id"),
+                       where=among_ids)
+            | "StoredAs" >> beam.Map(stored_as, batch_of),
+            index.rows(INDEX_DUPLICATES, "DuplicateIndex",
+                       columns=("article_id", "duplicate_of", "run_id"), where=among_ids)
+            | "CopiedAs" >> beam.Map(stored_as, batch_of)) | "KnownIds" >> beam.Flatten()
+        domains = (articles | "BatchDomains" >> beam.Map(lambda a: a.domain)
+                   | "DomainSet" >> beam.CombineGlobally(beam.combiners.ToSetCombineFn()))
+        known_paragraphs = index.rows(
+            INDEX_PARAGRAPHS, "ParagraphIndex", since=paragraphs_since,
+            where=("domain", domains, lambda domain, domains: domain in domains))
     cleaned = articles | "DropRepeatedParagraphs" >> DropRepeatedParagraphs(
-        options.boilerplate_min_pages,
-        index.rows(INDEX_PARAGRAPHS, "ParagraphIndex", since=("seen_at", index_not_before)))
+        options.boilerplate_min_pages, known_paragraphs)
     resolved = cleaned["articles"] | "DropKnownAndExactCopies" >> DropKnownAndExactCopies(known_ids)
     distinct = resolved.articles | "DropNearCopies" >> DropNearCopies(
         resolved[DUPLICATES],
         index.rows(INDEX_SIGNATURES, "SignatureIndex", since=("ingested_at", index_not_before)),
-        run_id, ingested_at)
+        run_id, ingested_at, bounded_index=bounded_index)
     tagged = distinct["articles"] | "TagEntities" >> TagEntities(
         options.spacy_model, options.ner_batch_size, options.ner_max_chars,
         options.numeric_entities, options.ner_recase == "on")
     topical = tagged | "AssignTopics" >> AssignTopics(options.topic_model,
                                                       options.topic_threshold)
+    story_reach = None
+    if bounded_index:
+        span = topical | "TimeSpan" >> beam.CombineGlobally(TimeSpanFn())
+        window_hours = options.story_window_hours
+        story_reach = ("lead_published_at", span,
+                       lambda lead, span: within_reach(lead, span, window_hours))
     storied = topical | "LinkStories" >> LinkStories(
-        index.rows(INDEX_STORIES, "StoryIndex", since=("updated_at", index_not_before)),
+        index.rows(INDEX_STORIES, "StoryIndex", since=("updated_at", index_not_before),
+                   where=story_reach),
         run_id, ingested_at, StoryParams(window_hours=options.story_window_hours,
                                          link_threshold=options.story_link_threshold,
                                          same_source_factor=options.story_same_site_factor))

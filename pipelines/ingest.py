@@ -37,7 +37,7 @@ from newsbeam.pipelines.options import (DEFAULT_RUNNER, InvalidOptions, NewsOpti
                                         launch_problems, new_run_id, runner_problems,
                                         runs_locally, unknown_flag_problems)
 from newsbeam.schemas.records import SCHEMA_VERSION, FeedIndexEntry
-from newsbeam.transforms import dataset, lease, metrics, sinks
+from newsbeam.transforms import batches, dataset, lease, metrics, sinks
 from newsbeam.transforms.dataset import (INDEX_ENTRIES, INDEX_FEEDS, INDEX_INPUTS, CommitRun,
                                          ReadIndex, StartRun)
 from newsbeam.transforms.dedup import ALREADY_INGESTED, DUPLICATES
@@ -112,12 +112,15 @@ def count_stage_outputs(outputs: dict, by_reason: dict) -> None:
         _ = pcoll | f"Count_{label}" >> metrics.CountBy(name_of)
 
 
-def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False) -> dict:
+def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False,
+          batch=None) -> dict:
     """Adds the ingest graph to `pipeline`; returns its main PCollections by name. The graph
     reads index/ when it runs, and commits its files in one step at the end (CommitRun).
     lease_in_job: the job takes the writer lease and recovers the dataset itself when it
     starts (StartRun), before it reads index/, and its commit releases the lease; else the
-    launcher holds it around the whole job (run_pipeline)."""
+    launcher holds it around the whole job (run_pipeline). batch: one InputBatch of a batched
+    run (transforms/batches.py): only its files or slices are read, the web sources only by
+    the first, and only the index rows this batch can meet are taken into the graph."""
     output, run_id = options.output, run["run_id"]
     # What reads index/ starts from: the pipeline (an Impulse each), or the job's start step.
     start = pipeline | "StartRun" >> StartRun(output, run, options.wait_for_lease_s,
@@ -128,10 +131,12 @@ def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False)
 
     read = pipeline | "ReadInputs" >> ReadInputs(
         options.input, run_id, options.max_document_bytes,
-        index.rows(INDEX_INPUTS, "InputIndex"), ingested_at)
+        index.rows(INDEX_INPUTS, "InputIndex"), ingested_at, batch)
+    fetches = batch is None or batch.web_sources
     web = pipeline | "ReadWebSources" >> ReadWebSources(
         feed_specs(options.feed or [], options.feeds or [], options.sitemap or [],
-                   options.sitemaps_from_robots or []), options.urls or [],
+                   options.sitemaps_from_robots or []) if fetches else [],
+        options.urls or [] if fetches else [],
         fetch_policy(options), run_id, ingested_at, read_feed_states(start, output),
         index.ids(INDEX_ENTRIES, "entry_key", "EntryIndex"), min_words=options.min_words,
         schedule=options.poll_schedule_of(),
@@ -139,7 +144,8 @@ def build(pipeline, options: NewsOptions, run: dict, lease_in_job: bool = False)
         archive=archive_target(options, run))
     documents = (read["documents"], web["documents"]) | "AllDocuments" >> beam.Flatten()
     extracted = graph.extract(documents, options, run_id, ingested_at)
-    stages = graph.resolve_and_enrich(extracted.articles, options, run_id, ingested_at, index)
+    stages = graph.resolve_and_enrich(extracted.articles, options, run_id, ingested_at, index,
+                                      batch_of=run["batch"]["run_id"] if batch else None)
     errors = (read[ERRORS], web[ERRORS], extracted[ERRORS]) | "AllErrors" >> beam.Flatten()
     new_errors = graph.drop_recorded_errors(errors, index)
     temp_files = graph.write_all(pipeline, options, run_id, stages, new_errors, {
@@ -261,16 +267,42 @@ def run_pipeline(options: NewsOptions, wait: bool = True) -> dict:
     os.environ["PYTHONSAFEPATH"] = "1"
     if lease_in_job(options):
         return _run_elsewhere(options, run_id, wait)
+    batch_records = batches.AUTO_BATCH_RECORDS if options.batch_records == "auto" \
+        else options.batch_records
+    planned, records = batches.plan_run(options.input, run_id, batch_records,
+                                        options.max_document_bytes)
+    if not planned:
+        return _run_local(options, run_id)
+    _LOG.info("run %s: %d input records in %d batches of at most %d (--batch_records)",
+              run_id, records, len(planned), batch_records)
+    manifests = []
+    # One lease over every batch: no other run writes between two of them.
     with dataset.writing(options.output, run_id, "ingest", options.wait_for_lease_s,
-                         options.lease_expiry_s):
+                         options.lease_expiry_s, {"batches": len(planned)}):
+        for batch in planned:
+            manifests.append(_run_local(
+                options, batches.batch_run_id(run_id, batch.number), batch,
+                {"run_id": run_id, "number": batch.number, "of": batch.of, "records": records}))
+    return batches.combined_manifest(run_id, manifests)
+
+
+def _run_local(options: NewsOptions, run_id: str, batch=None, batch_info=None) -> dict:
+    """One run on a local runner, under the writer lease; or one batch of a batched run, under
+    the lease its run holds."""
+    marked = dataset.writing(options.output, run_id, "ingest", options.wait_for_lease_s,
+                             options.lease_expiry_s) if batch is None else \
+        dataset.working(options.output, run_id, "ingest", {"batch": batch_info})
+    with marked:
         # The run starts (its ingestion time, what the index holds) once it holds the lease.
         run_info = new_run(options, run_id)
+        if batch_info:
+            run_info["batch"] = batch_info
         _LOG.info("run %s: %s -> %s", run_id, _as_recorded(options.input),
                   _as_recorded(options.output))
         standard = options.view_as(StandardOptions)
         with progress.watching(options.progress_interval_s, standard.runner) as watch:
             with beam.Pipeline(options=options) as pipeline:
-                build(pipeline, options, run_info)
+                build(pipeline, options, run_info, batch=batch)
             counters = progress.counters_of(pipeline.result)
             if watch is not None:
                 watch.finish(counters)

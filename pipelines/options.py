@@ -86,6 +86,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _batch_records(text: str) -> int | str:
+    """'auto' or a whole number of records, 0 for none (one unbatched run)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:  # NaN too
@@ -208,6 +218,14 @@ class NewsOptions(PipelineOptions):
             help="A paragraph found on this many pages of one domain, in this run or earlier "
                  "ones (index/paragraphs), is the site's boilerplate and is dropped from their "
                  "text; 0: off (nothing recorded). Default: 3.")
+        group.add_argument(
+            "--batch_records", type=_batch_records, default="auto", metavar="N|auto",
+            help="On a local runner, read the input in batches of at most N records (a JSONL "
+                 "line, a WARC record, any other file), each committed before the next starts, "
+                 "so memory stays bounded however large the input; later batches drop copies "
+                 "of, and join stories of, what earlier ones stored. A large file is read in "
+                 "slices. 0: one batch whatever the size. auto (default): "
+                 "5000 on a local runner; a runner elsewhere reads everything in one job.")
         group.add_argument(
             "--rows_per_file", type=_positive_int, default=100_000,
             help="Most rows in one Parquet file. Default: 100000.")
@@ -416,7 +434,9 @@ class NewsOptions(PipelineOptions):
             if not RUN_ID.fullmatch(self.run_id):
                 problems.append(f"--run_id {self.run_id}: use 1-64 of a-z 0-9 . _ - "
                                 "(starting with a letter or digit)")
-            elif FileSystems.exists(manifest_path(self.output, self.run_id)):
+            # A batched run's batches are <run id>-b0001, ...: their names are taken too.
+            elif FileSystems.exists(manifest_path(self.output, self.run_id)) or \
+                    FileSystems.exists(manifest_path(self.output, f"{self.run_id}-b0001")):
                 problems.append(f"--run_id {self.run_id}: a run of that name already wrote to "
                                 f"{self.output}; run ids name files, so each run needs its own")
         for path in self.input or []:
@@ -453,6 +473,10 @@ class NewsOptions(PipelineOptions):
         if not 0.0 < self.story_same_site_factor <= 1.0:
             problems.append(f"--story_same_site_factor {self.story_same_site_factor}: use a "
                             "factor above 0, at most 1")
+        if remote and self.batch_records not in ("auto", 0):
+            problems.append(f"--batch_records {self.batch_records}: batches are for local "
+                            "runners, whose memory holds a whole run; a runner elsewhere reads "
+                            "the input in one job (its workers spill); leave it out there")
         if is_local(self.output) and os.path.isfile(os.path.expanduser(self.output)):
             problems.append(f"--output {self.output}: is a file, not a folder")
         problems += self._web_problems()

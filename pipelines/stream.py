@@ -169,6 +169,9 @@ def stream_problems(options: NewsOptions, settings: StreamSettings) -> list[str]
                         "must tick at least as often as the shortest interval (lower "
                         "--poll_interval_s, raise --min_poll_s, or give --poll_schedule "
                         "always)")
+    if options.batch_records != "auto":
+        problems.append(f"--batch_records {options.batch_records}: a stream commits each "
+                        "window (--window_s); batches are `newsbeam run`'s")
     try:
         specs = stream_feed_specs(options)
     except (OSError, ValueError) as error:

@@ -46,6 +46,7 @@ import time
 from typing import Callable, Optional
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.coders import BooleanCoder
 from apache_beam.io.filesystem import BeamIOError
@@ -411,18 +412,26 @@ def writing(output_dir: str, holder: str, kind: str, wait_for_lease_s: float = 0
         report = recover(output_dir, holder)
         if report:
             _LOG.warning("%s: %s", _root(output_dir), report.describe())
-        write_json_atomically(started_path(output_dir, holder), {
-            "id": holder, "kind": kind,
-            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(), **(started or {})})
-        try:
+        with working(output_dir, holder, kind, started):
             yield report
-        finally:
-            # Done, or failed before its intent: clear what it left. After the intent, the
-            # commit is the next recovery's to complete.
-            if not FileSystems.exists(intent_path(output_dir, holder)):
-                _finish(output_dir, holder)
     finally:
         lease.release()
+
+
+@contextlib.contextmanager
+def working(output_dir: str, run_id: str, kind: str, started: dict | None = None):
+    """Marks `run_id` started (under a lease held already: writing's, or a batched run's, whose
+    batches each work and commit under an id of their own); at the end, or on a failure before
+    its intent, clears the marker and its temp folder. After the intent, the commit is the next
+    recovery's to complete."""
+    write_json_atomically(started_path(output_dir, run_id), {
+        "id": run_id, "kind": kind,
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(), **(started or {})})
+    try:
+        yield
+    finally:
+        if not FileSystems.exists(intent_path(output_dir, run_id)):
+            _finish(output_dir, run_id)
 
 
 # --- Index reads, decided when the job runs ------------------------------------------------------
@@ -433,14 +442,23 @@ def index_files(output_dir: str, spec: IndexSpec) -> list[str]:
                                                        "*.parquet")))
 
 
-def read_parquet_rows(path: str, columns: tuple[str, ...], batch_rows: int = 10_000):
+def read_parquet_rows(path: str, columns: tuple[str, ...], batch_rows: int = 10_000,
+                      where: tuple[str, Callable] | None = None):
     """The rows of one Parquet file as dicts of `columns`; a column the file does not have
-    (written by another schema version) is None."""
+    (written by another schema version) is None. where=(column, test): only the rows whose
+    value of that column passes the test, the others never made Python objects (a story
+    index row carries 200 terms)."""
     with FileSystems.open(path) as stream:
         parquet = pq.ParquetFile(stream)
         present = [c for c in columns if c in parquet.schema_arrow.names]
         missing = [c for c in columns if c not in present]
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
+        tested = where is not None and where[0] in parquet.schema_arrow.names
+        read = present + [where[0]] if tested and where[0] not in present else present
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=read):
+            if tested:
+                column, test = where
+                keep = [test(value) for value in batch.column(column).to_pylist()]
+                batch = batch.filter(pa.array(keep, type=pa.bool_())).select(present)
             for row in batch.to_pylist():
                 row.update(dict.fromkeys(missing))
                 yield row
@@ -455,11 +473,15 @@ class _ListIndexFn(beam.DoFn):
 
 
 class _ReadIndexFileFn(beam.DoFn):
-    def __init__(self, columns: tuple[str, ...], keep: Optional[Callable]):
+    def __init__(self, columns: tuple[str, ...], keep: Optional[Callable],
+                 where_column: str | None = None, where_test: Optional[Callable] = None):
         self._columns, self._keep = columns, keep
+        self._where_column, self._where_test = where_column, where_test
 
-    def process(self, path: str):
-        for row in read_parquet_rows(path, self._columns):
+    def process(self, path: str, where_value=None):
+        where = None if self._where_column is None else (
+            self._where_column, lambda value: self._where_test(value, where_value))
+        for row in read_parquet_rows(path, self._columns, where=where):
             if self._keep is None or self._keep(row):
                 yield row
 
@@ -472,14 +494,18 @@ class ReadIndex(beam.PTransform):
     windowed graph's ticks, one per window (the stream): the index is then listed and read again
     for each, and the rows are in that element's window, so the windowed joins of the stages meet
     them (an index read once, in the global window, would never join a fixed window's elements).
-    `since=(column, moment)` keeps the rows whose column is not before the moment (age-out)."""
+    `since=(column, moment)` keeps the rows whose column is not before the moment (age-out).
+    `where=(column, pcoll, test)`: only the rows for which test(value of the column, the one
+    element of pcoll) is true, tested before the rest of the row is read (what a bounded run
+    can meet of a large index)."""
 
     def __init__(self, output_dir: str, spec: IndexSpec, columns: tuple[str, ...] = (),
-                 since: tuple[str, dt.datetime] | None = None):
+                 since: tuple[str, dt.datetime] | None = None, where: tuple | None = None):
         super().__init__()
         self._output_dir, self._spec = output_dir, spec
         self._columns = tuple(columns) or spec.columns
         self._since = since
+        self._where = where
 
     def expand(self, start):
         keep = None
@@ -488,11 +514,15 @@ class ReadIndex(beam.PTransform):
             keep = lambda row: row[column] is not None and row[column] >= moment
         if isinstance(start, beam.pvalue.PBegin):
             start = start | "Impulse" >> beam.Impulse()
-        return (
-            start
-            | "ListFiles" >> beam.ParDo(_ListIndexFn(self._output_dir, self._spec))
-            | "Spread" >> beam.Reshuffle()
-            | "ReadRows" >> beam.ParDo(_ReadIndexFileFn(self._columns, keep)))
+        files = (start
+                 | "ListFiles" >> beam.ParDo(_ListIndexFn(self._output_dir, self._spec))
+                 | "Spread" >> beam.Reshuffle())
+        if self._where is None:
+            return files | "ReadRows" >> beam.ParDo(_ReadIndexFileFn(self._columns, keep))
+        where_column, where_pcoll, where_test = self._where
+        return files | "ReadRows" >> beam.ParDo(
+            _ReadIndexFileFn(self._columns, keep, where_column, where_test),
+            where_value=beam.pvalue.AsSingleton(where_pcoll))
 
 
 class ReadIndexIds(beam.PTransform):
@@ -553,7 +583,9 @@ class _CommitRunFn(beam.DoFn):
         planned = plan_moves(self._output_dir, self._run["run_id"], list(temp_files))
         manifest = build_manifest(self._run, dict(counts), list(error_counts), planned,
                                   dt.datetime.now(dt.timezone.utc))
-        commit(self._output_dir, ingest_intent(self._run, planned, manifest, self._output_dir))
+        # A batch of a batched run commits under the lease its run holds (transforms/batches.py).
+        commit(self._output_dir, ingest_intent(self._run, planned, manifest, self._output_dir),
+               holder=(self._run.get("batch") or {}).get("run_id"))
         if self._lease_in_job:
             finish_in_job(self._output_dir, self._run["run_id"])
         yield manifest

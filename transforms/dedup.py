@@ -58,9 +58,16 @@ def duplicate_of(copy: Article, kept: Article, similarity: float, method: str) -
                      published_at=copy.published_at, article_id=copy.article_id)
 
 
-def resolve_exact_copies(article_id: str, new: list[Article], already_indexed: bool):
+def resolve_exact_copies(article_id: str, new: list[Article], already_indexed: bool,
+                         stored_by_this_run: str | None = None):
     """What becomes of the new articles that share `article_id`: (kept article or None,
-    duplicates, number already ingested)."""
+    duplicates, number already ingested). stored_by_this_run: the id of the article an earlier
+    batch of this very run stored for it (transforms/batches.py): the copies are its
+    duplicates, as they would be in one unbatched run."""
+    if stored_by_this_run is not None:
+        stored = dataclasses.replace(new[0], article_id=stored_by_this_run)
+        return None, [duplicate_of(copy, stored, 1.0, "exact") for copy in
+                      sorted(new, key=keep_order)], 0
     if already_indexed:
         return None, [], len(new)
     copies = sorted(new, key=keep_order)
@@ -76,10 +83,15 @@ class _ResolveFn(beam.DoFn):
     @metrics.timed(metrics.STAGE_DEDUP)
     def process(self, keyed):
         article_id, grouped = keyed
-        new, indexed = list(grouped["new"]), any(True for _ in grouped["index"])
+        new, index = list(grouped["new"]), list(grouped["index"])
         if not new:
             return
-        kept, duplicates, skipped = resolve_exact_copies(article_id, new, indexed)
+        # Stored by an earlier batch of this run, and by no earlier run: its copies here are
+        # duplicates of what that batch stored.
+        same_run = [stored for stored in index if stored is not None]
+        stored_by_this_run = same_run[0] if index and len(same_run) == len(index) else None
+        kept, duplicates, skipped = resolve_exact_copies(article_id, new, bool(index),
+                                                         stored_by_this_run)
         if kept is not None:
             yield kept
         for duplicate in duplicates:
@@ -90,7 +102,9 @@ class _ResolveFn(beam.DoFn):
 
 class DropKnownAndExactCopies(beam.PTransform):
     """(Articles, article ids in the index) -> Articles (main), Duplicates (DUPLICATES) and the
-    ids of articles already ingested by earlier runs (ALREADY_INGESTED)."""
+    ids of articles already ingested by earlier runs (ALREADY_INGESTED). An index element is an
+    id, or (id, the article id its copies are duplicates of when an earlier batch of this run
+    stored it, else None)."""
 
     def __init__(self, indexed_ids):
         super().__init__()
@@ -98,7 +112,8 @@ class DropKnownAndExactCopies(beam.PTransform):
 
     def expand(self, articles):
         keyed_new = articles | "KeyById" >> beam.Map(lambda a: (a.article_id, a))
-        keyed_index = self._indexed_ids | "KeyIndex" >> beam.Map(lambda i: (i, None))
+        keyed_index = self._indexed_ids | "KeyIndex" >> beam.Map(
+            lambda i: (i, None) if isinstance(i, str) else i)
         return (
             {"new": keyed_new, "index": keyed_index}
             | "Join" >> beam.CoGroupByKey()
@@ -498,13 +513,18 @@ class DropNearCopies(beam.PTransform):
     (SIGNATURES), for OUTPUT/index/signatures."""
 
     def __init__(self, exact_duplicates, indexed_signatures, run_id: str,
-                 ingested_at: dt.datetime, params: NearDupParams = NearDupParams()):
+                 ingested_at: dt.datetime, params: NearDupParams = NearDupParams(),
+                 bounded_index: bool = False):
+        """bounded_index: stored signatures that share no bucket with this run's articles are
+        dropped before the shuffle (they cannot pair with any); the run's bucket keys are a
+        side input, so this is for runs of bounded size (a batch of a batched run)."""
         super().__init__()
         self._exact_duplicates = exact_duplicates
         self._indexed = indexed_signatures
         self._run_id = run_id
         self._ingested_at = ingested_at
         self._params = params
+        self._bounded_index = bounded_index
 
     def expand(self, articles):
         params = self._params
@@ -520,6 +540,14 @@ class DropNearCopies(beam.PTransform):
         signed_new = articles | "Sign" >> beam.ParDo(_SignFn(params),
                                                      footers=beam.pvalue.AsDict(footers))
         signed_old = self._indexed | "FromIndex" >> beam.Map(signed_from_index)
+        if self._bounded_index:
+            new_keys = (
+                signed_new
+                | "NewBucketKeys" >> beam.FlatMap(timed(lambda s: bucket_keys(s, params)))
+                | "KeySet" >> beam.CombineGlobally(beam.combiners.ToSetCombineFn()))
+            signed_old = signed_old | "SharesABucket" >> beam.Filter(
+                timed(lambda s, keys: not keys.isdisjoint(bucket_keys(s, params))),
+                keys=beam.pvalue.AsSingleton(new_keys))
         signed = (signed_new, signed_old) | "AllSigned" >> beam.Flatten()
         payloads = signed | "ById" >> beam.Map(lambda s: (s.article_id, s))
         pairs = (

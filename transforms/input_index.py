@@ -35,8 +35,9 @@ TRANSIENT_REASONS = frozenset({errors.INTERNAL_ERROR, errors.EXTRACTION_TIMEOUT,
                                errors.READ_FAILED, errors.TRUNCATED_ARCHIVE})
 
 _CHUNK = 1 << 20
-# The documents of one file: JSONL lines ('#L3') and WARC records ('#offset=1234').
-_DOCUMENT_SUFFIX = re.compile(r"#(?:L\d+|offset=\d+)$")
+# The documents of one file: JSONL lines ('#L3') and WARC records ('#offset=1234'); and the
+# slice of a file that one batch of a batched run read ('#records=0-5000', sources.slice_uri).
+_DOCUMENT_SUFFIX = re.compile(r"#(?:L\d+|offset=\d+|records=\d+-\d*)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +218,8 @@ class RecordInputs(beam.PTransform):
 
     def expand(self, facts):
         complete = (
-            {"facts": facts | "KeyFacts" >> beam.Map(lambda f: (f.source_uri, f)),
+            # By file: a slice's facts (a batched run's) meet the outcomes of its documents.
+            {"facts": facts | "KeyFacts" >> beam.Map(lambda f: (input_of(f.source_uri), f)),
              "outcomes": self._outcomes | "KeyOutcomes" >> beam.Map(
                  lambda o: (input_of(o[0]), o))}
             | "Join" >> beam.CoGroupByKey()

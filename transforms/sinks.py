@@ -10,7 +10,8 @@ Partition columns live in the path only, not in the files (Spark and BigQuery re
 that is both); readers get them back with hive partitioning.
 
 WriteDataset writes a run's rows into OUTPUT/.tmp/<run_id>/: one writer per partition, so a run
-adds one file per partition it touches (more only past --rows_per_file). Nothing there is
+adds one file per partition it touches (more only past --rows_per_file, and then one writer per
+file's worth of rows, so no writer holds a whole large partition). Nothing there is
 visible; transforms/dataset.py commits the files (moves them into their partitions) once every
 dataset is written. Paths go through Beam's FileSystems: local disks and cloud storage alike.
 """
@@ -21,6 +22,7 @@ import dataclasses
 import datetime as dt
 import json
 import posixpath
+import random
 import re
 import shutil
 import uuid
@@ -107,6 +109,12 @@ def error_partition(error) -> tuple[tuple[str, str], ...]:
 
 def no_partition(_record) -> tuple:
     return ()
+
+
+def shard_count(rows: int, rows_per_file: int) -> int:
+    """How many writers a partition of `rows` rows gets: one per `rows_per_file` rows, so that
+    no writer's input grows with the partition (one date and topic of a large corpus)."""
+    return max(1, -(-rows // rows_per_file))
 
 
 def part_file_name(run_id: str, number: int) -> str:
@@ -211,11 +219,25 @@ class WriteDataset(beam.PTransform):
     def expand(self, records):
         temp_dir = posixpath.join(self._output_dir.rstrip("/"), TEMP_FOLDER,
                                   partition_value(self._run_id), self._dataset.replace("/", "-"))
-        partition_fn = self._partition_fn
+        partition_fn, rows_per_file = self._partition_fn, self._rows_per_file
+        keyed = records | "ByPartition" >> beam.Map(lambda r: (partition_path(partition_fn(r)), r))
+        if isinstance(records.windowing.windowfn, beam.window.GlobalWindows):
+            # A partition of more than rows_per_file rows is spread over that many writers, at
+            # random: each writer's share is a file's worth. (The stream's windows stay one
+            # writer per partition: a window's partitions are small.)
+            sizes = keyed | "PartitionSizes" >> beam.combiners.Count.PerKey()
+            keyed = (
+                keyed
+                | "Shard" >> beam.Map(
+                    lambda kv, sizes: ((kv[0], random.randrange(
+                        shard_count(sizes.get(kv[0], 1), rows_per_file))), kv[1]),
+                    sizes=beam.pvalue.AsDict(sizes))
+                | "WriterPerShard" >> beam.GroupByKey()
+                | "Partition" >> beam.MapTuple(lambda shard, rows: (shard[0], rows)))
+        else:
+            keyed = keyed | "OneWriterPerPartition" >> beam.GroupByKey()
         return (
-            records
-            | "ByPartition" >> beam.Map(lambda r: (partition_path(partition_fn(r)), r))
-            | "OneWriterPerPartition" >> beam.GroupByKey()
+            keyed
             | "WriteTemp" >> beam.ParDo(_WritePartitionFn(
                 temp_dir, self._dataset, self._schema, self._rows_per_file,
                 self._row_group_rows)))

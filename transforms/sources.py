@@ -226,6 +226,38 @@ def _capped_lines(stream, max_bytes: int):
             yield number, line, length
 
 
+# A file read whole; else (first, stop): its records numbered first <= n < stop (from 0).
+WHOLE_FILE = (0, None)
+
+
+def slice_uri(source_uri: str, records=WHOLE_FILE) -> str:
+    """How index/inputs names a slice of a file that a batched run read in parts
+    ('/in/a.jsonl#records=0-5000'); a whole file is named by itself."""
+    if records == WHOLE_FILE:
+        return source_uri
+    first, stop = records
+    return f"{source_uri}#records={first}-{'' if stop is None else stop}"
+
+
+def record_count(path: str, max_bytes: int) -> int:
+    """How many records a file holds, numbered as the readers number them (a batched run
+    slices a file by these numbers): the non-blank lines of a JSONL file, the records of a WARC
+    archive (pages or not), 1 for any other file. A file that cannot be read through counts 1:
+    it is read whole, and its reader reports what is wrong with it."""
+    kind, gzipped = file_kind(path)
+    if kind not in ("jsonl", "warc"):
+        return 1
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            if kind == "warc":
+                from warcio.archiveiterator import ArchiveIterator
+                return max(1, sum(1 for _ in ArchiveIterator(raw)))
+            stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            return max(1, sum(1 for _ in _capped_lines(stream, max_bytes)))
+    except Exception:  # warcio's ArchiveLoadFailed, zlib and OS errors: read whole, reported
+        return 1
+
+
 # --- Finding files -------------------------------------------------------------------------------
 
 
@@ -360,7 +392,7 @@ class MatchInputsFn(beam.DoFn):
         pattern = pattern_bytes.decode("utf-8", "surrogateescape")
         found = 0
         try:
-            for keyed in (self._local(pattern) if is_local(pattern) else self._remote(pattern)):
+            for keyed in self.found(pattern):
                 found += 1
                 if not self._watching:
                     metrics.count(READ_FILES_MATCHED)
@@ -378,6 +410,11 @@ class MatchInputsFn(beam.DoFn):
         if not found and not self._watching:
             yield errors.counted(self._row(
                 errors.NO_MATCH, "no file matches this input", printable_path(pattern)))
+
+    def found(self, pattern: str):
+        """(key, FileMetadata or ErrorRow) for each file and bad entry `pattern` names, as
+        process finds them (uncounted: what a batched run's planning lists, before it runs)."""
+        return self._local(pattern) if is_local(pattern) else self._remote(pattern)
 
     def _row(self, reason: str, message: str, source_uri: str):
         """The row of an entry that cannot be read; one found by the walk goes on, keyed, to the
@@ -467,10 +504,12 @@ class ReadDocumentsFn(beam.DoFn):
     UNCHANGED, and its row REFRESHED. Whatever one file raises becomes its INTERNAL_ERROR row: no
     input ends the run."""
 
-    def __init__(self, run_id: str, max_document_bytes: int, recorded_at: dt.datetime):
+    def __init__(self, run_id: str, max_document_bytes: int, recorded_at: dt.datetime,
+                 slices: dict | None = None):
         self._run_id = run_id
         self._max_bytes = max_document_bytes
         self._recorded_at = recorded_at
+        self._slices = slices or {}
 
     def _error(self, reason: str, message: str, source_uri: str):
         return errors.error_output(errors.STAGE_READ, reason, message, source_uri, self._run_id)
@@ -483,18 +522,21 @@ class ReadDocumentsFn(beam.DoFn):
             yield errors.counted(item)
             return
         source_uri = printable_path(item.path)
+        records = self._slices.get(item.path, WHOLE_FILE)
+        # A slice of a file (a batched run's) is recorded in index/inputs as a unit of its own.
+        recorded_uri = slice_uri(source_uri, records)
         try:
             if entry is not None and entry["content_hash"]:
                 digest = file_hash(item.path)
                 if digest == entry["content_hash"]:   # touched, not changed
-                    yield from self._unchanged(item, entry, source_uri)
+                    yield from self._unchanged(item, entry, recorded_uri)
                     return
             hashed, inputs = {}, 0
-            for output in self._read(item, source_uri, hashed):
+            for output in self._read(item, source_uri, hashed, records):
                 inputs += getattr(output, "tag", None) != SKIPPED
                 yield output
             yield beam.pvalue.TaggedOutput(INPUT_FACTS, InputFacts(
-                source_uri, item.size_in_bytes, item.last_updated_in_seconds,
+                recorded_uri, item.size_in_bytes, item.last_updated_in_seconds,
                 hashed.get("digest"), inputs))
         except Exception as error:  # a bug or a surprise: this file's row, not the run's end
             yield self._error(errors.INTERNAL_ERROR, exception_summary(error), source_uri)
@@ -508,9 +550,10 @@ class ReadDocumentsFn(beam.DoFn):
             outcome=entry["outcome"], run_id=self._run_id, recorded_at=self._recorded_at,
             content_hash=entry["content_hash"]))
 
-    def _read(self, metadata, source_uri: str, hashed: dict):
-        """The outputs of one file; hashed["digest"] is set to the SHA-256 of its bytes when it
-        was read (every byte goes through the hash as the readers take it)."""
+    def _read(self, metadata, source_uri: str, hashed: dict, records=WHOLE_FILE):
+        """The outputs of one file (of its `records` slice, for a JSONL file or an archive);
+        hashed["digest"] is set to the SHA-256 of its bytes when it was read (every byte goes
+        through the hash as the readers take it)."""
         path = metadata.path
         kind, gzipped = file_kind(path)
         if kind is None:
@@ -535,9 +578,9 @@ class ReadDocumentsFn(beam.DoFn):
             stream = HashingReader(raw)
             if kind == "warc":
                 yield from _as_records(read_warc(path, self._max_bytes, self._run_id,
-                                                 source_uri, stream))
+                                                 source_uri, stream, records))
             elif kind == "jsonl":
-                yield from _as_records(self._read_jsonl(stream, gzipped, source_uri))
+                yield from _as_records(self._read_jsonl(stream, gzipped, source_uri, records))
             else:
                 yield self._read_document(stream, kind, gzipped, source_uri)
             hashed["digest"] = stream.finish()
@@ -558,13 +601,17 @@ class ReadDocumentsFn(beam.DoFn):
                                "binary content (NUL or control bytes), not text", source_uri)
         return Document(source_uri=source_uri, kind=kind, content=data)
 
-    def _read_jsonl(self, raw, gzipped: bool, source_uri: str):
+    def _read_jsonl(self, raw, gzipped: bool, source_uri: str, slice_=WHOLE_FILE):
+        first, stop = slice_
         records = 0
         try:
             stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
             for number, line, length in _capped_lines(stream, self._max_bytes):
                 records += 1
-                yield self._jsonl_line(line, length, f"{source_uri}#L{number}")
+                if stop is not None and records > stop:
+                    break
+                if records > first:
+                    yield self._jsonl_line(line, length, f"{source_uri}#L{number}")
         except (OSError, EOFError, zlib.error) as error:
             yield self._error(errors.READ_FAILED, f"{type(error).__name__} after {records} "
                               f"records: {error}", source_uri)
@@ -600,14 +647,16 @@ class ReadFiles(beam.PTransform):
     extracted (and, locally, shuffled on) by the worker that read the file, so one 100k-record
     WARC would be one worker's work."""
 
-    def __init__(self, run_id: str, max_document_bytes: int, recorded_at: dt.datetime):
+    def __init__(self, run_id: str, max_document_bytes: int, recorded_at: dt.datetime,
+                 slices: dict | None = None):
         super().__init__()
         self._run_id, self._max_bytes, self._recorded_at = \
             run_id, max_document_bytes, recorded_at
+        self._slices = slices  # a batch's record ranges of files read in part (ReadDocumentsFn)
 
     def expand(self, to_read):
         read = to_read | "ReadDocuments" >> beam.ParDo(ReadDocumentsFn(
-            self._run_id, self._max_bytes, self._recorded_at)).with_outputs(
+            self._run_id, self._max_bytes, self._recorded_at, self._slices)).with_outputs(
             ERRORS, SKIPPED, UNCHANGED, INPUT_FACTS, REFRESHED, RECORDS, main="documents")
         records = read[RECORDS] | "SpreadRecords" >> beam.Reshuffle()
         documents = (read.documents, records) | "AllDocuments" >> beam.Flatten()
@@ -624,13 +673,16 @@ class ReadInputs(beam.PTransform):
     the rows of index/inputs (transforms/input_index.py); none, every file is read."""
 
     def __init__(self, inputs: list[str], run_id: str, max_document_bytes: int,
-                 input_index=None, recorded_at: dt.datetime | None = None):
+                 input_index=None, recorded_at: dt.datetime | None = None, batch=None):
+        """batch: an InputBatch (transforms/batches.py): only its files, or slices of them, are
+        read, and what matching found wrong is reported by the batch that says so."""
         super().__init__()
         self._patterns = sorted({expand_input(path) for path in inputs})
         self._run_id = run_id
         self._max_bytes = max_document_bytes
         self._input_index = input_index
         self._recorded_at = recorded_at or dt.datetime.now(dt.timezone.utc)
+        self._batch = batch
 
     def expand(self, pipeline):
         matched = (
@@ -641,10 +693,18 @@ class ReadInputs(beam.PTransform):
                 ERRORS, main="files"))
         index_rows = self._input_index if self._input_index is not None else \
             pipeline | "NoInputIndex" >> beam.Create([])
-        decided = matched.files | "SkipUnchanged" >> SkipUnchanged(index_rows)
+        found, match_errors, slices = matched.files, matched[ERRORS], {}
+        if self._batch is not None:
+            batch = self._batch
+            slices = {path: records for path, records in batch.files.items()
+                      if records != WHOLE_FILE}
+            found = found | "ThisBatch" >> beam.FlatMap(batch.keep)
+            if not batch.match_errors:
+                match_errors = match_errors | "ReportedByAnother" >> beam.Filter(lambda _: False)
+        decided = found | "SkipUnchanged" >> SkipUnchanged(index_rows)
         read = (decided.to_read | "Spread" >> beam.Reshuffle()
-                | "Read" >> ReadFiles(self._run_id, self._max_bytes, self._recorded_at))
-        errors_ = (matched[ERRORS], read[ERRORS]) | "ReadErrors" >> beam.Flatten()
+                | "Read" >> ReadFiles(self._run_id, self._max_bytes, self._recorded_at, slices))
+        errors_ = (match_errors, read[ERRORS]) | "ReadErrors" >> beam.Flatten()
         unchanged = (decided[UNCHANGED], read[UNCHANGED]) | "Unchanged" >> beam.Flatten()
         return {"documents": read["documents"], ERRORS: errors_, SKIPPED: read[SKIPPED],
                 UNCHANGED: unchanged, INPUT_FACTS: read[INPUT_FACTS], REFRESHED: read[REFRESHED]}

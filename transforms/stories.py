@@ -187,6 +187,19 @@ def time_bucket(moment: dt.datetime, window_hours: float) -> int:
     return int(moment.timestamp() // (window_hours * 3600))
 
 
+def within_reach(lead_moment: dt.datetime | None, span, window_hours: float) -> bool:
+    """Whether a stored story whose lead is at `lead_moment` can take an article of a run whose
+    articles span `span` (TimeSpanFn): its lead within the window of one of them, or any lead
+    when one of them is undated (compared whatever the time)."""
+    if span is None:
+        return False
+    earliest, latest, undated = span
+    if undated or lead_moment is None:
+        return True
+    window = dt.timedelta(hours=window_hours)
+    return earliest - window <= lead_moment <= latest + window
+
+
 def story_id_for(lead_article_id: str) -> str:
     return "st-" + hashlib.blake2b(lead_article_id.encode("utf-8"), digest_size=10).hexdigest()
 
@@ -522,6 +535,31 @@ def _label_or_self(keyed):
     labels = list(grouped["label"])
     for vector in grouped["vector"]:
         yield (labels[0] if labels else node), vector
+
+
+class TimeSpanFn(beam.CombineFn):
+    """Articles -> (earliest, latest) moment (as doc_of takes it) of the dated ones and whether
+    any is undated; None for no articles."""
+
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, span, article: Article):
+        moment = article.published_at
+        return self.merge_accumulators([span, (moment, moment, False) if moment is not None
+                                        else (None, None, True)])
+
+    def merge_accumulators(self, spans):
+        spans = [s for s in spans if s is not None]
+        if not spans:
+            return None
+        earliest = [s[0] for s in spans if s[0] is not None]
+        latest = [s[1] for s in spans if s[1] is not None]
+        return (min(earliest, default=None), max(latest, default=None),
+                any(s[2] for s in spans))
+
+    def extract_output(self, span):
+        return span
 
 
 def _per_window(combine_globally, pcoll):

@@ -101,10 +101,14 @@ def _shortfall(archive, record, at_end: bool) -> str | None:
     return None
 
 
-def warc_outcomes(stream, path: str, max_bytes: int):
+def warc_outcomes(stream, path: str, max_bytes: int,
+                  records: tuple[int, int | None] = (0, None)):
     """('document', Document), ('skipped', kind) or ('error', reason, source_uri, message) for
     each record of a WARC stream, in order. A record's body is read only when it is a page, and
     never past max_bytes + 1 (decoded: warcio undoes chunking and gzip as it streams).
+    `records` = (first, stop): only the records numbered first <= n < stop (from 0, in file
+    order; stop None: to the end) give outcomes, the others are passed over unread (a batched
+    run reads one archive in slices, transforms/batches.py).
 
     A record cut short (its block shorter than its Content-Length) is never a page. When the file
     ends inside a record (a truncated download or copy) that record is one TRUNCATED_ARCHIVE
@@ -116,11 +120,14 @@ def warc_outcomes(stream, path: str, max_bytes: int):
     from warcio.archiveiterator import ArchiveIterator
     counted = _CountingReader(stream)
     archive = ArchiveIterator(counted)
-    records, parsed = iter(archive), 0
+    first, stop = records
+    iterator, parsed = iter(archive), 0
     while True:
+        if stop is not None and parsed >= stop:
+            return
         start = archive.offset  # where the next record begins (compressed offset for .warc.gz)
         try:
-            record = next(records)
+            record = next(iterator)
         except StopIteration:
             break
         except Exception as error:  # warcio's ArchiveLoadFailed, and worse, on a cut header
@@ -132,6 +139,8 @@ def warc_outcomes(stream, path: str, max_bytes: int):
                    f"records from there on are lost ({type(error).__name__})")
             return
         parsed += 1
+        if parsed <= first:
+            continue  # before this slice: warcio skips its body
         kind = skipped_kind(record)
         body = record.content_stream().read(max_bytes + 1) if kind is None else None
         # Asked after the body is read: warcio finishes the record to know where it began.
@@ -171,16 +180,17 @@ def warc_outcomes(stream, path: str, max_bytes: int):
 
 
 def read_warc(path: str, max_bytes: int, run_id: str, source_uri: str | None = None,
-              stream=None):
+              stream=None, records: tuple[int, int | None] = (0, None)):
     """Documents, SKIPPED kinds and ERRORS of one WARC file, for a DoFn to yield. `source_uri`
     is the archive as the output names it (by default its path); `stream`, the file opened
-    already (by default it is opened here)."""
+    already (by default it is opened here); `records`, the slice of its records to read
+    (warc_outcomes)."""
     source_uri = source_uri or path
     inputs = 0  # pages, and records that are errors
     try:
         with (contextlib.nullcontext(stream) if stream is not None else FileSystems.open(
                 path, compression_type=CompressionTypes.UNCOMPRESSED)) as stream:
-            for outcome in warc_outcomes(stream, source_uri, max_bytes):
+            for outcome in warc_outcomes(stream, source_uri, max_bytes, records):
                 if outcome[0] == "document":
                     inputs += 1
                     yield outcome[1]
@@ -196,7 +206,7 @@ def read_warc(path: str, max_bytes: int, run_id: str, source_uri: str | None = N
             errors.STAGE_READ, errors.READ_FAILED,
             f"{type(error).__name__} after {inputs} records: {error}", source_uri, run_id)
         return
-    if inputs == 0:
+    if inputs == 0 and records == (0, None):
         yield errors.error_output(
             errors.STAGE_READ, errors.EMPTY_INPUT, "the archive holds no HTML response record",
             source_uri, run_id)
