@@ -42,8 +42,8 @@ def test_stream_stores_each_entry_once_and_a_later_run_stores_nothing_twice(tmp_
         site.publish("sport", "before-sport")
         publisher = site.publish_steadily(feeds, every_s=1.5, count=6)
         done = subprocess.run(
-            _stream_words(site, output, feeds, "--duration=14", "--poll_schedule=always", "--poll_interval_s=2",
-                          "--window_s=4"),
+            _stream_words(site, output, feeds, "--duration=14", "--poll_schedule=always",
+                          "--poll_interval_s=2", "--window_s=4"),
             capture_output=True, text=True, timeout=600)
         publisher.join()
         assert done.returncode == 0, done.stderr[-3000:]

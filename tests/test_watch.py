@@ -143,7 +143,8 @@ def test_a_stream_reads_each_new_file_once_settled_beside_its_feed(tmp_path):
             [NEWSBEAM, "stream", f"--feed={site.base}/feeds/city.xml", f"--input={folder}",
              f"--output={output}", "--allow_loopback", "--fetch_delay_s=0.2",
              "--topic_model=none", "--min_words=5", "--duration=40", "--poll_interval_s=2",
-             "--window_s=4"],
+             # The feed publishes while the stream runs: it is read at every tick.
+             "--poll_schedule=always", "--window_s=4"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         writes: list = []
         try:
