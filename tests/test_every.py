@@ -56,7 +56,16 @@ def test_max_runs_ends_with_the_last_status_and_runs_start_every_seconds_apart()
     assert all(0.28 <= gap < 1.0 for gap in gaps), gaps
 
 
-def test_ctrl_c_during_a_run_or_while_waiting_ends_the_loop():
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in the test process even when the suite was started
+    with SIGINT ignored (a shell's background job: Python then keeps it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_run_or_while_waiting_ends_the_loop(ctrl_c_raises):
     assert _loop([KeyboardInterrupt()])[:2][0] == cli.EXIT_INTERRUPTED
 
     def interrupt_soon():
@@ -66,7 +75,7 @@ def test_ctrl_c_during_a_run_or_while_waiting_ends_the_loop():
     assert status == cli.EXIT_INTERRUPTED
 
 
-def test_ctrl_c_that_reaches_another_thread_ends_the_wait_at_once():
+def test_ctrl_c_that_reaches_another_thread_ends_the_wait_at_once(ctrl_c_raises):
     # The kernel hands a process's SIGINT to any of its threads. Before, the loop's wait (one
     # Event.wait of the whole interval) went on to its end: 60 s here, every_s in use.
     def interrupt_from_another_thread():
