@@ -380,19 +380,28 @@ def heartbeat_interval_s(expiry_s: float) -> float:
     return max(0.5, expiry_s * _HEARTBEAT_SHARE)
 
 
-def renew_held(output_dir: str, holder: str, clock=None) -> bool:
-    """Refreshes heartbeat_at of the lease `holder` holds, from any process (a job's steps run
-    on whichever worker has them); False, and nothing written, when someone else holds it now
-    or no one does (it was taken over, or released)."""
-    store = store_for(output_dir)
-    path = lease_path(output_dir)
+def _held_by(store, path: str, holder: str):
+    """(the lease's content, its version token) when `holder` holds it, else None."""
     data, token = store.read(path)
     try:
         current = json.loads(data) if data else None
     except ValueError:
         current = None
     if not current or current.get("holder") != holder:
+        return None
+    return current, token
+
+
+def renew_held(output_dir: str, holder: str, clock=None) -> bool:
+    """Refreshes heartbeat_at of the lease `holder` holds, from any process (a job's steps run
+    on whichever worker has them); False, and nothing written, when someone else holds it now
+    or no one does (it was taken over, or released)."""
+    store = store_for(output_dir)
+    path = lease_path(output_dir)
+    held = _held_by(store, path, holder)
+    if held is None:
         return False
+    current, token = held
     now = (clock or (lambda: dt.datetime.now(dt.timezone.utc)))()
     renewed = {**current, "heartbeat_at": now.isoformat(), "host": socket.gethostname(),
                "pid": os.getpid(), "pid_started": _process_start(os.getpid()),
@@ -404,14 +413,11 @@ def release_held(output_dir: str, holder: str) -> bool:
     """Deletes the lease if `holder` still holds it, from any process (the one that took it
     may be another worker of the job); False when someone else holds it now."""
     store = store_for(output_dir)
-    data, token = store.read(lease_path(output_dir))
-    try:
-        current = json.loads(data) if data else None
-    except ValueError:
-        current = None
-    if not current or current.get("holder") != holder:
+    path = lease_path(output_dir)
+    held = _held_by(store, path, holder)
+    if held is None:
         return False
-    return store.swap(lease_path(output_dir), None, token) is not None
+    return store.swap(path, None, held[1]) is not None
 
 
 def verify_holder(output_dir: str, holder: str) -> None:

@@ -244,6 +244,13 @@ def page_evidence(tree, max_chars: int = FURNITURE_MAX_CHARS) -> tuple[dict[str,
                 if text:
                     captions.add(text)
 
+    def add_text(block: list, text: str | None, linked: bool) -> None:
+        if text and not text.isspace():
+            text = " ".join(text.split())
+            block[0].append(text)
+            if linked:
+                block[1] += len(text)
+
     # A block is [its texts, the characters of them inside links]; the walk passes the one
     # an element's text belongs to.
     def walk(element, block: list, in_link: bool, is_root: bool = False) -> None:
@@ -257,22 +264,11 @@ def page_evidence(tree, max_chars: int = FURNITURE_MAX_CHARS) -> tuple[dict[str,
             return
         own = [[], 0] if tag in _BLOCKS else block
         linked = in_link or tag == "a"
-        parts = own[0]
-        text = element.text
-        if text and not text.isspace():
-            text = " ".join(text.split())
-            parts.append(text)
-            if linked:
-                own[1] += len(text)
+        add_text(own, element.text, linked)
         for child in element:
             if isinstance(child.tag, str):
                 walk(child, own, linked)
-            tail = child.tail
-            if tail and not tail.isspace():
-                tail = " ".join(tail.split())
-                parts.append(tail)
-                if linked:
-                    own[1] += len(tail)
+            add_text(own, child.tail, linked)
         if own is not block:
             close(*own)
 
