@@ -106,9 +106,7 @@ _CAPS_LINE_SHARE = 0.8
 
 
 def _letters(line: str) -> tuple[int, int]:
-    upper = sum(1 for c in line if c.isupper())
-    lower = sum(1 for c in line if c.islower())
-    return upper, lower
+    return sum(map(str.isupper, line)), sum(map(str.islower, line))
 
 
 def is_caps_line(line: str) -> bool:
@@ -335,6 +333,16 @@ class Mention:
     thing_context: bool = False
 
 
+def _line_facts(line: str) -> tuple[bool, bool]:
+    """(a table row, set in capitals) for the line a span is on. A dateline's place ('BRUSSELS
+    1996-08-30') is capitalised on purpose by recasing; a headline after a slug ('CRICKET -
+    ENGLAND BEAT ...') is capitals still."""
+    dateline = _DATELINE.match(line)
+    caps_line = is_caps_line(line) and not (
+        dateline and not is_caps_line(line[dateline.end(1):]))
+    return is_table_line(line), caps_line
+
+
 def mentions_in(text: str, spans: Iterable[tuple[int, int, str]],
                 teams: frozenset = frozenset()) -> list[Mention]:
     """Mentions from (start, end, label) character spans over `text`: each span cut to the
@@ -343,16 +351,15 @@ def mentions_in(text: str, spans: Iterable[tuple[int, int, str]],
     are evidence enough."""
     mentions = []
     casing: Optional[dict[str, str]] = None
+    # A paragraph holds many spans: its facts are worked out once (they scan the whole line).
+    line_facts: dict[tuple[int, int], tuple[bool, bool]] = {}
     for span_start, span_end, span_label in spans:
         line_start = text.rfind("\n", 0, span_start) + 1
         line_end = text.find("\n", span_end)
-        line = text[line_start:line_end if line_end >= 0 else len(text)]
-        in_table = is_table_line(line)
-        # A dateline's place ('BRUSSELS 1996-08-30') is capitalised on purpose by recasing; a
-        # headline after a slug ('CRICKET - ENGLAND BEAT ...') is capitals still.
-        dateline = _DATELINE.match(line)
-        caps_line = is_caps_line(line) and not (
-            dateline and not is_caps_line(line[dateline.end(1):]))
+        if (line_start, line_end) not in line_facts:
+            line_facts[line_start, line_end] = _line_facts(
+                text[line_start:line_end if line_end >= 0 else len(text)])
+        in_table, caps_line = line_facts[line_start, line_end]
         for start, end, label in split_span(text, span_start, span_end, span_label, in_table):
             raw = text[start:end]
             before, after = text[start - 1:start], text[end:end + 2]

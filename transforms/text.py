@@ -81,7 +81,7 @@ def is_table_line(line: str) -> bool:
     tokens = line.split()
     if len(tokens) < _TABLE_LINE_MIN_TOKENS:
         return False
-    numeric = sum(1 for t in tokens if any(c.isdigit() for c in t))
+    numeric = sum(1 for t in tokens if not t.isalpha() and any(map(str.isdigit, t)))
     return numeric >= _TABLE_LINE_DIGIT_SHARE * len(tokens)
 
 
